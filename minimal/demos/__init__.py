@@ -1,0 +1,1 @@
+"""One file per post: `python -m minimal.demos.NAME [--quick] [--seed N]`."""
