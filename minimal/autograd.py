@@ -1,0 +1,756 @@
+"""Reverse-mode automatic differentiation on NumPy arrays, with higher-order gradients.
+
+A `Tensor` wraps an ndarray. Every operation on Tensors that need a gradient records, in the
+result, its parents and a `backward` function that turns the gradient of the result into the
+gradients of the parents. `backward()` / `grad()` walk that graph from the output back to the
+inputs in reverse topological order (iteratively, so a chain of 100,000 ops is fine).
+
+The one idea that gives higher-order gradients for free: every backward function is written with
+Tensor operations, not raw NumPy. Normally it runs with recording switched off, so it costs what
+NumPy costs. With `grad(..., create_graph=True)` recording stays on while it runs, so the
+gradients are themselves Tensors in a graph and can be differentiated again: a Hessian-vector
+product is `grad(grad(f, x, create_graph=True)[0] @ v, x)`.
+
+Broadcasting follows NumPy. An input that was broadcast receives the gradient summed back down
+to its own shape (`_unbroadcast`). A node used twice receives the sum of both gradients.
+
+Data are float32 unless given as float64 (gradient checks run in float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+_recording = True  # is the graph being recorded? (switched off by no_grad and inside backward)
+
+
+@contextlib.contextmanager
+def set_grad_enabled(enabled: bool):
+    global _recording
+    previous, _recording = _recording, enabled
+    try:
+        yield
+    finally:
+        _recording = previous
+
+
+def no_grad():
+    """Context manager: operations inside record no graph (evaluation, parameter updates)."""
+    return set_grad_enabled(False)
+
+
+def is_grad_enabled() -> bool:
+    return _recording
+
+
+def _as_array(data, dtype=None) -> np.ndarray:
+    if isinstance(data, Tensor):
+        data = data.data
+    array = np.asarray(data, dtype=dtype)
+    if dtype is None and array.dtype not in (np.float32, np.float64):
+        array = array.astype(np.float32)  # ints, bools, float16, python floats -> float32
+    return array
+
+
+class Tensor:
+    """An ndarray that remembers how it was computed, so gradients can flow back through it."""
+
+    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "__weakref__")
+    __array_priority__ = 100  # make `ndarray * Tensor` call Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None):
+        self.data: np.ndarray = _as_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self.requires_grad = requires_grad
+        self._parents: tuple[Tensor, ...] = ()
+        self._backward: Callable | None = None
+        self._op = ""
+
+    # ----- basic properties -------------------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    size = property(lambda self: self.data.size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        flag = ", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op}" if self._op else ""
+        return f"Tensor({self.data!r}{flag}{op})"
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """The same values, cut from the graph."""
+        return Tensor(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def backward(self, gradient=None) -> None:
+        """Accumulate d(self)/d(leaf) into `.grad` of every leaf that requires a gradient."""
+        backward(self, gradient)
+
+    # ----- operators --------------------------------------------------------------------
+    def _lift(self, other) -> Tensor:
+        return other if isinstance(other, Tensor) else Tensor(np.asarray(other, self.dtype))
+
+    def __add__(self, other):
+        return add(self, self._lift(other))
+
+    def __radd__(self, other):
+        return add(self._lift(other), self)
+
+    def __sub__(self, other):
+        return sub(self, self._lift(other))
+
+    def __rsub__(self, other):
+        return sub(self._lift(other), self)
+
+    def __mul__(self, other):
+        return mul(self, self._lift(other))
+
+    def __rmul__(self, other):
+        return mul(self._lift(other), self)
+
+    def __truediv__(self, other):
+        return div(self, self._lift(other))
+
+    def __rtruediv__(self, other):
+        return div(self._lift(other), self)
+
+    def __pow__(self, exponent):
+        return power(self, exponent)
+
+    def __rpow__(self, base):
+        return power(self._lift(base), self)
+
+    def __neg__(self):
+        return neg(self)
+
+    def __matmul__(self, other):
+        return matmul(self, self._lift(other))
+
+    def __rmatmul__(self, other):
+        return matmul(self._lift(other), self)
+
+    def __getitem__(self, index):
+        return getitem(self, index)
+
+    # comparisons give plain boolean arrays: they have no gradient
+    def __lt__(self, other):
+        return self.data < _as_array(other)
+
+    def __le__(self, other):
+        return self.data <= _as_array(other)
+
+    def __gt__(self, other):
+        return self.data > _as_array(other)
+
+    def __ge__(self, other):
+        return self.data >= _as_array(other)
+
+    # ----- methods mirroring the functions below ----------------------------------------
+    def exp(self):
+        return exp(self)
+
+    def log(self):
+        return log(self)
+
+    def sqrt(self):
+        return sqrt(self)
+
+    def tanh(self):
+        return tanh(self)
+
+    def sigmoid(self):
+        return sigmoid(self)
+
+    def relu(self):
+        return relu(self)
+
+    def leaky_relu(self, negative_slope=0.01):
+        return leaky_relu(self, negative_slope)
+
+    def abs(self):
+        return absolute(self)
+
+    def clip(self, low=None, high=None):
+        return clip(self, low, high)
+
+    def sum(self, axis=None, keepdims=False):
+        return tensor_sum(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return mean(self, axis, keepdims)
+
+    def var(self, axis=None, keepdims=False, ddof=0):
+        return var(self, axis, keepdims, ddof)
+
+    def max(self, axis=None, keepdims=False):
+        return tensor_max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims=False):
+        return tensor_min(self, axis, keepdims)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    permute = transpose
+
+    def swapaxes(self, axis1, axis2):
+        axes = list(range(self.ndim))
+        axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+        return transpose(self, tuple(axes))
+
+    @property
+    def T(self):
+        return transpose(self, None)
+
+    def flatten(self, start_axis=0):
+        return reshape(self, self.shape[:start_axis] + (-1,))
+
+    def broadcast_to(self, shape):
+        return broadcast_to(self, shape)
+
+    def astype(self, dtype):
+        return astype(self, dtype)
+
+
+class Parameter(Tensor):
+    """A Tensor that a model learns: requires_grad is on from the start."""
+
+    __slots__ = ()
+
+    def __init__(self, data, dtype=None):
+        super().__init__(data, requires_grad=True, dtype=dtype)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.shape}, dtype={self.dtype})"
+
+
+def tensor(data, requires_grad: bool = False, dtype=None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def as_tensor(value, dtype=None) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(value, dtype=dtype)
+
+
+def _node(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Callable, op: str) -> Tensor:
+    """Wrap a result; record its parents and backward only when a gradient will be needed.
+
+    `backward_fn(g)` takes the gradient of the result (a Tensor) and returns one gradient Tensor
+    (or None for "no gradient") per parent, written with Tensor ops so it can be differentiated.
+    """
+    out = Tensor.__new__(Tensor)
+    out.data, out.grad, out._op = data, None, op
+    if _recording and any(p.requires_grad for p in parents):
+        out.requires_grad, out._parents, out._backward = True, tuple(parents), backward_fn
+    else:
+        out.requires_grad, out._parents, out._backward = False, (), None
+    return out
+
+
+def _constant(array: np.ndarray) -> Tensor:
+    out = Tensor.__new__(Tensor)
+    out.data, out.grad, out.requires_grad, out._parents, out._backward, out._op = (
+        array, None, False, (), None, "")
+    return out
+
+
+def _shape_error(op: str, *shapes) -> ValueError:
+    return ValueError(f"{op}: incompatible shapes " + " and ".join(str(s) for s in shapes))
+
+
+def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> None:
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise _shape_error(op, a.shape, b.shape) from None
+
+
+def _unbroadcast(g: Tensor, shape: tuple) -> Tensor:
+    """Sum a gradient of a broadcast result back down to the operand's `shape`."""
+    if g.shape == shape:
+        return g
+    extra = g.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and g.shape[i + extra] != 1)
+    g = tensor_sum(g, axes, keepdims=True) if axes else g
+    return reshape(g, shape)
+
+
+# ===== elementwise arithmetic =============================================================
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    _broadcast_shape("add", a, b)
+    return _node(a.data + b.data, (a, b),
+                 lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add")
+
+
+def sub(a: Tensor, b: Tensor) -> Tensor:
+    _broadcast_shape("sub", a, b)
+    return _node(a.data - b.data, (a, b),
+                 lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub")
+
+
+def mul(a: Tensor, b: Tensor) -> Tensor:
+    _broadcast_shape("mul", a, b)
+    return _node(a.data * b.data, (a, b),
+                 lambda g: (_unbroadcast(g * b, a.shape) if a.requires_grad else None,
+                            _unbroadcast(g * a, b.shape) if b.requires_grad else None), "mul")
+
+
+def div(a: Tensor, b: Tensor) -> Tensor:
+    _broadcast_shape("div", a, b)
+    return _node(a.data / b.data, (a, b),
+                 lambda g: (_unbroadcast(g / b, a.shape) if a.requires_grad else None,
+                            _unbroadcast(-g * a / (b * b), b.shape) if b.requires_grad else None),
+                 "div")
+
+
+def neg(a: Tensor) -> Tensor:
+    return _node(-a.data, (a,), lambda g: (-g,), "neg")
+
+
+def power(a: Tensor, exponent) -> Tensor:
+    """a ** exponent, for a number or a Tensor exponent."""
+    if isinstance(exponent, numbers.Number):
+        p = exponent
+        out = a.data ** np.asarray(p, a.dtype)
+        return _node(out, (a,), lambda g: (g * p * a ** (p - 1),), "pow")
+    exponent = as_tensor(exponent)
+    _broadcast_shape("pow", a, exponent)
+    result = _node(a.data ** exponent.data, (a, exponent),
+                   lambda g: (_unbroadcast(g * exponent * a ** (exponent - 1), a.shape),
+                              _unbroadcast(g * result * log(a), exponent.shape)), "pow")
+    return result
+
+
+# ===== elementwise functions ===============================================================
+
+def exp(a: Tensor) -> Tensor:
+    result = _node(np.exp(a.data), (a,), lambda g: (g * result,), "exp")
+    return result
+
+
+def log(a: Tensor) -> Tensor:
+    return _node(np.log(a.data), (a,), lambda g: (g / a,), "log")
+
+
+def sqrt(a: Tensor) -> Tensor:
+    result = _node(np.sqrt(a.data), (a,), lambda g: (g / (2 * result),), "sqrt")
+    return result
+
+
+def tanh(a: Tensor) -> Tensor:
+    result = _node(np.tanh(a.data), (a,), lambda g: (g * (1 - result * result),), "tanh")
+    return result
+
+
+def _sigmoid_array(x: np.ndarray) -> np.ndarray:
+    # exp of a non-positive number only: no overflow for large |x|
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def sigmoid(a: Tensor) -> Tensor:
+    result = _node(_sigmoid_array(a.data), (a,), lambda g: (g * result * (1 - result),),
+                   "sigmoid")
+    return result
+
+
+def softplus(a: Tensor) -> Tensor:
+    """log(1 + exp(a)) without overflow; its derivative is sigmoid(a) (also at a = 0)."""
+    x = a.data
+    out = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
+    return _node(out.astype(x.dtype, copy=False), (a,), lambda g: (g * sigmoid(a),), "softplus")
+
+
+def _masked(a: Tensor, mask: np.ndarray, op: str, out: np.ndarray) -> Tensor:
+    """An op whose derivative is a constant (piecewise) factor `mask`: relu, abs, clip..."""
+    factor = _constant(mask.astype(a.dtype, copy=False))
+    return _node(out, (a,), lambda g: (g * factor,), op)
+
+
+def relu(a: Tensor) -> Tensor:
+    positive = a.data > 0
+    return _masked(a, positive, "relu", a.data * positive)
+
+
+def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
+    slope = np.where(a.data > 0, 1, negative_slope).astype(a.dtype)
+    return _masked(a, slope, "leaky_relu", a.data * slope)
+
+
+def absolute(a: Tensor) -> Tensor:
+    return _masked(a, np.sign(a.data), "abs", np.abs(a.data))
+
+
+def clip(a: Tensor, low=None, high=None) -> Tensor:
+    out = np.clip(a.data, low, high)
+    inside = np.ones(a.shape, bool)
+    if low is not None:
+        inside &= a.data >= low
+    if high is not None:
+        inside &= a.data <= high
+    return _masked(a, inside, "clip", out.astype(a.dtype, copy=False))
+
+
+def maximum(a, b) -> Tensor:
+    """Elementwise maximum; at ties the gradient goes to `a`."""
+    a, b = as_tensor(a), as_tensor(b)
+    _broadcast_shape("maximum", a, b)
+    take_a = _constant(np.asarray(a.data >= b.data))
+    return where(take_a.data, a, b)
+
+
+def minimum(a, b) -> Tensor:
+    a, b = as_tensor(a), as_tensor(b)
+    _broadcast_shape("minimum", a, b)
+    return where(np.asarray(a.data <= b.data), a, b)
+
+
+def where(condition, a, b) -> Tensor:
+    """`a` where condition holds, else `b` (condition is a boolean array, not differentiated)."""
+    cond = condition.data.astype(bool) if isinstance(condition, Tensor) else np.asarray(
+        condition, bool)
+    a = as_tensor(a)
+    b = b if isinstance(b, Tensor) else Tensor(np.asarray(b, a.dtype))
+    try:
+        out = np.where(cond, a.data, b.data)
+    except ValueError:
+        raise _shape_error("where", cond.shape, a.shape, b.shape) from None
+    zero = _constant(np.zeros((), out.dtype))
+    return _node(out, (a, b), lambda g: (
+        _unbroadcast(where(cond, g, zero), a.shape) if a.requires_grad else None,
+        _unbroadcast(where(cond, zero, g), b.shape) if b.requires_grad else None), "where")
+
+
+def astype(a: Tensor, dtype) -> Tensor:
+    source = a.dtype
+    return _node(a.data.astype(dtype), (a,), lambda g: (astype(g, source),), "astype")
+
+
+# ===== matrix product =====================================================================
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """NumPy's matmul: 2-D, batched (broadcast leading axes), and 1-D operands."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: scalars are not allowed, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1:
+        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
+    if a.shape[-1] != b.shape[-2]:
+        raise _shape_error("matmul", a.shape, b.shape)
+    try:
+        out = np.matmul(a.data, b.data)
+    except ValueError:
+        raise _shape_error("matmul", a.shape, b.shape) from None
+
+    def backward(g):
+        ga = _unbroadcast(matmul(g, b.swapaxes(-1, -2)), a.shape) if a.requires_grad else None
+        gb = _unbroadcast(matmul(a.swapaxes(-1, -2), g), b.shape) if b.requires_grad else None
+        return ga, gb
+
+    return _node(out, (a, b), backward, "matmul")
+
+
+# ===== reductions =========================================================================
+
+def _normalise_axis(axis, ndim: int) -> tuple:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(sorted(ax % ndim for ax in axes)) if ndim else ()
+
+
+def _keepdims_shape(shape: tuple, axes: tuple) -> tuple:
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def broadcast_to(a: Tensor, shape) -> Tensor:
+    shape = tuple(shape)
+    try:
+        out = np.broadcast_to(a.data, shape)
+    except ValueError:
+        raise _shape_error("broadcast_to", a.shape, shape) from None
+    return _node(out, (a,), lambda g: (_unbroadcast(g, a.shape),), "broadcast_to")
+
+
+def tensor_sum(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    axes = _normalise_axis(axis, a.ndim)
+    out = np.sum(a.data, axis=axes, keepdims=keepdims)
+    kept = _keepdims_shape(a.shape, axes)
+    return _node(np.asarray(out), (a,),
+                 lambda g: (broadcast_to(reshape(g, kept), a.shape),), "sum")
+
+
+def mean(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    axes = _normalise_axis(axis, a.ndim)
+    count = int(np.prod([a.shape[i] for i in axes])) if axes else 1
+    return tensor_sum(a, axes, keepdims) * (1.0 / count)
+
+
+def var(a: Tensor, axis=None, keepdims: bool = False, ddof: int = 0) -> Tensor:
+    """Variance; ddof=0 divides by n (NumPy's default), ddof=1 by n - 1."""
+    axes = _normalise_axis(axis, a.ndim)
+    count = int(np.prod([a.shape[i] for i in axes])) if axes else 1
+    centred = a - mean(a, axes, keepdims=True)
+    return tensor_sum(centred * centred, axes, keepdims) * (1.0 / (count - ddof))
+
+
+def _extremum(a: Tensor, axis, keepdims: bool, reduce: Callable, op: str) -> Tensor:
+    axes = _normalise_axis(axis, a.ndim)
+    kept = _keepdims_shape(a.shape, axes)
+    out = reduce(a.data, axis=axes, keepdims=True)
+    # the gradient goes to the winning entries, shared equally among ties
+    hits = a.data == out
+    share = _constant((hits / hits.sum(axis=axes, keepdims=True)).astype(a.dtype))
+    result = out if keepdims else out.reshape([n for i, n in enumerate(kept) if i not in axes])
+    return _node(result, (a,), lambda g: (broadcast_to(reshape(g, kept), a.shape) * share,), op)
+
+
+def tensor_max(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    return _extremum(a, axis, keepdims, np.max, "max")
+
+
+def tensor_min(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
+    return _extremum(a, axis, keepdims, np.min, "min")
+
+
+def logsumexp(a: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
+    """log(sum(exp(a))) along axis, shifted by the max so nothing overflows."""
+    axes = _normalise_axis(axis, a.ndim)
+    shift = _constant(np.max(a.data, axis=axes, keepdims=True))  # any constant shift is exact
+    out = log(tensor_sum(exp(a - shift), axes, keepdims=True)) + shift
+    return out if keepdims else reshape(out, [n for i, n in enumerate(out.shape) if i not in axes])
+
+
+# ===== shape ==============================================================================
+
+def reshape(a: Tensor, shape) -> Tensor:
+    try:
+        out = a.data.reshape(shape)
+    except ValueError:
+        raise _shape_error("reshape", a.shape, tuple(shape)) from None
+    return _node(out, (a,), lambda g: (reshape(g, a.shape),), "reshape")
+
+
+def transpose(a: Tensor, axes=None) -> Tensor:
+    axes = tuple(reversed(range(a.ndim))) if axes is None else tuple(ax % a.ndim for ax in axes)
+    if sorted(axes) != list(range(a.ndim)):
+        raise ValueError(f"transpose: axes {axes} do not fit shape {a.shape}")
+    inverse = tuple(np.argsort(axes))
+    return _node(a.data.transpose(axes), (a,), lambda g: (transpose(g, inverse),), "transpose")
+
+
+def _has_array_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (list, np.ndarray, Tensor)) for p in parts)
+
+
+def _plain_index(index):
+    if isinstance(index, Tensor):
+        return index.data.astype(np.int64)
+    if isinstance(index, tuple):
+        return tuple(_plain_index(p) for p in index)
+    return index
+
+
+def getitem(a: Tensor, index) -> Tensor:
+    """Indexing and slicing, integer-array (gather) indexing included."""
+    index = _plain_index(index)
+    try:
+        out = a.data[index]
+    except IndexError as error:
+        raise IndexError(f"getitem: index does not fit shape {a.shape}: {error}") from None
+    return _node(np.asarray(out), (a,), lambda g: (scatter_add(g, index, a.shape),), "getitem")
+
+
+def scatter_add(g: Tensor, index, shape: tuple) -> Tensor:
+    """zeros(shape) with g added at `index`: the adjoint of getitem (repeated indices add up)."""
+    out = np.zeros(shape, g.dtype)
+    if _has_array_index(index):
+        np.add.at(out, index, g.data)
+    else:
+        out[index] = g.data
+    return _node(out, (g,), lambda h: (getitem(h, index),), "scatter_add")
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    try:
+        out = np.concatenate([t.data for t in tensors], axis=axis)
+    except ValueError:
+        raise _shape_error("concatenate", *(t.shape for t in tensors)) from None
+    axis = axis % out.ndim
+    bounds = np.cumsum([0] + [t.shape[axis] for t in tensors])
+
+    def backward(g):
+        lead = (slice(None),) * axis
+        return tuple(getitem(g, lead + (slice(lo, hi),)) if t.requires_grad else None
+                     for t, lo, hi in zip(tensors, bounds[:-1], bounds[1:]))
+
+    return _node(out, tensors, backward, "concatenate")
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    tensors = [as_tensor(t) for t in tensors]
+    shapes = {t.shape for t in tensors}
+    if len(shapes) != 1:
+        raise _shape_error("stack", *(t.shape for t in tensors))
+    axis = axis % (tensors[0].ndim + 1)
+    expanded = [reshape(t, t.shape[:axis] + (1,) + t.shape[axis:]) for t in tensors]
+    return concatenate(expanded, axis)
+
+
+def split(a: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
+    """Like np.split: a number of equal sections, or the indices where to cut."""
+    axis = axis % a.ndim
+    n = a.shape[axis]
+    if isinstance(indices_or_sections, int):
+        if n % indices_or_sections:
+            raise ValueError(f"split: axis of size {n} does not divide into "
+                             f"{indices_or_sections} equal sections")
+        step = n // indices_or_sections
+        cuts = list(range(step, n, step))
+    else:
+        cuts = list(indices_or_sections)
+    edges = [0] + cuts + [n]
+    lead = (slice(None),) * axis
+    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
+    """Constant padding with NumPy's pad_width: ((before, after), ...) per axis."""
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (a.ndim, 2))
+    out = np.pad(a.data, widths, mode="constant", constant_values=value)
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
+    return _node(out, (a,), lambda g: (getitem(g, inner),), "pad")
+
+
+# ===== the backward pass ==================================================================
+
+def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
+    """Nodes reachable from roots, each after all of its parents (iterative depth-first)."""
+    order, visited = [], set()
+    stack = [(root, False) for root in roots if root.requires_grad]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for parent in node._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                stack.append((parent, False))
+    return order
+
+
+def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: set[int],
+               create_graph: bool) -> dict[int, Tensor]:
+    """Run every backward function once; return the gradients reaching the leaves and `keep`.
+
+    Gradients of other intermediate nodes are dropped as soon as they have been passed on.
+    """
+    grads: dict[int, Tensor] = {}
+    for out, g in zip(outputs, grad_outputs):
+        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
+    order = _topological_order(outputs)
+    with set_grad_enabled(create_graph):
+        for node in reversed(order):
+            g = grads.get(id(node))
+            if g is None or node._backward is None:
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.shape:  # a bug in an op's backward, never the user's
+                    raise RuntimeError(f"{node._op} backward gave a gradient of shape "
+                                       f"{pg.shape} for an input of shape {parent.shape}")
+                key = id(parent)
+                grads[key] = grads[key] + pg if key in grads else pg
+            if id(node) not in keep:
+                del grads[id(node)]  # free intermediate gradients early
+    return grads
+
+
+def _seed_gradients(outputs: Sequence[Tensor], grad_outputs) -> list[Tensor]:
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if g is None:
+            if out.size != 1:
+                raise ValueError(f"grad: output of shape {out.shape} is not a scalar; "
+                                 "pass grad_outputs")
+            g = Tensor(np.ones(out.shape, out.dtype))
+        g = as_tensor(g, dtype=out.dtype)
+        if g.shape != out.shape:
+            raise _shape_error("grad (grad_outputs vs outputs)", g.shape, out.shape)
+        seeds.append(g)
+    return seeds
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False,
+         allow_unused: bool = False) -> list[Tensor | None]:
+    """Gradients of `outputs` (weighted by grad_outputs) with respect to each of `inputs`.
+
+    With create_graph=True the returned Tensors carry a graph and can be differentiated again.
+    An input that the outputs do not depend on gets zeros (or None with allow_unused=True).
+    """
+    single_output = isinstance(outputs, Tensor)
+    outputs = [outputs] if single_output else list(outputs)
+    if isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for out in outputs:
+        if not out.requires_grad:
+            raise ValueError("grad: an output does not depend on any tensor that requires grad")
+    seeds = _seed_gradients(outputs, grad_outputs)
+    grads = _propagate(outputs, seeds, keep={id(x) for x in inputs}, create_graph=create_graph)
+    result = []
+    for x in inputs:
+        g = grads.get(id(x))
+        if g is None and not allow_unused:
+            g = Tensor(np.zeros(x.shape, x.dtype))
+        if g is not None and not create_graph:
+            g = g.detach()
+        result.append(g)
+    return result
+
+
+def backward(output: Tensor, gradient=None) -> None:
+    """Add d(output)/d(leaf) to the .grad array of every leaf that requires a gradient."""
+    if not output.requires_grad:
+        raise ValueError("backward: the output does not depend on any tensor that requires grad")
+    seeds = _seed_gradients([output], [gradient])
+    leaves = [node for node in _topological_order([output]) if node._backward is None]
+    grads = _propagate([output], seeds, keep=set(), create_graph=False)
+    for leaf in leaves:
+        g = grads.get(id(leaf))
+        if g is not None:
+            leaf.grad = g.data.copy() if leaf.grad is None else leaf.grad + g.data

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+
+from minimal import nn
+from minimal.autograd import Tensor
+from minimal.gradcheck import check_grads
+
+
+class TwoLayer(nn.Module):
+    def __init__(self, rng):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(3, 4, rng=rng), nn.Tanh(), nn.Linear(4, 2, rng=rng))
+        self.embed = nn.Embedding(5, 3, rng=rng)
+        self.register_buffer("count", np.zeros(2))
+
+    def forward(self, ids):
+        return self.body(self.embed(ids))
+
+
+def test_linear_matches_formula_and_gradients():
+    rng = np.random.default_rng(0)
+    layer = nn.Linear(3, 2, rng=rng)
+    assert layer.weight.shape == (2, 3) and layer.bias.shape == (2,)
+    assert np.all(np.abs(layer.weight.data) <= 1 / np.sqrt(3)) and np.any(layer.bias.data != 0)
+    x = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(layer(Tensor(x)).data, x @ layer.weight.data.T + layer.bias.data,
+                               rtol=1e-6)
+    w, b = layer.weight.data.astype(np.float64), layer.bias.data.astype(np.float64)
+
+    def f(x, w, b):
+        layer.weight, layer.bias = w, b  # plain Tensors are not registered; fine for a check
+        return layer(x).tanh()
+    check_grads(f, [x, w, b], order=2)
+    with pytest.raises(ValueError, match=r"Linear.*\(4, 5\)"):
+        nn.Linear(3, 2)(Tensor(np.zeros((4, 5))))
+
+
+def test_named_parameters_state_dict_and_modes():
+    model = TwoLayer(np.random.default_rng(1))
+    names = [name for name, _ in model.named_parameters()]
+    assert names == ["body.0.weight", "body.0.bias", "body.2.weight", "body.2.bias",
+                     "embed.weight"]
+    assert list(model.state_dict()) == names[:4] + ["embed.weight", "count"] or \
+        set(model.state_dict()) == set(names) | {"count"}
+    model.eval()
+    assert not model.body[0].training
+    model.train()
+    assert model.body[2].training
+
+
+def test_save_load_round_trip(tmp_path):
+    a, b = TwoLayer(np.random.default_rng(1)), TwoLayer(np.random.default_rng(2))
+    a.count[:] = [3, 4]
+    path = tmp_path / "model.npz"
+    a.save(path)
+    b.load(path)
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        np.testing.assert_array_equal(x, y, err_msg=name)
+    ids = np.array([[0, 4], [2, 1]])
+    np.testing.assert_array_equal(a(ids).data, b(ids).data)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temp file left
+
+
+def test_load_refuses_pickled_object_arrays(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, **{"body.0.weight": np.array([{"x": 1}], dtype=object)})
+    with pytest.raises(ValueError, match="object array"):
+        TwoLayer(np.random.default_rng(0)).load(path)
+
+
+def test_load_rejects_wrong_names_and_shapes(tmp_path):
+    model = TwoLayer(np.random.default_rng(0))
+    state = model.state_dict()
+    state["body.0.weight"] = np.zeros((9, 9))
+    with pytest.raises(ValueError, match=r"body.0.weight.*\(9, 9\)"):
+        model.load_state_dict(state)
+    del state["count"]
+    with pytest.raises(KeyError, match="count"):
+        model.load_state_dict(state)
+    (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a readable"):
+        model.load(tmp_path / "broken.npz")
+
+
+def test_failed_save_keeps_previous_file(tmp_path, monkeypatch):
+    path = tmp_path / "model.npz"
+    model = TwoLayer(np.random.default_rng(0))
+    model.save(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="object array"):
+        nn.save_arrays(path, {"bad": np.array([object()])})
+
+    def crash_half_way(file, **arrays):
+        file.write(b"PK partial")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, "savez", crash_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == before and len(list(tmp_path.iterdir())) == 1
+
+
+def test_embedding_gathers_and_accumulates_repeated_ids():
+    emb = nn.Embedding(4, 2, padding_idx=0, rng=np.random.default_rng(0))
+    assert np.all(emb.weight.data[0] == 0)
+    ids = np.array([[1, 1, 0], [3, 1, 2]])
+    out = emb(ids)
+    np.testing.assert_array_equal(out.data[1, 2], emb.weight.data[2])
+    out.sum().backward()
+    np.testing.assert_array_equal(emb.weight.grad[:, 0], [0, 3, 1, 1])  # id 1 used 3 times
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        emb(np.array([4]))
+
+
+def test_initialisers_are_seeded_and_scaled():
+    shape = (400, 300)
+    a = nn.xavier_uniform(shape, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, nn.xavier_uniform(shape, np.random.default_rng(3)))
+    np.testing.assert_allclose(a.std(), np.sqrt(2 / 700), rtol=0.02)
+    np.testing.assert_allclose(nn.kaiming_normal(shape, np.random.default_rng(0)).std(),
+                               np.sqrt(2 / 300), rtol=0.02)
+    conv = (64, 32, 5, 5)
+    assert nn.fan_in_and_out(conv) == (800, 1600)
+    np.testing.assert_allclose(nn.normal(conv, 0.02, np.random.default_rng(0)).std(), 0.02,
+                               rtol=0.02)
