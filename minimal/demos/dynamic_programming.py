@@ -47,12 +47,12 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from minimal import cli, envs
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+matplotlib.use("Agg")  # figures go to files; no display needed
 
 
 @dataclass
@@ -209,13 +209,17 @@ def success_rate(env: gym.Env, policy: Policy, episodes: int, seed: int) -> floa
 
 # --- figures ------------------------------------------------------------------------------
 def draw_values(ax, values: np.ndarray, shape: tuple[int, int], title: str,
-                labels: list[str] | None = None, decimals: int = 1) -> None:
+                labels: list[str] | None = None, number_format: str = ".3g") -> None:
     grid = values.reshape(shape)
     ax.imshow(grid, cmap="viridis")
+    spread = np.ptp(grid) or 1.0
     for (row, col), value in np.ndenumerate(grid):
-        text = f"{value:.{decimals}f}" + (f"\n{labels[row * shape[1] + col]}" if labels else "")
+        text = f"{value:{number_format}}"
+        if labels:
+            text += f"\n{labels[row * shape[1] + col]}"
+        dark_cell = (value - grid.min()) / spread < 0.5
         ax.text(col, row, text, ha="center", va="center", fontsize=8,
-                color="white" if value < grid.mean() else "black")
+                color="white" if dark_cell else "black")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -247,11 +251,13 @@ def draw_arrows(ax, policy: Policy, shape: tuple[int, int], skip: np.ndarray,
 
 def figure_policy_evaluation(P, history, converged, gamma, sweeps_shown, terminal, path):
     columns = [(k, history[k]) for k in sweeps_shown] + [("inf", converged)]
-    fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 4.8))
+    fig, axes = plt.subplots(2, len(columns), figsize=(2.2 * len(columns), 5.2))
     for column, (k, values) in enumerate(columns):
-        draw_values(axes[0, column], values, (4, 4), f"v_k of the random policy, k = {k}")
+        draw_values(axes[0, column], values, (4, 4), f"k = {k}")
         draw_arrows(axes[1, column], greedy_policy(P, values, gamma), (4, 4), terminal,
-                    title=f"greedy policy w.r.t. v_{k}")
+                    title=f"greedy w.r.t. v_{k}")
+    axes[0, 0].set_ylabel("v_k for the random policy")
+    axes[1, 0].set_ylabel("greedy policy w.r.t. v_k")
     fig.suptitle("Iterative policy evaluation on the 4x4 gridworld (Sutton & Barto fig. 4.1)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -264,13 +270,15 @@ def figure_convergence(changes_sync, changes_in_place, changes_vi, v_star, pi_st
     axes[0].semilogy(range(1, len(changes_sync) + 1), changes_sync, label="synchronous evaluation")
     axes[0].semilogy(range(1, len(changes_in_place) + 1), changes_in_place,
                      label="in-place evaluation")
-    axes[0].semilogy(range(1, len(changes_vi) + 1), np.maximum(changes_vi, 1e-16),
-                     label="value iteration", marker="o")
+    # Value iteration's last change is exactly 0 (log scale can't show it): plot the others.
+    nonzero = [(k + 1, c) for k, c in enumerate(changes_vi) if c > 0]
+    axes[0].semilogy(*zip(*nonzero), label=f"value iteration ({len(changes_vi)} sweeps)",
+                     marker="o")
     axes[0].set_xlabel("sweep")
     axes[0].set_ylabel("largest change of v in the sweep")
     axes[0].set_title("Convergence on the gridworld")
     axes[0].legend()
-    draw_values(axes[1], v_star, (4, 4), "v* (value iteration)", decimals=0)
+    draw_values(axes[1], v_star, (4, 4), "v* (value iteration)")
     draw_arrows(axes[2], pi_star, (4, 4), terminal, title="an optimal policy (policy iteration)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -285,7 +293,7 @@ def figure_lake(desc, v_star, pi_star, played_rate, episodes, path):
     letters = [cell.decode() for cell in desc.ravel()]
     ends = np.array([letter in "HG" for letter in letters])
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    draw_values(axes[0], v_star, shape, "v*: chance of reaching G", labels=letters, decimals=2)
+    draw_values(axes[0], v_star, shape, "v*: chance of reaching G", labels=letters, number_format=".2f")
     draw_arrows(axes[1], pi_star, shape, ends, moves=LAKE_MOVES,
                 title="optimal action (H, G shaded)")
     start = float(v_star[0])
@@ -334,7 +342,7 @@ def run(config: Config) -> dict[str, float]:
     lake = gym.make("FrozenLake-v1", map_name=config.lake_map,
                     is_slippery=config.lake_slippery, max_episode_steps=10_000)
     lake_P = lake.unwrapped.P
-    lake_pi, lake_v_pi, _, _ = policy_iteration(lake_P, config.lake_gamma, theta)
+    lake_pi, _, _, _ = policy_iteration(lake_P, config.lake_gamma, theta)
     lake_v_star, lake_changes = value_iteration(lake_P, config.lake_gamma, theta)
     lake_vi_policy = greedy_policy(lake_P, lake_v_star, config.lake_gamma)
     played = success_rate(lake, lake_pi, config.lake_episodes, config.seed)
