@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -59,7 +59,7 @@ def _as_array(data, dtype=None) -> np.ndarray:
 class Tensor:
     """An ndarray that remembers how it was computed, so gradients can flow back through it."""
 
-    __slots__ = ("data", "grad", "requires_grad", "_parents", "_backward", "_op", "__weakref__")
+    __slots__ = ("__weakref__", "_backward", "_op", "_parents", "data", "grad", "requires_grad")
     __array_priority__ = 100  # make `ndarray * Tensor` call Tensor.__rmul__
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):

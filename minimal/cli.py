@@ -25,7 +25,8 @@ import inspect
 import sys
 import textwrap
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def field_comments(config_cls: type) -> dict[str, str]:

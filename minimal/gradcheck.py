@@ -13,7 +13,7 @@ derivative, e.g. a backward that uses a detached value, is caught too. Run it in
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

@@ -10,7 +10,7 @@ def test_targets():
 
 def test_zero_demos_is_fine(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(run_all, "demo_names", lambda: [])
+    monkeypatch.setattr(run_all, "demo_names", list)
     assert run_all.main([]) == 0
     assert (tmp_path / "outputs" / "summary.md").exists()
 
