@@ -475,6 +475,34 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return _node(out, (a, b), backward, "matmul")
 
 
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x @ weight.T + bias with weight (out_features, in_features), as PyTorch's F.linear.
+
+    The same as composing matmul, transpose and add, but the weight gradient comes out as one
+    contiguous (out, in) matmul, g^T x, rather than the transpose of x^T g (which would cost a
+    strided copy per step).
+    """
+    if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+        raise _shape_error("linear (input vs weight (out, in))", x.shape, weight.shape)
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise _shape_error("linear (bias vs weight (out, in))", bias.shape, weight.shape)
+    out = x.data @ weight.data.T
+    if bias is not None:
+        out += bias.data
+    parents = (x, weight) if bias is None else (x, weight, bias)
+
+    def backward(g):
+        g_rows = reshape(g, (-1, weight.shape[0]))
+        grads = [matmul(g, weight) if x.requires_grad else None,
+                 matmul(transpose(g_rows), reshape(x, (-1, weight.shape[1])))
+                 if weight.requires_grad else None]
+        if bias is not None:
+            grads.append(tensor_sum(g_rows, 0) if bias.requires_grad else None)
+        return grads
+
+    return _node(out, parents, backward, "linear")
+
+
 # ===== reductions =========================================================================
 
 def _normalise_axis(axis, ndim: int) -> tuple:
@@ -708,7 +736,7 @@ def _seed_gradients(outputs: Sequence[Tensor], grad_outputs) -> list[Tensor]:
                 raise ValueError(f"grad: output of shape {out.shape} is not a scalar; "
                                  "pass grad_outputs")
             g = Tensor(np.ones(out.shape, out.dtype))
-        g = as_tensor(g, dtype=out.dtype)
+        g = Tensor(np.array(g.data if isinstance(g, Tensor) else g, dtype=out.dtype))
         if g.shape != out.shape:
             raise _shape_error("grad (grad_outputs vs outputs)", g.shape, out.shape)
         seeds.append(g)
@@ -750,7 +778,16 @@ def backward(output: Tensor, gradient=None) -> None:
     seeds = _seed_gradients([output], [gradient])
     leaves = [node for node in _topological_order([output]) if node._backward is None]
     grads = _propagate([output], seeds, keep=set(), create_graph=False)
+    handed_out: set[int] = set()
     for leaf in leaves:
         g = grads.get(id(leaf))
-        if g is not None:
-            leaf.grad = g.data.copy() if leaf.grad is None else leaf.grad + g.data
+        if g is None:
+            continue
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + g.data
+            continue
+        # .grad may be changed in place later (clip_grad_norm), so each leaf needs an array of
+        # its own: copy views and arrays that another leaf (or the graph) might share
+        fresh = g.data.flags.owndata and g.data.flags.writeable and id(g.data) not in handed_out
+        leaf.grad = g.data if fresh else g.data.copy()
+        handed_out.add(id(leaf.grad))

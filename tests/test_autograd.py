@@ -205,3 +205,22 @@ def test_large_logits_stay_finite():
     y.backward()
     assert np.isfinite(y.data) and np.all(np.isfinite(x.grad))
     np.testing.assert_allclose(ag.softplus(Tensor(np.zeros(1))).data, [np.log(2)])
+
+
+def test_linear_op_matches_composition():
+    x, w, b = randn(4, 3), randn(5, 3), randn(5)
+    np.testing.assert_allclose(ag.linear(Tensor(x), Tensor(w), Tensor(b)).data, x @ w.T + b)
+    check_grads(lambda x, w, b: ag.linear(x, w, b).tanh(), [x, w, b], order=2)
+    check_grads(lambda x, w: ag.linear(x, w) ** 2, [randn(2, 4, 3), w], order=2)
+    with pytest.raises(ValueError, match=r"linear.*\(4, 2\).*\(5, 3\)"):
+        ag.linear(Tensor(np.zeros((4, 2))), Tensor(w))
+
+
+def test_leaf_gradients_do_not_share_memory():
+    a = Tensor(randn(3), requires_grad=True)
+    b = Tensor(randn(3), requires_grad=True)
+    seed = np.ones(3)
+    (a + b).backward(seed)  # add hands the very same gradient array to both leaves
+    a.grad *= 2  # e.g. clip_grad_norm scales in place
+    np.testing.assert_allclose(b.grad, 1)
+    np.testing.assert_allclose(seed, 1)
