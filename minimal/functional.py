@@ -1,4 +1,5 @@
-"""Differentiable functions built from autograd's ops: activations, softmax, losses, dropout.
+"""Differentiable functions built from autograd's ops: activations, softmax, losses, dropout;
+convolution, pooling and batch norm come from minimal/conv.py and are re-exported here.
 
 Each is a short composition of Tensor operations, so each has first and higher-order gradients
 without a hand-written backward.
@@ -13,6 +14,7 @@ from minimal.autograd import (
     as_tensor,
     getitem,
     leaky_relu,
+    linear,
     log,
     logsumexp,
     relu,
@@ -21,11 +23,38 @@ from minimal.autograd import (
     softplus,
     tanh,
 )
+from minimal.conv import (
+    batch_norm,
+    conv2d,
+    conv_transpose2d,
+    max_pool2d,
+    max_unpool2d,
+    upsample,
+)
 
 __all__ = [
-    "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "logsumexp", "softmax", "log_softmax",
-    "cross_entropy", "nll_loss", "binary_cross_entropy_with_logits", "binary_cross_entropy",
-    "mse_loss", "l1_loss", "dropout",
+    "linear",
+    "batch_norm",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "conv2d",
+    "conv_transpose2d",
+    "cross_entropy",
+    "dropout",
+    "l1_loss",
+    "leaky_relu",
+    "log_softmax",
+    "logsumexp",
+    "max_pool2d",
+    "max_unpool2d",
+    "mse_loss",
+    "nll_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "softplus",
+    "tanh",
+    "upsample",
 ]
 
 

@@ -1,4 +1,5 @@
-"""Layers: Module (parameters, state dict, save/load), Linear, Embedding, Sequential, initialisers.
+"""Layers: Module (parameters, state dict, save/load), Linear, Embedding, Sequential, initialisers,
+Conv2d, ConvTranspose2d, MaxPool2d, BatchNorm1d/2d, Dropout, LSTMCell, LSTM.
 
 Names, shapes and layouts follow PyTorch (Linear.weight is (out, in)), so a PyTorch state dict
 converted to arrays loads here and the results can be compared number for number.
@@ -14,12 +15,12 @@ import os
 import tempfile
 import zipfile
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
 from minimal import functional as F
-from minimal.autograd import Parameter, Tensor, getitem
+from minimal.autograd import Parameter, Tensor, getitem, split, stack
 
 # ===== initialisers =======================================================================
 
@@ -246,8 +247,7 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input shape {x.shape} does not end in in_features="
                              f"{self.in_features} (weight shape {self.weight.shape})")
-        y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
@@ -353,3 +353,244 @@ class Flatten(Module):
 
     def forward(self, x):
         return x.reshape(x.shape[0], -1)
+
+
+class Dropout(Module):
+    """Zero each entry with probability p while training (scaling the rest by 1/(1-p))."""
+
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p, self.rng = p, _generator(rng)
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.rng, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+# ===== convolution layers =================================================================
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+class Conv2d(Module):
+    """F.conv2d with weight (out, in, kh, kw) and bias (out,), initialised like PyTorch:
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in * kh * kw."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = True, rng=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
+                                                       _pair(padding))
+        rng = _generator(rng)
+        bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+        shape = (out_channels, in_channels) + self.kernel_size
+        self.weight = Parameter(uniform(shape, -bound, bound, rng))
+        self.bias = Parameter(uniform((out_channels,), -bound, bound, rng)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class ConvTranspose2d(Module):
+    """F.conv_transpose2d with weight (in, out, kh, kw) and bias (out,); PyTorch's init takes
+    its fan_in from weight axis 1: U(-1/sqrt(out * kh * kw), +...)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, bias: bool = True, rng=None):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
+        self.padding, self.output_padding = _pair(padding), _pair(output_padding)
+        rng = _generator(rng)
+        bound = 1.0 / math.sqrt(out_channels * self.kernel_size[0] * self.kernel_size[1])
+        shape = (in_channels, out_channels) + self.kernel_size
+        self.weight = Parameter(uniform(shape, -bound, bound, rng))
+        self.bias = Parameter(uniform((out_channels,), -bound, bound, rng)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv_transpose2d(x, self.weight, self.bias, self.stride, self.padding,
+                                  self.output_padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, "
+                f"output_padding={self.output_padding}")
+
+
+class MaxPool2d(Module):
+    def __init__(self, kernel_size, stride=None, return_indices: bool = False):
+        super().__init__()
+        self.kernel_size, self.stride, self.return_indices = kernel_size, stride, return_indices
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.return_indices)
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over axis 1 with running statistics (PyTorch's buffers: running_mean,
+    running_var, num_batches_tracked) and a learned per-channel scale `weight` and shift `bias`.
+
+    train(): normalise with the batch's statistics and update the running ones;
+    eval(): normalise with the running statistics (so a batch of one works at test time).
+    """
+
+    dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True, track_running_stats: bool = True):
+        super().__init__()
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.weight = Parameter(np.ones(num_features, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(num_features, np.float32)) if affine else None
+        self.track_running_stats = track_running_stats
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, np.float32))
+            self.register_buffer("running_var", np.ones(num_features, np.float32))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self.dims:
+            raise ValueError(f"{type(self).__name__}: expected an input with {self.dims} axes, "
+                             f"got shape {x.shape}")
+        use_batch = self.training or not self.track_running_stats
+        if self.training and self.track_running_stats:
+            self._set_buffer("num_batches_tracked", self.num_batches_tracked + 1)
+        stats = (self.running_mean, self.running_var) if self.track_running_stats else (None,
+                                                                                        None)
+        return F.batch_norm(x, *stats, self.weight, self.bias, training=use_batch,
+                            momentum=self.momentum, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class BatchNorm1d(_BatchNorm):
+    dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    dims = (4,)
+
+
+# ===== recurrent layers ===================================================================
+
+
+def _lstm_gates(x_part: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor):
+    """One LSTM step from the input's share of the gates, x W_ih^T + b_ih + b_hh.
+
+    Gate order i, f, g, o (PyTorch's): c' = f c + i g, h' = o tanh(c').
+    """
+    gates = x_part + h @ weight_hh.T
+    i, f, g, o = split(gates, 4, axis=-1)
+    c_next = F.sigmoid(f) * c + F.sigmoid(i) * F.tanh(g)
+    return F.sigmoid(o) * F.tanh(c_next), c_next
+
+
+class LSTMCell(Module):
+    """One step of an LSTM: weight_ih (4H, in), weight_hh (4H, H), bias_ih, bias_hh (4H,),
+    gates i, f, g, o in that order; every entry U(-1/sqrt(H), 1/sqrt(H)) like PyTorch."""
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, rng=None):
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        rng = _generator(rng)
+        bound = 1.0 / math.sqrt(hidden_size)
+        self.weight_ih = Parameter(uniform((4 * hidden_size, input_size), -bound, bound, rng))
+        self.weight_hh = Parameter(uniform((4 * hidden_size, hidden_size), -bound, bound, rng))
+        self.bias_ih = Parameter(uniform((4 * hidden_size,), -bound, bound, rng)) if bias \
+            else None
+        self.bias_hh = Parameter(uniform((4 * hidden_size,), -bound, bound, rng)) if bias \
+            else None
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        """x (B, input_size), state (h, c) each (B, H) (zeros if None) -> (h', c')."""
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"LSTMCell: input shape {x.shape} does not end in input_size="
+                             f"{self.input_size}")
+        if state is None:
+            zeros = Tensor(np.zeros(x.shape[:-1] + (self.hidden_size,), x.dtype))
+            state = (zeros, zeros)
+        h, c = state
+        x_part = x @ self.weight_ih.T
+        if self.bias_ih is not None:
+            x_part = x_part + (self.bias_ih + self.bias_hh)
+        return _lstm_gates(x_part, h, c, self.weight_hh)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}"
+
+
+class LSTM(Module):
+    """A stack of LSTM layers over a sequence, sequence-first like PyTorch: input (T, B, in).
+
+    Parameters per layer k: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, so a
+    PyTorch state dict converted to arrays loads unchanged. Dropout (with its own rng) is
+    applied to the outputs of every layer but the last, while training.
+
+    forward(x, (h0, c0)) -> (output (T, B, H), (h_n, c_n)), h0, c0, h_n, c_n (layers, B, H).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, dropout: float = 0.0, rng=None):
+        super().__init__()
+        if not 0 <= dropout < 1:
+            raise ValueError(f"LSTM: dropout must be in [0, 1), got {dropout}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.dropout, self.bias = dropout, bias
+        self.rng = _generator(rng)
+        bound = 1.0 / math.sqrt(hidden_size)
+        for k in range(num_layers):
+            inputs = input_size if k == 0 else hidden_size
+            for name, shape in ((f"weight_ih_l{k}", (4 * hidden_size, inputs)),
+                                (f"weight_hh_l{k}", (4 * hidden_size, hidden_size))) + (
+                    ((f"bias_ih_l{k}", (4 * hidden_size,)),
+                     (f"bias_hh_l{k}", (4 * hidden_size,))) if bias else ()):
+                setattr(self, name, Parameter(uniform(shape, -bound, bound, self.rng)))
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor] | None = None):
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"LSTM: input must be (T, B, {self.input_size}), got shape "
+                             f"{x.shape}")
+        steps, batch = x.shape[:2]
+        shape = (self.num_layers, batch, self.hidden_size)
+        if state is None:
+            zeros = Tensor(np.zeros(shape, x.dtype))
+            state = (zeros, zeros)
+        h0, c0 = state
+        if h0.shape != shape or c0.shape != shape:
+            raise ValueError(f"LSTM: initial state shapes {h0.shape}, {c0.shape}, expected "
+                             f"{shape}")
+        final_h, final_c = [], []
+        layer_input = x
+        for k in range(self.num_layers):
+            w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
+            # the input's share of the gates for every step in one matrix product
+            x_part = layer_input @ w_ih.T
+            if self.bias:
+                x_part = x_part + (getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}"))
+            h, c = h0[k], c0[k]
+            outputs = []
+            for t in range(steps):
+                h, c = _lstm_gates(x_part[t], h, c, w_hh)
+                outputs.append(h)
+            final_h.append(h)
+            final_c.append(c)
+            layer_input = stack(outputs, axis=0)
+            if self.dropout and k < self.num_layers - 1:
+                layer_input = F.dropout(layer_input, self.dropout, self.rng, self.training)
+        return layer_input, (stack(final_h, axis=0), stack(final_c, axis=0))
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"dropout={self.dropout}")

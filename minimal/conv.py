@@ -1,0 +1,442 @@
+"""Convolution, transposed convolution, max pooling with switches, upsampling and batch norm.
+
+Shapes and semantics are PyTorch's: images are (N, C, H, W); a convolution's weight is
+(out_channels, in_channels, kh, kw); a transposed convolution's weight is (in_channels,
+out_channels, kh, kw). Everything here is differentiable to any order.
+
+How the convolution works (im2col): every kh x kw patch of the padded input is copied into one
+row of a matrix `cols` (one row per output pixel), and one BLAS matrix product with the weight
+gives every output pixel at once. The backward pass needs two more products:
+
+    d input  = the transposed convolution of the output gradient with the same weight
+    d weight = output gradient (as rows) times cols
+
+and a transposed convolution is the same thing run backwards: one matrix product, then every
+row is added back onto its patch ("col2im": one strided add per kernel tap, never `np.add.at`).
+So three kernels -- conv, conv-transpose and the weight gradient -- are each other's derivatives
+(all three are linear in each argument), and building each backward from them gives exact
+second derivatives with no extra code.
+
+Why the arrays are channels-last in memory: the matrix product naturally produces one row per
+pixel with the channels along it, i.e. (N, H, W, C). We return that array as an (N, C, H, W)
+*view* (a transpose, no copy). NumPy's elementwise functions keep the memory order of their
+inputs, so the next batch norm, ReLU or convolution reads it without any copy either. Only the
+shape the user sees is PyTorch's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from minimal.autograd import (
+    Tensor,
+    _node,
+    as_tensor,
+    grad,
+    is_grad_enabled,
+)
+
+__all__ = ["batch_norm", "conv2d", "conv_transpose2d", "max_pool2d", "max_unpool2d", "upsample"]
+
+
+# ===== argument checks ======================================================================
+
+def _pair(value, name: str, op: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_image(op: str, x: Tensor, name: str = "input") -> None:
+    if x.ndim != 4:
+        raise ValueError(f"{op}: {name} must be (N, C, H, W), got shape {x.shape}")
+
+
+# ===== NumPy kernels (channels-last: (N, H, W, C)) ==========================================
+
+def _channels_last(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) array -> contiguous (N, H, W, C); free when it already lies that way."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def _padded_channels_last(x: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
+    ph, pw = pad
+    if ph == 0 and pw == 0:
+        return _channels_last(x)
+    n, c, h, w = x.shape
+    out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+    out[:, ph:ph + h, pw:pw + w] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def _weight_matrix(weight: np.ndarray) -> np.ndarray:
+    """(O, C, kh, kw) -> (O, kh*kw*C): the column order of `_im2col`."""
+    o = weight.shape[0]
+    return np.ascontiguousarray(weight.transpose(0, 2, 3, 1)).reshape(o, -1)
+
+
+def _im2col(padded: np.ndarray, kernel, stride, out_hw) -> np.ndarray:
+    """Padded (N, Hp, Wp, C) -> (N*oh*ow, kh*kw*C): row r holds the patch of output pixel r."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    n, c = padded.shape[0], padded.shape[3]
+    windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))  # (N, H', W', C, kh, kw)
+    windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
+    cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))  # channels innermost
+    return cols.reshape(n * oh * ow, kh * kw * c)
+
+
+def _col2im(cols: np.ndarray, padded_shape, kernel, stride, out_hw) -> np.ndarray:
+    """The adjoint of `_im2col`: add every row back onto its patch of a zero (N, Hp, Wp, C)."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
+    n, _, _, c = padded_shape
+    cols = cols.reshape(n, oh, ow, kh, kw, c)
+    out = np.zeros(padded_shape, cols.dtype)
+    for i in range(kh):  # one strided add per kernel tap
+        for j in range(kw):
+            out[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] += cols[:, :, :, i, j]
+    return out
+
+
+def _conv_forward(x, weight, bias, stride, padding):
+    """Returns the (N, O, oh, ow) result (a view of channels-last memory) and the im2col matrix."""
+    n, _, h, w = x.shape
+    o, _, kh, kw = weight.shape
+    oh = (h + 2 * padding[0] - kh) // stride[0] + 1
+    ow = (w + 2 * padding[1] - kw) // stride[1] + 1
+    cols = _im2col(_padded_channels_last(x, padding), (kh, kw), stride, (oh, ow))
+    out = cols @ _weight_matrix(weight).T  # (N*oh*ow, O): channels-last
+    if bias is not None:
+        out += bias
+    return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2), cols
+
+
+def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw):
+    """Adjoint of `_conv_forward` in its input: y (N, O, h, w) -> (N, C, *out_hw)."""
+    n, o, h, w = y.shape
+    _, c, kh, kw = weight.shape
+    (sh, sw), (ph, pw) = stride, padding
+    cols = _channels_last(y).reshape(-1, o) @ _weight_matrix(weight)  # (N*h*w, kh*kw*C)
+    # the buffer holds every patch and the whole (padded) output
+    height = max((h - 1) * sh + kh, ph + out_hw[0])
+    width = max((w - 1) * sw + kw, pw + out_hw[1])
+    full = _col2im(cols, (n, height, width, c), (kh, kw), stride, (h, w))
+    out = full[:, ph:ph + out_hw[0], pw:pw + out_hw[1]]
+    out = out + bias if bias is not None else np.ascontiguousarray(out)
+    return out.transpose(0, 3, 1, 2)
+
+
+def _weight_gradient(x, g, kernel, stride, padding, cols=None):
+    """d<g, conv(x, W)>/dW for x (N, C, H, W) and g (N, O, oh, ow); returns (O, C, kh, kw)."""
+    o, oh, ow = g.shape[1], g.shape[2], g.shape[3]
+    if cols is None:
+        cols = _im2col(_padded_channels_last(x, padding), kernel, stride, (oh, ow))
+    gw = _channels_last(g).reshape(-1, o).T @ cols  # (O, kh*kw*C)
+    return np.ascontiguousarray(gw.reshape(o, kernel[0], kernel[1], -1).transpose(0, 3, 1, 2))
+
+
+# ===== differentiable primitives ============================================================
+# Each is bilinear, and the three are each other's derivatives, so every order of derivative
+# is built from the same three fast kernels.
+
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
+    keep_cols = weight.requires_grad and is_grad_enabled()
+    out, cols = _conv_forward(x.data, weight.data, None if bias is None else bias.data,
+                              stride, padding)
+    cols = cols if keep_cols else None  # reused by the weight gradient; freed with the graph
+    parents = (x, weight) if bias is None else (x, weight, bias)
+    in_hw = x.shape[2:]
+
+    def backward(g):
+        gx = _conv_t(g, weight, None, stride, padding, in_hw) if x.requires_grad else None
+        gw = (_weight_grad(x, g, weight.shape, stride, padding, cols)
+              if weight.requires_grad else None)
+        if bias is None:
+            return gx, gw
+        return gx, gw, g.sum(axis=(0, 2, 3)) if bias.requires_grad else None
+
+    return _node(out, parents, backward, "conv2d")
+
+
+def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out_hw) -> Tensor:
+    out = _conv_transpose_forward(y.data, weight.data, None if bias is None else bias.data,
+                                  stride, padding, tuple(out_hw))
+    parents = (y, weight) if bias is None else (y, weight, bias)
+
+    def backward(g):
+        gy = _conv(g, weight, None, stride, padding) if y.requires_grad else None
+        gw = _weight_grad(g, y, weight.shape, stride, padding) if weight.requires_grad else None
+        if bias is None:
+            return gy, gw
+        return gy, gw, g.sum(axis=(0, 2, 3)) if bias.requires_grad else None
+
+    return _node(out, parents, backward, "conv_transpose2d")
+
+
+def _weight_grad(x: Tensor, g: Tensor, weight_shape, stride, padding, cols=None) -> Tensor:
+    kernel = tuple(weight_shape[2:])
+    out = _weight_gradient(x.data, g.data, kernel, stride, padding, cols)
+    in_hw = x.shape[2:]
+
+    def backward(v):  # <out, v> = <g, conv(x, v)> = <x, conv_t(g, v)>
+        gx = _conv_t(g, v, None, stride, padding, in_hw) if x.requires_grad else None
+        gg = _conv(x, v, None, stride, padding) if g.requires_grad else None
+        return gx, gg
+
+    return _node(out, (x, g), backward, "conv2d_weight_grad")
+
+
+# ===== public convolution functions =========================================================
+
+def _check_bias(op: str, bias: Tensor | None, channels: int) -> None:
+    if bias is not None and bias.shape != (channels,):
+        raise ValueError(f"{op}: bias shape {bias.shape} does not match {channels} output "
+                         "channels")
+
+
+def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+           padding=0) -> Tensor:
+    """2-D cross-correlation like torch.nn.functional.conv2d: x (N, C, H, W), weight
+    (O, C, kh, kw), bias (O,) -> (N, O, (H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1)."""
+    x, weight = as_tensor(x), as_tensor(weight)
+    bias = None if bias is None else as_tensor(bias)
+    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
+    _check_image("conv2d", x)
+    _check_image("conv2d", weight, "weight")
+    if min(stride) < 1 or min(padding) < 0:
+        raise ValueError(f"conv2d: need stride >= 1 and padding >= 0, got {stride}, {padding}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"conv2d: input shape {x.shape} has {x.shape[1]} channels but weight "
+                         f"shape {weight.shape} expects {weight.shape[1]}")
+    padded = (x.shape[2] + 2 * padding[0], x.shape[3] + 2 * padding[1])
+    if padded[0] < weight.shape[2] or padded[1] < weight.shape[3]:
+        raise ValueError(f"conv2d: kernel {weight.shape[2:]} (weight shape {weight.shape}) is "
+                         f"larger than the padded input {padded} (input shape {x.shape}, "
+                         f"padding {padding})")
+    _check_bias("conv2d", bias, weight.shape[0])
+    return _conv(x, weight, bias, stride, padding)
+
+
+def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0) -> Tensor:
+    """Transposed convolution like torch.nn.functional.conv_transpose2d: x (N, C_in, H, W),
+    weight (C_in, C_out, kh, kw) -> (N, C_out, (H - 1) s - 2p + kh + output_padding, ...).
+
+    It is the gradient of conv2d with respect to its input: each input pixel adds a copy of
+    the kernel, scaled by the pixel, onto the output, s pixels apart.
+    """
+    x, weight = as_tensor(x), as_tensor(weight)
+    bias = None if bias is None else as_tensor(bias)
+    op = "conv_transpose2d"
+    stride, padding = _pair(stride, "stride", op), _pair(padding, "padding", op)
+    output_padding = _pair(output_padding, "output_padding", op)
+    _check_image(op, x)
+    _check_image(op, weight, "weight")
+    if min(stride) < 1 or min(padding) < 0 or min(output_padding) < 0:
+        raise ValueError(f"{op}: need stride >= 1, padding >= 0, output_padding >= 0, got "
+                         f"{stride}, {padding}, {output_padding}")
+    if output_padding[0] >= stride[0] or output_padding[1] >= stride[1]:
+        raise ValueError(f"{op}: output_padding {output_padding} must be smaller than the "
+                         f"stride {stride}")
+    if x.shape[1] != weight.shape[0]:
+        raise ValueError(f"{op}: input shape {x.shape} has {x.shape[1]} channels but weight "
+                         f"shape {weight.shape} expects {weight.shape[0]}")
+    out_hw = tuple((n - 1) * s - 2 * p + k + q for n, s, p, k, q in zip(
+        x.shape[2:], stride, padding, weight.shape[2:], output_padding))
+    if min(out_hw) < 1:
+        raise ValueError(f"{op}: output size {out_hw} would be empty (input shape {x.shape}, "
+                         f"weight shape {weight.shape}, padding {padding})")
+    _check_bias(op, bias, weight.shape[1])
+    return _conv_t(x, weight, bias, stride, padding, out_hw)
+
+
+# ===== max pooling with switches, unpooling, upsampling =====================================
+
+def _gather_planes(x: Tensor, indices: np.ndarray) -> Tensor:
+    """out[n, c, i, j] = x[n, c].flat[indices[n, c, i, j]]."""
+    n, c, h, w = x.shape
+    flat = x.data.reshape(n, c, h * w)
+    out = np.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
+    return _node(out, (x,), lambda g: (_scatter_planes(g, indices, (h, w)),), "gather_planes")
+
+
+def _scatter_planes(g: Tensor, indices: np.ndarray, out_hw) -> Tensor:
+    """The adjoint of `_gather_planes`: zeros (N, C, H, W) with g added at the indices."""
+    n, c = g.shape[:2]
+    size = out_hw[0] * out_hw[1]
+    offsets = (np.arange(n * c) * size).reshape(n, c, 1, 1)
+    # bincount adds repeated indices (overlapping pooling windows) and is fast
+    out = np.bincount((indices + offsets).ravel(), weights=g.data.ravel(), minlength=n * c * size)
+    out = out.astype(g.dtype, copy=False).reshape(n, c, *out_hw)
+    return _node(out, (g,), lambda h: (_gather_planes(h, indices),), "scatter_planes")
+
+
+def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False):
+    """Max over each kh x kw window, s apart (s defaults to the kernel size).
+
+    With return_indices=True also returns the switches of the deconvnet paper: for every output
+    the position of its maximum, as a flat index into its own H x W plane (PyTorch's format).
+    """
+    x = as_tensor(x)
+    _check_image("max_pool2d", x)
+    kh, kw = _pair(kernel_size, "kernel_size", "max_pool2d")
+    sh, sw = _pair(kernel_size if stride is None else stride, "stride", "max_pool2d")
+    n, c, h, w = x.shape
+    if kh > h or kw > w:
+        raise ValueError(f"max_pool2d: kernel {(kh, kw)} is larger than the input shape "
+                         f"{x.shape}")
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    windows = sliding_window_view(x.data, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
+    local = windows.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)  # first max, as PyTorch
+    rows = np.arange(oh).reshape(oh, 1) * sh + local // kw
+    cols = np.arange(ow) * sw + local % kw
+    indices = rows * w + cols
+    out = _gather_planes(x, indices)
+    return (out, indices) if return_indices else out
+
+
+def max_unpool2d(x: Tensor, indices, kernel_size, stride=None, output_size=None) -> Tensor:
+    """Put each value back where its switch says its maximum came from; zeros elsewhere.
+
+    output_size defaults to (H - 1) * s + k, the size before pooling when it divided evenly.
+    """
+    x = as_tensor(x)
+    indices = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
+    _check_image("max_unpool2d", x)
+    kh, kw = _pair(kernel_size, "kernel_size", "max_unpool2d")
+    sh, sw = _pair(kernel_size if stride is None else stride, "stride", "max_unpool2d")
+    if indices.shape != x.shape:
+        raise ValueError(f"max_unpool2d: indices shape {indices.shape} differs from input "
+                         f"shape {x.shape}")
+    if output_size is None:
+        out_hw = ((x.shape[2] - 1) * sh + kh, (x.shape[3] - 1) * sw + kw)
+    else:
+        out_hw = tuple(output_size)[-2:]
+    if indices.size and (indices.min() < 0 or indices.max() >= out_hw[0] * out_hw[1]):
+        raise ValueError(f"max_unpool2d: indices must lie in [0, {out_hw[0] * out_hw[1]}) for "
+                         f"output size {out_hw}, got {indices.min()}..{indices.max()}")
+    return _scatter_planes(x, indices.astype(np.int64, copy=False), out_hw)
+
+
+def upsample(x: Tensor, scale_factor: int = 2) -> Tensor:
+    """Nearest-neighbour upsampling: every pixel becomes a scale x scale block of itself."""
+    x = as_tensor(x)
+    _check_image("upsample", x)
+    s = int(scale_factor)
+    if s < 1:
+        raise ValueError(f"upsample: scale_factor must be >= 1, got {scale_factor}")
+    n, c, h, w = x.shape
+    blocks = x.reshape(n, c, h, 1, w, 1).broadcast_to((n, c, h, s, w, s))
+    return blocks.reshape(n, c, h * s, w * s)  # backward: the sum over each block
+
+
+# ===== batch normalisation ==================================================================
+
+def _fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
+           composed: Callable, op: str) -> Tensor:
+    """A node with a hand-written NumPy backward for speed.
+
+    Under create_graph=True (recording on while backward runs) the NumPy backward would give
+    gradients without a graph, so instead the same function is rebuilt from differentiable Tensor
+    ops (`composed(*parents)`) and differentiated: exact at every order, only slower.
+    """
+    def backward(g):
+        if not is_grad_enabled():
+            return fast_backward(g)
+        wanted = [p for p in parents if p.requires_grad]
+        grads = iter(grad(composed(*parents), wanted, g, create_graph=True, allow_unused=True))
+        return tuple(next(grads) if p.requires_grad else None for p in parents)
+
+    return _node(out, parents, backward, op)
+
+
+def _bn_composed(x: Tensor, weight: Tensor | None, bias: Tensor | None, axes, shape,
+                 eps: float) -> Tensor:
+    centred = x - x.mean(axis=axes, keepdims=True)
+    variance = (centred * centred).mean(axis=axes, keepdims=True)
+    out = centred / (variance + eps).sqrt()
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    if bias is not None:
+        out = out + bias.reshape(shape)
+    return out
+
+
+def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarray | None,
+               weight: Tensor | None = None, bias: Tensor | None = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalise each channel (axis 1) of x (N, C) or (N, C, ...), like PyTorch's batch_norm.
+
+    training: use this batch's mean and (biased) variance, and move the running statistics
+    towards them in place: running = (1 - momentum) running + momentum batch (the running
+    variance takes the unbiased batch variance). Otherwise use the running statistics.
+    """
+    x = as_tensor(x)
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
+    channels = x.shape[1]
+    for name, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is not None and np.shape(value.data if isinstance(value, Tensor) else value) \
+                != (channels,):
+            raise ValueError(f"batch_norm: input shape {x.shape} has {channels} channels but "
+                             f"{name} has shape {np.shape(getattr(value, 'data', value))}")
+    axes = (0,) + tuple(range(2, x.ndim))
+    shape = (1, channels) + (1,) * (x.ndim - 2)
+    count = x.size // channels
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
+        scale = 1 / np.sqrt(np.asarray(running_var, x.dtype) + eps)
+        out = (x - Tensor(np.asarray(running_mean, x.dtype).reshape(shape))) * Tensor(
+            scale.reshape(shape))
+        if weight is not None:
+            out = out * weight.reshape(shape)
+        return out + bias.reshape(shape) if bias is not None else out
+    if count < 2:
+        raise ValueError(f"batch_norm: training needs more than one value per channel, got "
+                         f"input shape {x.shape}")
+
+    data = x.data
+    mean = data.mean(axis=axes, keepdims=True)
+    centred = data - mean
+    variance = (centred * centred).mean(axis=axes, keepdims=True)
+    inv_std = (1 / np.sqrt(variance + eps)).astype(data.dtype)
+    normalised = centred * inv_std
+    w = None if weight is None else weight.data.reshape(shape)
+    out = normalised * w if w is not None else normalised.copy()
+    if bias is not None:
+        out += bias.data.reshape(shape)
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean.reshape(-1)
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += momentum * variance.reshape(-1) * count / (count - 1)
+
+    parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
+
+    def fast_backward(g):
+        gd = g.data
+        g_sum = gd.sum(axis=axes, keepdims=True)
+        g_dot = (gd * normalised).sum(axis=axes, keepdims=True)
+        scale = inv_std if w is None else inv_std * w
+        # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward
+        gx = (gd - g_sum / count - normalised * (g_dot / count)) * scale
+        grads = [Tensor(gx)]
+        if weight is not None:
+            grads.append(Tensor(g_dot.reshape(-1)))
+        if bias is not None:
+            grads.append(Tensor(g_sum.reshape(-1)))
+        return tuple(grads)
+
+    def composed(x_, *affine):
+        affine = list(affine)
+        w_ = affine.pop(0) if weight is not None else None
+        b_ = affine.pop(0) if bias is not None else None
+        return _bn_composed(x_, w_, b_, axes, shape, eps)
+
+    return _fused(out, parents, fast_backward, composed, "batch_norm")
