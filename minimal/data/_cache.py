@@ -18,8 +18,8 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import numpy as np
 
