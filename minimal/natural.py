@@ -23,13 +23,12 @@ NumPy; `flat_parameters` / `set_flat_parameters` / `flat_grad` convert.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
 from minimal.autograd import Parameter, Tensor, grad
-
 
 # ===== flat parameter vectors ==============================================================
 
