@@ -1,0 +1,178 @@
+"""Rollout workers: identical batches for any number of workers, failures and exits."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minimal.rollouts import (
+    Actor,
+    PolicySpec,
+    RolloutPool,
+    WorkerError,
+    episode_seeds,
+    pack_episode,
+    run_episode,
+    unpack_episode,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+CARTPOLE = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
+PENDULUM = PolicySpec(obs_dim=3, act_dim=1, hidden=(16,), discrete=False, activation="tanh")
+
+
+def random_params(spec: PolicySpec, seed: int) -> np.ndarray:
+    return 0.5 * np.random.default_rng(seed).standard_normal(spec.num_parameters())
+
+
+def collect_iterations(env_id: str, spec: PolicySpec, workers: int, iterations: int = 3,
+                       min_steps: int = 600) -> list:
+    with RolloutPool(env_id, spec, seed=11, workers=workers) as pool:
+        return [pool.collect(random_params(spec, i), min_steps) for i in range(iterations)]
+
+
+def assert_same_batches(first: list, second: list) -> None:
+    assert len(first) == len(second)
+    for batch_a, batch_b in zip(first, second):
+        assert [e.index for e in batch_a] == [e.index for e in batch_b]
+        for a, b in zip(batch_a, batch_b):
+            np.testing.assert_array_equal(a.observations, b.observations)
+            np.testing.assert_array_equal(a.actions, b.actions)
+            np.testing.assert_array_equal(a.rewards, b.rewards)
+            np.testing.assert_array_equal(a.final_observation, b.final_observation)
+            assert a.terminated == b.terminated
+
+
+@pytest.mark.parametrize("env_id,spec", [("CartPole-v1", CARTPOLE), ("Pendulum-v1", PENDULUM)])
+def test_batch_is_bit_identical_for_zero_one_and_two_workers(env_id, spec):
+    in_process = collect_iterations(env_id, spec, workers=0)
+    assert_same_batches(in_process, collect_iterations(env_id, spec, workers=1))
+    assert_same_batches(in_process, collect_iterations(env_id, spec, workers=2))
+    # the batches really are whole episodes holding at least min_steps, numbered on
+    assert all(sum(len(e) for e in batch) >= 600 for batch in in_process)
+    indices = [e.index for batch in in_process for e in batch]
+    assert indices == list(range(len(indices)))
+
+
+def test_episode_seeds_depend_on_seed_and_number_only():
+    env_a, rng_a = episode_seeds(3, 7)
+    env_b, rng_b = episode_seeds(3, 7)
+    assert env_a == env_b and rng_a.random() == rng_b.random()
+    assert episode_seeds(3, 8)[0] != env_a and episode_seeds(4, 7)[0] != env_a
+
+
+def test_gaussian_actions_come_from_the_episode_generator_not_the_action_space():
+    import gymnasium as gym
+
+    env = gym.make("Pendulum-v1")
+    actor = Actor(PENDULUM, random_params(PENDULUM, 0))
+    env.action_space.seed(1)
+    first = run_episode(env, actor, seed=5, index=2)
+    env.action_space.seed(999)  # would change the actions if action_space.sample() were used
+    second = run_episode(env, actor, seed=5, index=2)
+    np.testing.assert_array_equal(first.actions, second.actions)
+    # actions are mean + std * N(0, 1) with that episode's generator (std = exp(log_std))
+    _, rng = episode_seeds(5, 2)
+    mean = actor.output(first.observations[0])
+    np.testing.assert_allclose(first.actions[0], mean + actor.std * rng.standard_normal(1))
+
+
+def test_categorical_actor_frequencies_follow_the_softmax():
+    spec = PolicySpec(obs_dim=1, act_dim=3, hidden=(), discrete=True)
+    actor = Actor(spec, np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0]))  # weight (3,1), bias
+    rng = np.random.default_rng(0)
+    draws = np.array([actor.act(np.zeros(1), rng) for _ in range(20000)])
+    probs = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+    for k in range(3):
+        frequency = np.mean(draws == k)
+        assert abs(frequency - probs[k]) < 4 * np.sqrt(probs[k] * (1 - probs[k]) / 20000)
+
+
+def test_episode_survives_packing_for_the_pipe():
+    import gymnasium as gym
+
+    episode = run_episode(gym.make("Pendulum-v1"), Actor(PENDULUM, random_params(PENDULUM, 1)),
+                          0, 0)
+    generation, unpacked = unpack_episode(pack_episode(episode, 4), PENDULUM)
+    assert generation == 4 and unpacked.index == episode.index
+    assert_same_batches([[episode]], [[unpacked]])
+
+
+def test_actor_refuses_a_parameter_vector_of_the_wrong_size():
+    with pytest.raises(ValueError, match="expected"):
+        Actor(CARTPOLE, np.zeros(CARTPOLE.num_parameters() + 1))
+
+
+def test_killed_worker_raises_in_the_learner_within_seconds_and_the_rest_stop():
+    pool = RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2)
+    pool.collect(random_params(CARTPOLE, 0), 200)
+    processes = [worker.process for worker in pool.workers]
+    os.kill(processes[0].pid, signal.SIGKILL)
+    start = time.perf_counter()
+    with pytest.raises(WorkerError, match="died"):
+        pool.collect(random_params(CARTPOLE, 0), 10**9)  # would never end on its own
+    assert time.perf_counter() - start < 5.0
+    assert not any(process.is_alive() for process in processes)
+
+
+def test_worker_exception_is_reported_with_its_traceback():
+    with pytest.raises(WorkerError, match="NameNotFound|not found|doesn't exist"):
+        with RolloutPool("NoSuchEnv-v0", CARTPOLE, seed=0, workers=1) as pool:
+            pool.collect(random_params(CARTPOLE, 0), 10)
+
+
+def test_normal_exit_leaves_no_worker_processes():
+    with RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2) as pool:
+        pool.collect(random_params(CARTPOLE, 0), 100)
+        processes = [worker.process for worker in pool.workers]
+    assert not any(process.is_alive() for process in processes)
+
+
+def alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+LEARNER = textwrap.dedent("""
+    import sys, numpy as np
+    from minimal.rollouts import PolicySpec, RolloutPool
+    spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
+    if __name__ == "__main__":
+        with RolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:
+            pool.collect(np.zeros(spec.num_parameters()), 100)
+            print(*[w.process.pid for w in pool.workers], flush=True)
+            pool.collect(np.zeros(spec.num_parameters()), 10**9)  # until interrupted
+""")
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "learner killed"])
+def test_interrupted_or_killed_learner_leaves_no_workers(tmp_path, how):
+    script = tmp_path / "learner.py"
+    script.write_text(LEARNER)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    learner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        pids = [int(p) for p in learner.stdout.readline().split()]
+        assert len(pids) == 2 and all(alive(pid) for pid in pids)
+        learner.send_signal(signal.SIGINT if how == "ctrl-c" else signal.SIGKILL)
+        learner.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(alive(pid) for pid in pids)
+        if how == "ctrl-c":
+            assert "KeyboardInterrupt" in learner.stderr.read()
+    finally:
+        learner.kill()
+        learner.wait()
