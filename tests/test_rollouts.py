@@ -122,9 +122,9 @@ def test_killed_worker_raises_in_the_learner_within_seconds_and_the_rest_stop():
 
 
 def test_worker_exception_is_reported_with_its_traceback():
-    with pytest.raises(WorkerError, match="NameNotFound|not found|doesn't exist"):
-        with RolloutPool("NoSuchEnv-v0", CARTPOLE, seed=0, workers=1) as pool:
-            pool.collect(random_params(CARTPOLE, 0), 10)
+    with (pytest.raises(WorkerError, match="NameNotFound|not found|doesn't exist"),
+          RolloutPool("NoSuchEnv-v0", CARTPOLE, seed=0, workers=1) as pool):
+        pool.collect(random_params(CARTPOLE, 0), 10)
 
 
 def test_normal_exit_leaves_no_worker_processes():
