@@ -59,12 +59,14 @@ def flat_grad(output: Tensor, params: Sequence[Parameter]) -> np.ndarray:
 # ===== conjugate gradient ================================================================
 
 def conjugate_gradient(Avp: Callable[[np.ndarray], np.ndarray], b: np.ndarray, iters: int = 10,
-                       tol: float = 1e-10) -> np.ndarray:
+                       tol: float = 1e-10,
+                       callback: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
     """Approximately solve A x = b for symmetric positive-definite A, given only v -> A v.
 
     Starts at x = 0; each iteration takes one product A p and moves along a direction p that is
     A-conjugate to all earlier ones, so in exact arithmetic n iterations solve an n x n system.
-    Stops early when the squared residual |b - A x|^2 drops below `tol`.
+    Stops early when the squared residual |b - A x|^2 drops below `tol`. `callback(x)`, if
+    given, sees the iterate after each iteration (to plot convergence).
     """
     b = np.asarray(b, dtype=np.float64)
     x = np.zeros_like(b)
@@ -84,6 +86,8 @@ def conjugate_gradient(Avp: Callable[[np.ndarray], np.ndarray], b: np.ndarray, i
         new_residual_sq = residual @ residual
         direction = residual + (new_residual_sq / residual_sq) * direction
         residual_sq = new_residual_sq
+        if callback is not None:
+            callback(x.copy())
     return x
 
 
