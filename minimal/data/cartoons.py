@@ -25,7 +25,10 @@ import numpy as np
 from . import _draw
 from ._cache import block_rngs
 
-BLOCK = 16
+
+def block_size(size: int) -> int:
+    """Scenes drawn together: about 256k pixels per layer (64 at 64 px, 4 at 256 px)."""
+    return max(1, 2 ** 18 // (size * size))
 
 
 def _col(values) -> np.ndarray:
@@ -68,7 +71,7 @@ def _random_colour(rng, batch, saturation=(0.3, 0.9), value=(0.5, 1.0), hue=None
 
 
 def _block(rng: np.random.Generator, size: int) -> np.ndarray:
-    batch = BLOCK
+    batch = block_size(size)
     ys, xs = _draw.pixel_grid(size, size)
     unit = size / 128.0
     sky_top = _random_colour(rng, batch, (0.2, 0.7), (0.6, 1.0), rng.uniform(0.5, 0.7, batch))
@@ -181,7 +184,7 @@ def _character(painter, members, u, v, scale, colour, second, leaves) -> None:
 
 def generate(n: int, seed: int, size: int = 128) -> dict[str, np.ndarray]:
     """n scenes (n, size, size, 3) uint8."""
-    blocks = [_block(rng, size) for rng in block_rngs(seed, 0, n, BLOCK)]
+    blocks = [_block(rng, size) for rng in block_rngs(seed, 0, n, block_size(size))]
     if not blocks:
         return {"images": np.zeros((0, size, size, 3), np.uint8)}
     return {"images": np.concatenate(blocks)[:n]}

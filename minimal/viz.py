@@ -1,0 +1,186 @@
+"""Small picture helpers for the demos: image grids, PNG and GIF files, training curves.
+
+Image layouts accepted everywhere a batch is expected:
+    (N, H, W)                 grey
+    (N, H, W, C), C in {1, 3} channels last (NumPy / matplotlib / PIL order)
+    (N, C, H, W), C in {1, 3} channels first (PyTorch order, what conv layers produce)
+Channels first is recognised when axis 1 has 1 or 3 entries and the last axis does not; a
+batch where both do, e.g. (N, 3, 5, 3), is read as channels last unless `channels_first=True`.
+Values are floats in `value_range` (default (0, 1); use (-1, 1) for tanh outputs) and are
+clipped into it; uint8 arrays are taken as 0..255.
+Files are written to a temporary name and renamed, so an interrupted demo never leaves a
+half-written picture.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def to_channels_last(images: np.ndarray, channels_first: bool | None = None) -> np.ndarray:
+    """A batch in any accepted layout -> (N, H, W, C) with C in {1, 3}."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        return images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"expected a batch of images (N, H, W), (N, H, W, C) or (N, C, H, W), "
+                         f"got shape {images.shape}")
+    if channels_first is None:
+        channels_first = images.shape[1] in (1, 3) and images.shape[3] not in (1, 3)
+    if channels_first:
+        images = images.transpose(0, 2, 3, 1)
+    if images.shape[3] not in (1, 3):
+        raise ValueError(f"images need 1 or 3 channels, got shape {images.shape} "
+                         f"(read as channels {'first' if channels_first else 'last'})")
+    return images
+
+
+def _to_unit(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    low, high = value_range
+    return np.clip((images.astype(np.float32) - low) / (high - low), 0.0, 1.0)
+
+
+def image_grid(images: np.ndarray, nrow: int = 8, padding: int = 1, pad_value: float = 1.0,
+               value_range: tuple[float, float] = (0.0, 1.0),
+               channels_first: bool | None = None) -> np.ndarray:
+    """Tile a batch into one picture, `nrow` images per row (as torchvision's make_grid).
+
+    Returns float32 in [0, 1]: (H', W') for grey images, (H', W', 3) for colour. `padding`
+    pixels of `pad_value` separate the tiles and frame the grid.
+    """
+    batch = _to_unit(to_channels_last(images, channels_first), value_range)
+    count, height, width, channels = batch.shape
+    if count == 0:
+        raise ValueError("image_grid needs at least one image")
+    columns = max(1, min(nrow, count))
+    rows = -(-count // columns)
+    grid = np.full((padding + rows * (height + padding), padding + columns * (width + padding),
+                    channels), pad_value, np.float32)
+    for index in range(count):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        grid[top:top + height, left:left + width] = batch[index]
+    return grid[..., 0] if channels == 1 else grid
+
+
+def _as_uint8_picture(image: np.ndarray, scale: int) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ValueError(f"expected one image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got "
+                         f"shape {image.shape} (use image_grid for a batch)")
+    if image.dtype != np.uint8:
+        image = np.round(np.clip(image.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+    if scale > 1:  # nearest-neighbour upscaling keeps small pictures (28x28) crisp
+        image = image.repeat(scale, axis=0).repeat(scale, axis=1)
+    return image
+
+
+def _atomic_write(path: str | os.PathLike, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(temp)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:
+    """Write one image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), floats in [0, 1] or uint8,
+    as PNG (or any format PIL knows from the suffix). `scale` enlarges by pixel repetition."""
+    from PIL import Image
+
+    picture = Image.fromarray(_as_uint8_picture(image, scale))
+    suffix = Path(path).suffix.lstrip(".").upper() or "PNG"
+    file_format = {"JPG": "JPEG"}.get(suffix, suffix)
+    return _atomic_write(path, lambda temp: picture.save(temp, format=file_format))
+
+
+def save_gif(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLike,
+             duration: float = 0.1, loop: int = 0, scale: int = 1) -> Path:
+    """Write frames (each one image as for save_image, all the same size) as an animated GIF.
+
+    duration: seconds per frame; loop: 0 repeats forever.
+    """
+    from PIL import Image
+
+    pictures = [Image.fromarray(_as_uint8_picture(frame, scale)) for frame in frames]
+    if not pictures:
+        raise ValueError("save_gif needs at least one frame")
+    sizes = {picture.size for picture in pictures}
+    if len(sizes) > 1:
+        raise ValueError(f"all GIF frames must have the same size, got {sorted(sizes)}")
+    milliseconds = max(10, int(round(duration * 1000)))
+    return _atomic_write(path, lambda temp: pictures[0].save(
+        temp, format="GIF", save_all=True, append_images=pictures[1:], duration=milliseconds,
+        loop=loop))
+
+
+def smooth(values: Sequence[float], window: int) -> np.ndarray:
+    """Trailing moving average (the first points average what exists so far)."""
+    values = np.asarray(values, np.float64)
+    if window <= 1 or len(values) == 0:
+        return values
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
+
+
+def plot_curves(curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
+                path: str | os.PathLike, title: str = "", xlabel: str = "step",
+                ylabel: str = "", logy: bool = False, smoothing: int = 1,
+                hlines: Mapping[str, float] | None = None) -> Path:
+    """One line per named curve, written as a PNG.
+
+    A curve is a sequence of y values (x = 0, 1, 2, ...) or an (x, y) pair. smoothing > 1
+    draws the raw curve faintly and its moving average on top. hlines: labelled horizontal
+    reference lines (a target, a textbook value).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for index, (label, curve) in enumerate(curves.items()):
+        if isinstance(curve, tuple) and len(curve) == 2:
+            xs, ys = np.asarray(curve[0]), np.asarray(curve[1], np.float64)
+        else:
+            ys = np.asarray(curve, np.float64)
+            xs = np.arange(len(ys))
+        colour = f"C{index % 10}"
+        if smoothing > 1:
+            axes.plot(xs, ys, color=colour, alpha=0.25, linewidth=0.8)
+            axes.plot(xs, smooth(ys, smoothing), color=colour, label=label)
+        else:
+            axes.plot(xs, ys, color=colour, label=label)
+    for label, value in (hlines or {}).items():
+        axes.axhline(value, color="grey", linestyle="--", linewidth=1)
+        axes.annotate(label, (0.01, value), xycoords=("axes fraction", "data"),
+                      textcoords="offset points", xytext=(0, 3), fontsize=8, color="grey")
+    if logy:
+        axes.set_yscale("log")
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    if curves:
+        axes.legend()
+    figure.tight_layout()
+    try:
+        return _atomic_write(path, lambda temp: figure.savefig(temp, format="png"))
+    finally:
+        plt.close(figure)

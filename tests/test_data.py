@@ -1,0 +1,525 @@
+"""Tests for minimal.data: determinism, ranges, the cache, line art and hints, the loaders, and
+a check that the digits are neither trivial nor noise (softmax regression vs a small MLP)."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minimal import data
+from minimal.data import _cache, cartoons, handwriting
+
+
+@pytest.fixture(autouse=True)
+def isolated_data_dir(tmp_path, monkeypatch):
+    """Every test gets its own data folder: nothing is read from or written to datasets/."""
+    folder = tmp_path / "datasets"
+    monkeypatch.setenv("MINIMAL_DATA_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def digit_sets(tmp_path_factory):
+    """10 000 training and 2 000 held-out digits, generated once for the module."""
+    folder = tmp_path_factory.mktemp("digits")
+    return data.digits(10_000, 0, "train", cache_dir=folder), data.digits(2000, 0, "test",
+                                                                         cache_dir=folder)
+
+
+# ----------------------------------------------------------------------- determinism, ranges
+
+@pytest.mark.parametrize("make", [
+    lambda seed: data.digits(40, seed, cache=False),
+    lambda seed: data.shapes(40, seed, cache=False),
+    lambda seed: (data.faces(12, seed, cache=False),),
+    lambda seed: (data.illustrations(4, seed, size=64, cache=False),),
+], ids=["digits", "shapes", "faces", "illustrations"])
+def test_same_seed_same_bytes_different_seed_different_data(make):
+    first, again, other = make(3), make(3), make(4)
+    for a, b, c in zip(first, again, other):
+        assert a.tobytes() == b.tobytes()
+    assert first[0].tobytes() != other[0].tobytes()
+
+
+def test_chat_is_deterministic():
+    assert data.chat_log(2000, 1, cache=False) == data.chat_log(2000, 1, cache=False)
+    assert data.chat_log(2000, 1, cache=False) != data.chat_log(2000, 2, cache=False)
+
+
+def test_small_requests_are_prefixes_of_large_ones():
+    small_images, small_labels = data.digits(70, 5, cache=False)
+    large_images, large_labels = data.digits(300, 5, cache=False)
+    np.testing.assert_array_equal(small_images, large_images[:70])
+    np.testing.assert_array_equal(small_labels, large_labels[:70])
+    np.testing.assert_array_equal(data.shapes(30, 2, cache=False)[0],
+                                  data.shapes(600, 2, cache=False)[0][:30])
+
+
+def test_train_and_test_splits_differ():
+    train, _ = data.digits(50, 0, "train", cache=False)
+    test, _ = data.digits(50, 0, "test", cache=False)
+    assert not np.array_equal(train, test)
+    with pytest.raises(ValueError, match="split"):
+        data.digits(5, split="validation", cache=False)
+
+
+def test_digits_look_like_mnist_statistics(digit_sets):
+    (images, labels), _ = digit_sets
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.float32
+    assert labels.dtype == np.int64 and set(np.unique(labels)) == set(range(10))
+    assert images.min() == 0.0 and images.max() == 1.0
+    # MNIST: mean pixel 0.13, ink centred by centre of mass, digits fit a 20x20 box.
+    assert 0.08 < images.mean() < 0.2
+    rows = np.arange(28)
+    mass = images.sum(axis=(1, 2))
+    centre_y = (images.sum(axis=2) @ rows) / mass
+    centre_x = (images.sum(axis=1) @ rows) / mass
+    assert abs(centre_y.mean() - 13.5) < 1.0 and abs(centre_x.mean() - 13.5) < 1.0
+    inked_rows = (images > 0.3).any(axis=2)
+    heights = 28 - inked_rows.argmax(1) - inked_rows[:, ::-1].argmax(1)
+    assert 15 <= np.median(heights) <= 22
+    assert (images[:, 0, :] > 0.5).mean() < 0.01  # borders stay mostly black
+    counts = np.bincount(labels, minlength=10)
+    assert counts.min() > 800  # about 1000 of each digit
+
+
+def test_shapes_ranges_and_classes():
+    images, labels = data.shapes(600, 0, cache=False)
+    assert images.shape == (600, 32, 32, 3) and images.dtype == np.float32
+    assert 0 <= images.min() and images.max() <= 1
+    assert labels.dtype == np.int64 and set(np.unique(labels)) == set(range(10))
+    assert len(data.SHAPE_CLASSES) == 10
+    assert images.std() > 0.15  # colourful, not blank
+
+
+def test_faces_and_illustrations_ranges():
+    faces = data.faces(8, 0, size=64, cache=False)
+    assert faces.shape == (8, 64, 64, 3) and faces.dtype == np.float32
+    assert 0 <= faces.min() and faces.max() <= 1
+    # Faces sit in the middle: the centre patch differs from face to face (skin, eyes).
+    assert faces[:, 24:40, 24:40].std(axis=0).mean() > 0.05
+    for size in (64, 256):
+        scenes = data.illustrations(2, 0, size=size, cache=False)
+        assert scenes.shape == (2, size, size, 3) and scenes.dtype == np.float32
+        # Flat colours with dark outlines: the line art has both paper and lines.
+        lines = data.line_art(scenes[0])
+        assert 0.02 < 1 - lines.mean() < 0.4
+
+
+def test_chat_log_shape_of_language():
+    messages = data.chat_log(100_000, 0, cache=False)
+    assert len(messages) == 100_000
+    assert all(isinstance(m, str) and m and "\n" not in m for m in messages[:1000])
+    counts: dict[str, int] = {}
+    for message in messages:
+        counts[message] = counts.get(message, 0) + 1
+    long_repeats = [m for m, c in counts.items() if len(m.split()) >= 12 and c >= 200]
+    assert len(long_repeats) >= 3  # copypastas, pasted again and again
+    assert any(len(set(m.split())) == 1 and len(m.split()) >= 4 for m in messages[:500])  # spam
+    words: dict[str, int] = {}
+    for message in messages:
+        for word in message.split():
+            words[word] = words.get(word, 0) + 1
+    frequencies = np.sort(np.array(list(words.values())))[::-1]
+    assert len(words) > 3000  # a long tail ...
+    assert (frequencies <= 2).sum() > 300  # ... of words seen once or twice
+    assert frequencies[:10].sum() > 0.2 * frequencies.sum()  # and a few very common ones
+
+
+def test_sample_photo_is_a_real_photograph():
+    photo = data.sample_photo()
+    assert photo.ndim == 3 and photo.shape[2] == 3 and photo.dtype == np.float32
+    assert photo.shape[0] >= 256 and photo.shape[1] >= 256
+    assert 0 <= photo.min() and photo.max() <= 1 and photo.std() > 0.1
+    assert data.sample_photo(size=96).shape == (96, 96, 3)
+
+
+# ------------------------------------------------------------------------------------ cache
+
+def test_cache_hit_parameter_change_and_damaged_file(isolated_data_dir, monkeypatch):
+    images, labels = data.digits(30, 1)
+    files = sorted(isolated_data_dir.glob("digits-*.npz"))
+    assert len(files) == 1
+
+    def must_not_build(*args, **kwargs):
+        raise AssertionError("cache hit expected, generator called")
+
+    monkeypatch.setattr(handwriting, "generate", must_not_build)
+    again_images, again_labels = data.digits(30, 1)
+    np.testing.assert_array_equal(images, again_images)
+    np.testing.assert_array_equal(labels, again_labels)
+    monkeypatch.undo()
+    monkeypatch.setenv("MINIMAL_DATA_DIR", str(isolated_data_dir))
+
+    data.digits(30, 2)  # another seed: another file, the first untouched
+    data.digits(31, 1)  # another size: another file
+    assert len(list(isolated_data_dir.glob("digits-*.npz"))) == 3
+
+    # Damage the first file: flip bytes in the middle of the pixel data.
+    raw = bytearray(files[0].read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 16] = bytes(255 - b for b in raw[middle:middle + 16])
+    files[0].write_bytes(bytes(raw))
+    with pytest.warns(RuntimeWarning, match="damaged|cannot read"):
+        rebuilt, _ = data.digits(30, 1)
+    np.testing.assert_array_equal(rebuilt, images)
+    _cache.load_arrays(files[0])  # the rebuilt file is valid again
+
+    # A truncated file is detected too.
+    files[0].write_bytes(files[0].read_bytes()[:200])
+    with pytest.warns(RuntimeWarning):
+        rebuilt, _ = data.digits(30, 1)
+    np.testing.assert_array_equal(rebuilt, images)
+    assert not list(isolated_data_dir.glob("*.tmp"))
+
+
+def test_cache_file_without_checksum_is_rejected(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, images=np.zeros(3))
+    with pytest.raises(ValueError, match="checksum"):
+        _cache.load_arrays(path)
+
+
+def test_failed_build_leaves_no_file(tmp_path):
+    def broken():
+        raise RuntimeError("generator crashed")
+
+    with pytest.raises(RuntimeError):
+        _cache.cached("thing", {"a": 1}, broken, tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cache_keys_differ_by_every_parameter():
+    keys = {_cache.cache_key("digits", p) for p in (
+        {"n": 1, "seed": 0}, {"n": 2, "seed": 0}, {"n": 1, "seed": 1}, {"n": 1, "seed": 0,
+                                                                         "split": "test"})}
+    assert len(keys) == 4
+    assert _cache.cache_key("x", {"a": 1, "b": 2}) == _cache.cache_key("x", {"b": 2, "a": 1})
+
+
+# ------------------------------------------------------------------------- line art, hints
+
+def adaptive_threshold_loop(grey: np.ndarray, block: int = 9, c: int = 2) -> np.ndarray:
+    """OpenCV's ADAPTIVE_THRESH_MEAN_C + THRESH_BINARY written out pixel by pixel."""
+    height, width = grey.shape
+    half = block // 2
+    out = np.zeros((height, width), np.float32)
+    for y in range(height):
+        for x in range(width):
+            total = 0
+            for dy in range(-half, half + 1):
+                for dx in range(-half, half + 1):
+                    yy = min(max(y + dy, 0), height - 1)  # BORDER_REPLICATE
+                    xx = min(max(x + dx, 0), width - 1)
+                    total += int(grey[yy, xx])
+            mean = int(np.rint(total / (block * block)))
+            out[y, x] = 1.0 if int(grey[y, x]) - mean > -c else 0.0
+    return out
+
+
+def test_line_art_matches_the_opencv_rule_written_as_a_loop():
+    rng = np.random.default_rng(0)
+    image = rng.random((13, 17, 3)).astype(np.float32)
+    image[4:9, 3:12] *= 0.2  # a dark patch so both outcomes appear
+    expected = adaptive_threshold_loop(cartoons.grey_255(image))
+    np.testing.assert_array_equal(data.line_art(image), expected)
+    assert 0 < expected.mean() < 1
+
+
+def test_line_art_finds_a_dark_line_on_paper():
+    image = np.ones((20, 20, 3), np.float32)
+    image[:, 9:11] = 0.1
+    lines = data.line_art(image)
+    assert lines.dtype == np.float32 and lines.shape == (20, 20)
+    assert (lines[:, 9:11] == 0).all() and (lines[:, :5] == 1).all()
+    assert (data.line_art(np.full((8, 8, 3), 0.4)) == 1).all()  # flat grey: all paper
+    with pytest.raises(ValueError, match="line_art"):
+        data.line_art(np.zeros((4, 4, 2)))
+
+
+def test_colour_hint_training_and_use():
+    rng = np.random.default_rng(0)
+    image = np.zeros((64, 64, 3), np.float32)
+    image[:, :32, 0] = 1.0  # red left half, black right half
+    hint = data.colour_hint(image, np.random.default_rng(1), train=True)
+    again = data.colour_hint(image, np.random.default_rng(1), train=True)
+    other = data.colour_hint(image, np.random.default_rng(2), train=True)
+    assert hint.shape == (64, 64, 3) and hint.dtype == np.float32
+    np.testing.assert_array_equal(hint, again)
+    assert not np.array_equal(hint, other)
+    assert image.max() == 1.0 and image[:, 32:].max() == 0.0  # input untouched
+    # White squares lighten the image; the blur keeps red on the left, not the right.
+    assert hint.mean() > image.mean()
+    assert hint[:, :16, 0].mean() > hint[:, 48:, 0].mean()
+    assert hint[:, :16, 1].mean() < hint[:, :16, 0].mean()
+    # At use time: 0.3 * image + 0.7 * white, blurred (a flat image stays flat).
+    flat = np.full((40, 40, 3), 0.5, np.float32)
+    np.testing.assert_allclose(data.colour_hint(flat, None, train=False), 0.85, atol=1e-6)
+    with pytest.raises(ValueError, match="rng"):
+        data.colour_hint(image, None, train=True)
+    del rng
+
+
+# ------------------------------------------------------------------------------------ loaders
+
+def write_idx(path: Path, array: np.ndarray, compress: bool = False) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(s).to_bytes(4, "big") for s in array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+
+
+@pytest.fixture
+def mnist_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    labels = np.array([3, 1, 4, 1, 5], np.uint8)
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte.gz", images, compress=True)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels, compress=True)
+    write_idx(folder / "t10k-images-idx3-ubyte", images[:2])
+    write_idx(folder / "t10k-labels-idx1-ubyte", labels[:2])
+    return folder, images, labels
+
+
+def test_load_mnist_reads_gzipped_and_plain_idx(mnist_folder):
+    folder, images, labels = mnist_folder
+    x, y = data.load_mnist(folder, "train")
+    assert x.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_allclose(x, images / 255.0, atol=1e-7)
+    np.testing.assert_array_equal(y, labels)
+    x, y = data.load_mnist([folder / "t10k-images-idx3-ubyte", folder / "t10k-labels-idx1-ubyte"])
+    assert x.shape == (2, 28, 28) and list(y) == [3, 1]
+
+
+def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
+    folder, images, labels = mnist_folder
+    plain = folder / "t10k-images-idx3-ubyte"
+    truncated = tmp_path / "truncated-idx3"
+    truncated.write_bytes(plain.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(truncated)
+    wrong_magic = tmp_path / "wrong"
+    wrong_magic.write_bytes(b"\x12\x34" + plain.read_bytes()[2:])
+    with pytest.raises(ValueError, match="not an IDX file.*MNIST"):
+        data.read_idx(wrong_magic)
+    with pytest.raises(ValueError, match="swapped"):
+        data.load_mnist([folder / "t10k-labels-idx1-ubyte", folder / "t10k-labels-idx1-ubyte"])
+    with pytest.raises(ValueError, match="different sets"):
+        data.load_mnist([folder / "t10k-images-idx3-ubyte",
+                         folder / "train-labels-idx1-ubyte.gz"])
+    broken_gzip = tmp_path / "broken.gz"
+    broken_gzip.write_bytes(gzip.compress(plain.read_bytes())[:60])
+    with pytest.raises(ValueError, match="incomplete"):
+        data.read_idx(broken_gzip)
+    bad_labels = tmp_path / "labels"
+    write_idx(bad_labels, np.array([1, 2, 12, 0, 0], np.uint8))
+    with pytest.raises(ValueError, match="0-9"):
+        data.load_mnist([folder / "train-images-idx3-ubyte.gz", bad_labels])
+    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.*found"):
+        data.load_mnist(tmp_path / "nowhere", "test")
+
+
+def write_cifar(path: Path, labels: list[int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (len(labels), 3, 32, 32), dtype=np.uint8)
+    records = np.concatenate([np.array(labels, np.uint8)[:, None],
+                              pixels.reshape(len(labels), -1)], axis=1)
+    path.write_bytes(records.tobytes())
+    return pixels.transpose(0, 2, 3, 1)  # what the loader must return, channels last
+
+
+def test_load_cifar10_binary(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    first = write_cifar(folder / "data_batch_1.bin", [0, 9, 4], seed=1)
+    second = write_cifar(folder / "data_batch_2.bin", [7], seed=2)
+    test = write_cifar(folder / "test_batch.bin", [2, 2], seed=3)
+    x, y = data.load_cifar10(tmp_path, "train")  # the parent folder works too
+    assert x.shape == (4, 32, 32, 3) and x.dtype == np.float32 and list(y) == [0, 9, 4, 7]
+    np.testing.assert_allclose(x, np.concatenate([first, second]) / 255.0, atol=1e-7)
+    x, y = data.load_cifar10(folder, "test")
+    np.testing.assert_allclose(x, test / 255.0, atol=1e-7)
+
+
+def test_load_cifar10_rejects_bad_files(tmp_path):
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    write_cifar(folder / "data_batch_1.bin", [1, 2])
+    (folder / "data_batch_1.bin").write_bytes((folder / "data_batch_1.bin").read_bytes()[:-7])
+    with pytest.raises(ValueError, match="3073-byte records"):
+        data.load_cifar10(folder)
+    (folder / "data_batch_1.bin").write_bytes(b"\x80\x02}q\x00" + bytes(3068))
+    with pytest.raises(ValueError, match="pickle"):
+        data.load_cifar10(folder)
+    write_cifar(folder / "data_batch_1.bin", [1, 42])
+    with pytest.raises(ValueError, match="labels are 0-9"):
+        data.load_cifar10(folder)
+    pickled = tmp_path / "python-version"
+    pickled.mkdir()
+    (pickled / "data_batch_1").write_bytes(b"\x80\x02")
+    with pytest.raises(FileNotFoundError, match="binary version"):
+        data.load_cifar10(pickled)
+
+
+def test_load_image_folder_any_mode_centre_cropped(tmp_path):
+    folder = tmp_path / "pictures"
+    (folder / "sub").mkdir(parents=True)
+    wide = np.zeros((20, 60, 3), np.uint8)
+    wide[:, :20] = (255, 0, 0)
+    wide[:, 20:40] = (0, 255, 0)  # the centre square is green
+    wide[:, 40:] = (0, 0, 255)
+    Image.fromarray(wide).save(folder / "a_wide.png")
+    Image.fromarray(np.full((30, 30), 128, np.uint8)).save(folder / "b_grey.png")
+    rgba = np.zeros((16, 16, 4), np.uint8)  # fully transparent: white paper
+    Image.fromarray(rgba).save(folder / "c_clear.png")
+    Image.fromarray(np.full((24, 24, 3), 200, np.uint8)).save(folder / "sub" / "d.jpg")
+    Image.fromarray(np.full((24, 24), 65535, np.uint16)).save(folder / "e_16bit.png")
+    (folder / "notes.txt").write_text("not an image")
+    images = data.load_image_folder(folder, size=8)
+    assert images.shape == (5, 8, 8, 3) and images.dtype == np.float32
+    np.testing.assert_allclose(images[0], np.broadcast_to([0, 1, 0], (8, 8, 3)), atol=0.02)
+    np.testing.assert_allclose(images[1], 128 / 255, atol=0.01)
+    np.testing.assert_allclose(images[2], 1.0)
+    np.testing.assert_allclose(images[3], 1.0, atol=0.01)  # 16-bit white
+    np.testing.assert_allclose(images[4], 200 / 255, atol=0.03)  # sub/d.jpg sorts last
+    assert data.load_image_folder(folder, size=8, limit=2).shape == (2, 8, 8, 3)
+
+
+def test_load_image_folder_errors(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no images"):
+        data.load_image_folder(empty, 8)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 5)
+    with pytest.raises(ValueError, match="x.png"):
+        data.load_image_folder(broken, 8)
+
+
+def test_load_text_lines(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_bytes("hello chat\r\n\r\nnaïve emote Kappa\n  \nlast line".encode())
+    assert data.load_text_lines(path) == ["hello chat", "naïve emote Kappa", "last line"]
+    path.write_bytes(b"fine\nalso fine\nbad \xff\xfe byte\n")
+    with pytest.raises(ValueError, match="line 3"):
+        data.load_text_lines(path)
+    path.write_bytes(b"\n\n")
+    with pytest.raises(ValueError, match="no messages"):
+        data.load_text_lines(path)
+    with pytest.raises(FileNotFoundError):
+        data.load_text_lines(tmp_path / "missing.txt")
+
+
+# ----------------------------------------------------------------------------- dispatcher
+
+def test_load_prefers_real_data_when_present(isolated_data_dir, mnist_folder):
+    folder, images, labels = mnist_folder
+    synthetic = data.load("mnist", 20, seed=3)
+    np.testing.assert_array_equal(synthetic[0], data.digits(20, 3)[0])
+    assert data.source("mnist") == "synthetic"
+    x, y = data.load("digits", path=folder)
+    np.testing.assert_array_equal(y, labels)
+    # Put it in the data folder: load finds it without a path.
+    os.rename(folder, isolated_data_dir / "mnist") if isolated_data_dir.exists() else (
+        isolated_data_dir.mkdir(), os.rename(folder, isolated_data_dir / "mnist"))
+    x, y = data.load("digits", 3)
+    assert x.shape == (3, 28, 28) and list(y) == [3, 1, 4]
+    assert data.source("digits").endswith("mnist")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, _ = data.load("digits", 50)
+    assert len(x) == 5 and "holds 5" in str(caught[0].message)
+    with pytest.raises(ValueError, match="unknown data set"):
+        data.load("imagenet", 5)
+
+
+def test_load_chat_and_folders(isolated_data_dir, tmp_path):
+    isolated_data_dir.mkdir(parents=True, exist_ok=True)
+    (isolated_data_dir / "chat.txt").write_text("one\ntwo\nthree\n")
+    assert data.load("chat", 2) == ["one", "two"]
+    pictures = tmp_path / "faces"
+    pictures.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((10, 12, 3), 40 * index, np.uint8)).save(pictures / f"{index}.png")
+    faces = data.load("celeba", path=pictures, size=6)
+    assert faces.shape == (3, 6, 6, 3)
+    cached_files = list(isolated_data_dir.glob("folder-*.npz"))
+    assert len(cached_files) == 1
+    np.testing.assert_array_equal(data.load("celeba", path=pictures, size=6), faces)
+    # A broken image: a clear error and no cache file for the failed folder.
+    (pictures / "3.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="3.png"):
+        data.load("faces", path=pictures, size=6)
+    assert list(isolated_data_dir.glob("folder-*.npz")) == cached_files
+    assert not list(isolated_data_dir.glob("*.tmp"))
+
+
+# ---------------------------------------------------------- neither trivial nor noise
+
+def train_and_score(x_train, y_train, x_test, y_test, hidden: int, epochs: int,
+                    seed: int = 0) -> float:
+    """Mini-batch Adam on cross-entropy, pure NumPy; hidden=0 is softmax regression.
+
+    float64 throughout: in float32, Adam's squared-gradient averages of rarely used weights
+    decay into subnormal numbers, which make every arithmetic step ~50x slower.
+    """
+    rng = np.random.default_rng(seed)
+    x_train = x_train.reshape(len(x_train), -1).astype(np.float64)
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float64)
+    sizes = [784] + ([hidden] if hidden else []) + [10]
+    weights = [rng.normal(0, np.sqrt(2 / a), (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    biases = [np.zeros(b) for b in sizes[1:]]
+    params = weights + biases
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+
+    def forward(x):
+        outputs = [x]
+        for layer, (w, b) in enumerate(zip(weights, biases)):
+            x = x @ w + b
+            if layer < len(weights) - 1:
+                x = np.maximum(x, 0)
+            outputs.append(x)
+        return outputs
+
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(x_train))
+        for start in range(0, len(order), 100):
+            batch = order[start:start + 100]
+            outputs = forward(x_train[batch])
+            probs = np.exp(outputs[-1] - outputs[-1].max(1, keepdims=True))
+            probs /= probs.sum(1, keepdims=True)
+            probs[np.arange(len(batch)), y_train[batch]] -= 1
+            delta = probs / len(batch)
+            grad_w, grad_b = [None] * len(weights), [None] * len(weights)
+            for layer in reversed(range(len(weights))):
+                grad_w[layer] = outputs[layer].T @ delta
+                grad_b[layer] = delta.sum(0)
+                if layer:
+                    delta = (delta @ weights[layer].T) * (outputs[layer] > 0)
+            step += 1
+            for i, grad in enumerate(grad_w + grad_b):
+                first[i] = 0.9 * first[i] + 0.1 * grad
+                second[i] = 0.999 * second[i] + 0.001 * grad * grad
+                params[i] -= 2e-3 * (first[i] / (1 - 0.9 ** step)) / (
+                    np.sqrt(second[i] / (1 - 0.999 ** step)) + 1e-8)
+    return float((forward(x_test)[-1].argmax(1) == y_test).mean())
+
+
+def test_digits_are_neither_trivial_nor_noise(digit_sets):
+    (x_train, y_train), (x_test, y_test) = digit_sets
+    linear = train_and_score(x_train, y_train, x_test, y_test, hidden=0, epochs=4)
+    mlp = train_and_score(x_train, y_train, x_test, y_test, hidden=48, epochs=4)
+    print(f"held-out accuracy: softmax regression {linear:.3f}, MLP {mlp:.3f}")
+    assert 0.6 < linear < 0.97  # clearly above chance (0.1), clearly below 100%
+    assert mlp > linear + 0.02  # a hidden layer helps, as on MNIST
