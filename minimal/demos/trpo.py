@@ -112,7 +112,7 @@ class Config:
     adaptive_kl: bool = False  # adapt max_kl every 10 iterations
     margin: float = 0.0  # improvement margin of the adaptive rule (0.05 = the post's 5%)
     speed_workers: tuple = (1, 2)  # worker counts timed for the speed-up figure (empty: skip)
-    speed_iterations: int = 5  # timed iterations per worker count (the median is reported)
+    speed_iterations: int = 5  # timed iterations per worker count, median reported (0: skip)
     compare_env: str = "CartPole-v1"  # environment of the fixed-vs-adaptive figure ('': skip)
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison
     out_dir: str = "outputs/trpo"  # where figures are written
@@ -120,7 +120,7 @@ class Config:
 
 QUICK = {
     "env_ids": ("CartPole-v1",),
-    "total_steps": 60_000,
+    "total_steps": 45_000,
     "steps_per_update": 3000,
     "max_kl": 0.02,
     "speed_iterations": 3,
@@ -333,8 +333,9 @@ def policy_spec_for(env_id: str, hidden: tuple, activation: str) -> PolicySpec:
 
 
 def train(config: Config, env_id: str, total_steps: int, label: str = "",
-          stop_at_return: float | None = None) -> dict[str, np.ndarray]:
-    """TRPO on one environment; returns per-iteration records (steps, seconds, returns...)."""
+          stop_at_return: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """TRPO on one environment; returns per-iteration records (steps, seconds, returns...)
+    and the final policy's flat parameters."""
     limit_blas_threads(1)  # the learner's BLAS must not fight the workers for the cores
     rng = np.random.default_rng([config.seed, 1])
     spec = policy_spec_for(env_id, config.hidden, config.activation)
@@ -381,21 +382,25 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
             progress.update(min(steps, total_steps), mean_return=mean_return, kl=info.kl)
             if stop_at_return is not None and mean_return >= stop_at_return:
                 break
-    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}
+    final_params = flat_parameters(policy.ordered_parameters())
+    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}, \
+        final_params
 
 
-def time_workers(config: Config, env_id: str, worker_counts: tuple, iterations: int) -> dict:
+def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: tuple,
+                 iterations: int) -> dict:
     """Collect and learn seconds per iteration for each worker count, on identical batches.
 
-    A short training run first gives a policy whose episodes are typical; then for each worker
-    count the same `iterations` batches are gathered and the same updates timed, repeated in
-    turn so the other engineers' load on the shared cores falls on every count alike.
+    `flat` is a trained policy's parameters, so the episodes are typical of training (an
+    untrained CartPole policy plays 20-step episodes, where messages, not steps, dominate).
+    For each worker count the same batches are gathered and the same update timed, the counts
+    taking turns within each repetition so the other engineers' load on the shared cores falls
+    on every count alike; the medians are returned.
     """
     limit_blas_threads(1)
-    rng = np.random.default_rng([config.seed, 2])
     spec = policy_spec_for(env_id, config.hidden, config.activation)
-    policy = MLPPolicy(spec, rng)
-    flat = flat_parameters(policy.ordered_parameters())
+    policy = MLPPolicy(spec, np.random.default_rng(0))
+    set_flat_parameters(policy.ordered_parameters(), flat)
     timings = {n: {"collect": [], "learn": []} for n in worker_counts}
     pools = {n: RolloutPool(env_id, spec, config.seed, n) for n in worker_counts}
     try:
@@ -503,8 +508,9 @@ def run(config: Config) -> dict[str, float]:
     os.makedirs(config.out_dir, exist_ok=True)
     metrics: dict[str, float] = {}
     all_kl_ratios, collect_total, learn_total = [], 0.0, 0.0
+    trained = {}
     for env_id in config.env_ids:
-        records = train(config, env_id, config.total_steps)
+        records, trained[env_id] = train(config, env_id, config.total_steps)
         plot_rewards(records, env_id, os.path.join(config.out_dir, f"reward_{env_id}.png"))
         last = records["mean_return"][-5:]
         metrics[f"{env_id}_final_return"] = float(np.mean(last))
@@ -520,9 +526,9 @@ def run(config: Config) -> dict[str, float]:
     metrics["kl_max_over_limit"] = float(max(all_kl_ratios, default=0.0))
     metrics["collect_share"] = float(collect_total / (collect_total + learn_total))
 
-    if config.speed_workers:
+    if config.speed_workers and config.speed_iterations > 0:
         env_id = config.env_ids[0]
-        timings = time_workers(config, env_id, tuple(config.speed_workers),
+        timings = time_workers(config, env_id, trained[env_id], tuple(config.speed_workers),
                                config.speed_iterations)
         plot_workers(timings, env_id, config.steps_per_update,
                      os.path.join(config.out_dir, "workers_speed.png"))
@@ -535,7 +541,7 @@ def run(config: Config) -> dict[str, float]:
         runs = {}
         for name, overrides in ADAPTIVE_VARIANTS.items():
             variant = Config(**{**config.__dict__, **overrides})
-            runs[name] = train(variant, config.compare_env, config.compare_steps, label=name)
+            runs[name], _ = train(variant, config.compare_env, config.compare_steps, label=name)
             metrics[f"adaptive_{name.replace(' ', '_').replace(',', '').replace('%', '')}"
                     "_final_return"] = float(np.mean(runs[name]["mean_return"][-5:]))
         plot_adaptive(runs, config.compare_env, os.path.join(config.out_dir, "adaptive.png"))
