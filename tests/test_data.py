@@ -65,6 +65,8 @@ def test_train_and_test_splits_differ():
     train, _ = data.digits(50, 0, "train", cache=False)
     test, _ = data.digits(50, 0, "test", cache=False)
     assert not np.array_equal(train, test)
+    assert not np.array_equal(data.shapes(20, 0, cache=False)[0],
+                              data.shapes(20, 0, cache=False, split="test")[0])
     with pytest.raises(ValueError, match="split"):
         data.digits(5, split="validation", cache=False)
 

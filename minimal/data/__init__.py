@@ -64,6 +64,12 @@ def _check_count(n: int) -> int:
     return int(n)
 
 
+def _split_stream(split: str) -> int:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return {"train": 0, "test": 1}[split]
+
+
 def digits(n: int, seed: int = 0, split: str = "train", cache_dir: PathLike | None = None,
            cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """n synthetic hand-written digits: images float32 (n, 28, 28) in [0, 1], labels int64.
@@ -71,23 +77,25 @@ def digits(n: int, seed: int = 0, split: str = "train", cache_dir: PathLike | No
     split "train" and "test" are independent streams for the same seed (held-out digits).
     """
     n = _check_count(n)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    stream = {"train": 0, "test": 1}[split]
+    stream = _split_stream(split)
     params = {"version": VERSIONS["digits"], "n": n, "seed": seed, "split": split}
     arrays = cached("digits", params, lambda: handwriting.generate(n, seed, stream), cache_dir,
                     cache)
     return arrays["images"].astype(np.float32) / 255.0, arrays["labels"].astype(np.int64)
 
 
-def shapes(n: int, seed: int = 0, cache_dir: PathLike | None = None,
-           cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def shapes(n: int, seed: int = 0, cache_dir: PathLike | None = None, cache: bool = True,
+           split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """n synthetic object images: float32 (n, 32, 32, 3) in [0, 1], labels int64 indexing
     SHAPE_CLASSES (circle, triangle, square, hexagon, star, cross, heart, crescent, ring,
-    arrow)."""
+    arrow). split "test" is an independent stream for held-out images."""
     n = _check_count(n)
+    stream = _split_stream(split)
     params = {"version": VERSIONS["shapes"], "n": n, "seed": seed}
-    arrays = cached("shapes", params, lambda: objects.generate(n, seed), cache_dir, cache)
+    if stream:  # keeps the train files' names (and caches) as they were before splits existed
+        params["split"] = split
+    arrays = cached("shapes", params, lambda: objects.generate(n, seed, stream), cache_dir,
+                    cache)
     return arrays["images"].astype(np.float32) / 255.0, arrays["labels"].astype(np.int64)
 
 
@@ -196,7 +204,7 @@ def load(name: str, n: int | None = None, seed: int = 0, path: PathLike | None =
     of strings for chat. Real data keep their file order (first n); synthetic data need n.
     """
     kind = _canonical(name)
-    real = Path(path) if path is not None else find_real(kind, cache_dir)
+    real = Path(path).expanduser() if path is not None else find_real(kind, cache_dir)
     if real is None:
         if n is None:
             raise ValueError(f"load({name!r}) without real data needs n, the number of "
@@ -204,7 +212,7 @@ def load(name: str, n: int | None = None, seed: int = 0, path: PathLike | None =
         if kind == "digits":
             return digits(n, seed, split, cache_dir)
         if kind == "shapes":
-            return shapes(n, seed, cache_dir)
+            return shapes(n, seed, cache_dir, split=split)
         if kind == "faces":
             return faces(n, seed, size or 64, cache_dir)
         if kind == "illustrations":

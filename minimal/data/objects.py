@@ -114,9 +114,9 @@ def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8)
 
 
-def generate(n: int, seed: int) -> dict[str, np.ndarray]:
-    """n images (n, 32, 32, 3) uint8 and labels (n,) uint8."""
-    blocks = [_block(rng) for rng in block_rngs(seed, 0, n, BLOCK)]
+def generate(n: int, seed: int, stream: int = 0) -> dict[str, np.ndarray]:
+    """n images (n, 32, 32, 3) uint8 and labels (n,) uint8; stream 0 train, 1 test."""
+    blocks = [_block(rng) for rng in block_rngs(seed, stream, n, BLOCK)]
     if not blocks:
         return {"images": np.zeros((0, SIZE, SIZE, 3), np.uint8), "labels": np.zeros(0, np.uint8)}
     return {"images": np.concatenate([b[0] for b in blocks])[:n],
