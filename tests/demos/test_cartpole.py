@@ -63,11 +63,14 @@ def test_episode_runner_on_a_fixed_seed(env):
             start = env.unwrapped.state.copy()
 
             class StartAt:  # an rng whose uniform() hands back gymnasium's start state
+                def __init__(self, state):
+                    self.state = state
+
                 def uniform(self, low, high, size):
-                    return start.reshape(size)
+                    return self.state.reshape(size)
 
             expected = cp.run_episode(env, weights, seed=seed)
-            got = cp.batch_returns(weights[None], StartAt(), 200)
+            got = cp.batch_returns(weights[None], StartAt(start), 200)
             assert got[0] == expected
 
 
