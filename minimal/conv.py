@@ -37,6 +37,7 @@ from minimal.autograd import (
     as_tensor,
     grad,
     is_grad_enabled,
+    set_grad_enabled,
 )
 
 __all__ = ["batch_norm", "conv2d", "conv_transpose2d", "max_pool2d", "max_unpool2d", "upsample"]
@@ -335,20 +336,47 @@ def upsample(x: Tensor, scale_factor: int = 2) -> Tensor:
 
 # ===== batch normalisation ==================================================================
 
+def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
+    """fn(*inputs) recorded as a single node, differentiable to any order.
+
+    fn runs on detached stand-ins of the inputs, so a later grad() through this node never
+    walks back past `inputs` into their history. Its backward is the same construction applied
+    to fn's vector-Jacobian product (d/d input_i of sum(fn(...) * v)), so every derivative of
+    it is again a node of this kind.
+    """
+    stand_ins = [Tensor(t.data, requires_grad=True) for t in inputs]
+    with set_grad_enabled(True):
+        out = fn(*stand_ins)
+
+    def backward(v):
+        return tuple(_subgraph(_vjp(fn, i), list(inputs) + [v]) if t.requires_grad else None
+                     for i, t in enumerate(inputs))
+
+    return _node(out.data, tuple(inputs), backward, "subgraph")
+
+
+def _vjp(fn: Callable, i: int) -> Callable:
+    """(x_1..x_n, v) -> d sum(fn(x) * v) / d x_i, as a function of Tensors."""
+    def vjp(*args):
+        *xs, v = args
+        with set_grad_enabled(True):
+            return grad((fn(*xs) * v).sum(), [xs[i]], create_graph=True)[0]
+    return vjp
+
+
 def _fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
            composed: Callable, op: str) -> Tensor:
-    """A node with a hand-written NumPy backward for speed.
+    """A node with a hand-written NumPy backward, for speed.
 
-    Under create_graph=True (recording on while backward runs) the NumPy backward would give
-    gradients without a graph, so instead the same function is rebuilt from differentiable Tensor
-    ops (`composed(*parents)`) and differentiated: exact at every order, only slower.
+    The NumPy backward gives gradients without a graph, so under create_graph=True (recording
+    on while backward runs) the same function is instead rebuilt from differentiable Tensor ops,
+    `composed(*parents)`, and differentiated: exact at every order, only slower.
     """
     def backward(g):
         if not is_grad_enabled():
             return fast_backward(g)
-        wanted = [p for p in parents if p.requires_grad]
-        grads = iter(grad(composed(*parents), wanted, g, create_graph=True, allow_unused=True))
-        return tuple(next(grads) if p.requires_grad else None for p in parents)
+        return tuple(_subgraph(_vjp(composed, i), list(parents) + [g]) if p.requires_grad
+                     else None for i, p in enumerate(parents))
 
     return _node(out, parents, backward, op)
 
@@ -375,6 +403,8 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     variance takes the unbiased batch variance). Otherwise use the running statistics.
     """
     x = as_tensor(x)
+    weight = None if weight is None else as_tensor(weight)
+    bias = None if bias is None else as_tensor(bias)
     if x.ndim < 2:
         raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
     channels = x.shape[1]
