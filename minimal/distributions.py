@@ -75,7 +75,8 @@ class Categorical:
         return (self.probs * (self.log_probs - other.log_probs)).sum(axis=-1)
 
     def detach(self) -> Categorical:
-        return Categorical(self.logits.detach())
+        """A frozen copy: later changes to the parameters' arrays do not reach it."""
+        return Categorical(Tensor(self.logits.data.copy()))
 
     def mode(self) -> np.ndarray:
         return np.argmax(self.logits.data, axis=-1)
@@ -126,7 +127,9 @@ class DiagGaussian:
         return per_dim.sum(axis=-1)
 
     def detach(self) -> DiagGaussian:
-        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+        """A frozen copy. It copies the arrays: log_std is often a Parameter itself, whose
+        array the optimizer or set_flat_parameters replaces or changes in place later."""
+        return DiagGaussian(Tensor(self.mean.data.copy()), Tensor(self.log_std.data.copy()))
 
     def mode(self) -> np.ndarray:
         return self.mean.data

@@ -130,3 +130,12 @@ def test_bad_shapes_are_named():
         DiagGaussian(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3)))
     with pytest.raises(ValueError, match="Categorical.log_prob"):
         Categorical(Tensor(np.zeros((3, 2)))).log_prob(np.zeros(4, int))
+
+
+def test_detach_is_a_frozen_copy_even_when_parameter_arrays_change_in_place():
+    log_std = Tensor(np.array([0.0, 0.5]), requires_grad=True)
+    pi = DiagGaussian(Tensor(np.zeros((1, 2))), log_std)
+    frozen = pi.detach()
+    log_std.data += 1.0  # an optimizer step in place
+    np.testing.assert_array_equal(frozen.log_std.data, [0.0, 0.5])
+    assert float(frozen.kl(frozen).data[0]) == 0.0

@@ -248,7 +248,9 @@ def trpo_update(policy: MLPPolicy, observations: np.ndarray, actions: np.ndarray
     obs = Tensor(observations)
     adv = Tensor(advantages)
     with no_grad():
-        old = policy(obs)
+        # detach() copies: a Gaussian's log_std is the Parameter itself, which the line search
+        # changes (found the hard way: a stale std against a new log_std gave negative KLs)
+        old = policy(obs).detach()
         old_log_prob = old.log_prob(actions).data
 
     def surrogate(pi) -> Tensor:

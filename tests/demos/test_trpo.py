@@ -168,3 +168,23 @@ def test_run_writes_every_figure(tmp_path):
         assert (tmp_path / figure).stat().st_size > 10_000
     assert 0 < metrics["collect_share"] < 1 and metrics["collect_speedup_2_workers"] > 0
     assert metrics["kl_max_over_limit"] <= 1.5
+
+
+def test_gaussian_trpo_update_kl_is_measured_against_a_frozen_old_policy():
+    rng = np.random.default_rng(2)
+    spec = PolicySpec(obs_dim=3, act_dim=2, hidden=(16,), discrete=False)
+    policy = trpo.MLPPolicy(spec, rng)
+    obs = rng.standard_normal((300, 3))
+    actions = rng.standard_normal((300, 2))
+    advantages = actions[:, 0] * obs[:, 1]  # reward actions that follow obs[:, 1]
+    for _ in range(5):
+        before = policy.log_std.data.copy()
+        with no_grad():
+            old = policy(Tensor(obs)).detach()
+        info = trpo.trpo_update(policy, obs, actions, advantages, max_kl=0.01, damping=0.1,
+                                cg_iters=10)
+        with no_grad():
+            kl = float(old.kl(policy(Tensor(obs))).mean().data)
+        assert info.accepted and info.improvement > 0
+        assert info.kl == pytest.approx(kl) and 0 < kl <= 0.015
+        assert not np.array_equal(before, policy.log_std.data)
