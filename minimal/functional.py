@@ -24,6 +24,7 @@ from minimal.autograd import (
     tanh,
 )
 from minimal.conv import (
+    _fused,
     batch_norm,
     conv2d,
     conv_transpose2d,
@@ -33,7 +34,6 @@ from minimal.conv import (
 )
 
 __all__ = [
-    "linear",
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
@@ -43,6 +43,7 @@ __all__ = [
     "dropout",
     "l1_loss",
     "leaky_relu",
+    "linear",
     "log_softmax",
     "logsumexp",
     "max_pool2d",
@@ -111,8 +112,41 @@ def nll_loss(log_probs: Tensor, target, ignore_index: int = -100,
 
 def cross_entropy(logits: Tensor, target, ignore_index: int = -100,
                   reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of integer targets; logits (N, C) or (N, C, ...) like PyTorch."""
-    return nll_loss(log_softmax(logits, axis=1), target, ignore_index, reduction)
+    """Softmax cross-entropy of integer targets; logits (N, C) or (N, C, ...) like PyTorch.
+
+    For (N, C) logits with a mean or sum the loss is one fused node (a language model's softmax
+    over its vocabulary is the biggest array it has: one pass forward, one backward); its
+    composition from log_softmax and nll_loss defines it and gives the higher derivatives.
+    """
+    def composed(x):
+        return nll_loss(log_softmax(x, axis=1), target, ignore_index, reduction)
+
+    labels = np.asarray(target.data if isinstance(target, Tensor) else target)
+    if (logits.ndim != 2 or reduction not in ("mean", "sum") or labels.shape != logits.shape[:1]
+            or not np.issubdtype(labels.dtype, np.integer)):
+        return composed(logits)  # the general path also gives the error messages
+    keep = labels != ignore_index
+    rows, picked = np.nonzero(keep)[0], labels[keep]
+    classes = logits.shape[1]
+    if len(rows) == 0 or picked.min() < 0 or picked.max() >= classes:
+        return composed(logits)
+    x = logits.data
+    shift = x.max(axis=1, keepdims=True)
+    exps = np.exp(x - shift)
+    totals = exps.sum(axis=1, keepdims=True)
+    log_z = np.log(totals) + shift  # logsumexp per row
+    count = len(rows) if reduction == "mean" else 1
+    loss = (log_z[rows, 0] - x[rows, picked]).sum() / count
+
+    def fast_backward(g):
+        d = exps / totals  # softmax; minus one at the target, zero on ignored rows
+        d[rows, picked] -= 1
+        if len(rows) < len(labels):
+            d[~keep] = 0
+        d *= g.data / count
+        return (Tensor(d),)
+
+    return _fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed, "cross_entropy")
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -121,8 +155,22 @@ def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "m
     if target.shape != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: logits shape {logits.shape} "
                          f"and target shape {target.shape} differ")
-    return _reduce(softplus(logits) - logits * target, reduction,
-                   "binary_cross_entropy_with_logits")
+    def composed(x):
+        return _reduce(softplus(x) - x * target, reduction, "binary_cross_entropy_with_logits")
+
+    if reduction not in ("mean", "sum") or target.requires_grad:
+        return composed(logits)
+    # one fused node for the common case; its gradient is (sigmoid(x) - t) / count
+    x, t = logits.data, target.data
+    count = x.size if reduction == "mean" else 1
+    loss = (np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))).sum() / count
+
+    def fast_backward(g):
+        probs = 0.5 * (1 + np.tanh(0.5 * x))  # sigmoid without overflow
+        return (Tensor((probs - t) * (g.data / count)),)
+
+    return _fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed,
+                  "binary_cross_entropy_with_logits")
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean",

@@ -21,6 +21,7 @@ import numpy as np
 
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, getitem, split, stack
+from minimal.conv import _fused
 
 # ===== initialisers =======================================================================
 
@@ -497,6 +498,68 @@ def _lstm_gates(x_part: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor):
     return F.sigmoid(o) * F.tanh(c_next), c_next
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), never overflows
+
+
+def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
+    """Run one layer over all T steps as a single node: returns (T + 1, B, H), the T hidden
+    states and then the final cell state.
+
+    The same recurrence as `_lstm_gates` step by step, but with the backward pass through time
+    written out in NumPy: a per-step graph of ~15 small ops costs more in bookkeeping than
+    the arithmetic. Under create_graph=True the step-by-step Tensor version is differentiated
+    instead, so higher derivatives stay exact.
+    """
+    xs, w = x_part.data, weight_hh.data
+    steps, hidden = xs.shape[0], w.shape[1]
+    out = np.empty((steps + 1,) + h0.shape, xs.dtype)
+    gates = np.empty(xs.shape, xs.dtype)  # i, f, g, o after their nonlinearities
+    cells = np.empty((steps + 1,) + c0.shape, xs.dtype)  # c_0 .. c_T
+    tanh_cells = np.empty((steps,) + c0.shape, xs.dtype)
+    h, cells[0] = h0.data, c0.data
+    for t in range(steps):
+        z = xs[t] + h @ w.T
+        act = gates[t]
+        act[:, :2 * hidden] = _sigmoid(z[:, :2 * hidden])
+        act[:, 2 * hidden:3 * hidden] = np.tanh(z[:, 2 * hidden:3 * hidden])
+        act[:, 3 * hidden:] = _sigmoid(z[:, 3 * hidden:])
+        i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
+        cells[t + 1] = f * cells[t] + i * g
+        tanh_cells[t] = np.tanh(cells[t + 1])
+        h = out[t] = o * tanh_cells[t]
+    out[steps] = cells[steps]
+
+    def fast_backward(grad_out):
+        d_out = grad_out.data
+        d_gates = np.empty_like(gates)
+        dh, dc = np.zeros_like(h0.data), d_out[steps].copy()  # c_T feeds only the output
+        for t in reversed(range(steps)):
+            act = gates[t]
+            i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            dh = dh + d_out[t]
+            dc += dh * o * (1 - tanh_cells[t] ** 2)
+            dz = d_gates[t]
+            dz[:, :hidden] = dc * g * i * (1 - i)
+            dz[:, hidden:2 * hidden] = dc * cells[t] * f * (1 - f)
+            dz[:, 2 * hidden:3 * hidden] = dc * i * (1 - g * g)
+            dz[:, 3 * hidden:] = dh * tanh_cells[t] * o * (1 - o)
+            dh = dz @ w
+            dc = dc * f
+        previous_h = np.concatenate([h0.data[None], out[:steps - 1]]).reshape(-1, hidden)
+        d_w = d_gates.reshape(-1, 4 * hidden).T @ previous_h
+        return Tensor(d_gates), Tensor(dh), Tensor(dc), Tensor(d_w)
+
+    def composed(x_part, h, c, weight_hh):
+        hs = []
+        for t in range(steps):
+            h, c = _lstm_gates(x_part[t], h, c, weight_hh)
+            hs.append(h)
+        return stack(hs + [c], axis=0)
+
+    return _fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
+
+
 class LSTMCell(Module):
     """One step of an LSTM: weight_ih (4H, in), weight_hh (4H, H), bias_ih, bias_hh (4H,),
     gates i, f, g, o in that order; every entry U(-1/sqrt(H), 1/sqrt(H)) like PyTorch."""
@@ -579,14 +642,10 @@ class LSTM(Module):
             x_part = layer_input @ w_ih.T
             if self.bias:
                 x_part = x_part + (getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}"))
-            h, c = h0[k], c0[k]
-            outputs = []
-            for t in range(steps):
-                h, c = _lstm_gates(x_part[t], h, c, w_hh)
-                outputs.append(h)
-            final_h.append(h)
-            final_c.append(c)
-            layer_input = stack(outputs, axis=0)
+            states = _lstm_layer(x_part, h0[k], c0[k], w_hh)  # h_1 .. h_T, then c_T
+            layer_input = states[:steps]
+            final_h.append(states[steps - 1])
+            final_c.append(states[steps])
             if self.dropout and k < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, self.rng, self.training)
         return layer_input, (stack(final_h, axis=0), stack(final_c, axis=0))
