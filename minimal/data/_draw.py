@@ -137,6 +137,13 @@ def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def composite(canvas: np.ndarray, alpha: np.ndarray, colour: np.ndarray) -> np.ndarray:
-    """Paint `colour` over `canvas` (B, H, W, 3) with `alpha` (B, H, W); colour broadcasts."""
-    alpha = alpha[..., None]
-    return canvas * (1 - alpha) + colour * alpha
+    """Paint `colour` over `canvas` (B, H, W, 3) with `alpha` (B, H, W); colour broadcasts.
+
+    Returns a new float32 canvas: canvas + alpha * (colour - canvas).
+    """
+    alpha = np.asarray(alpha, np.float32)[..., None]
+    colour = np.asarray(colour, np.float32)
+    result = colour - canvas
+    result *= alpha
+    result += canvas
+    return result.astype(np.float32, copy=False)

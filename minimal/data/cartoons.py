@@ -27,8 +27,8 @@ from ._cache import block_rngs
 
 
 def block_size(size: int) -> int:
-    """Scenes drawn together: about 65k pixels per layer (16 at 64 px, 1 at 256 px)."""
-    return max(1, 2 ** 16 // (size * size))
+    """Scenes drawn together: about 131k pixels per layer (32 at 64 px, 2 at 256 px)."""
+    return max(1, 2 ** 17 // (size * size))
 
 
 def _col(values) -> np.ndarray:

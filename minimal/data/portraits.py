@@ -48,6 +48,7 @@ def _block(rng: np.random.Generator, size: int) -> np.ndarray:
     vertical = (ys / size)[..., None]
     image = top[:, None, None] * (1 - vertical) + bottom[:, None, None] * vertical
     image = image * (0.9 + 0.2 * _draw.smooth_noise(rng, batch, size, size, 3))[..., None]
+    image = image.astype(np.float32)  # everything after stays float32: half the memory traffic
 
     scale = uniform(1.0, 1.28) * unit
     cx = size / 2 + uniform(-3, 3) * unit
