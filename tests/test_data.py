@@ -525,3 +525,45 @@ def test_digits_are_neither_trivial_nor_noise(digit_sets):
     print(f"held-out accuracy: softmax regression {linear:.3f}, MLP {mlp:.3f}")
     assert 0.6 < linear < 0.97  # clearly above chance (0.1), clearly below 100%
     assert mlp > linear + 0.02  # a hidden layer helps, as on MNIST
+
+
+# ---------------------------------------------------------------- optional downloader
+
+def test_fetch_checks_md5_and_leaves_nothing_on_mismatch(tmp_path):
+    from minimal.data import download
+
+    served = tmp_path / "server" / "file.gz"
+    served.parent.mkdir()
+    served.write_bytes(b"some published bytes")
+    url = served.as_uri()  # a file:// URL: the code path of a real download, no network
+    good_md5 = download.md5_of(served)
+    target = tmp_path / "data" / "file.gz"
+    download.fetch(url, target, good_md5)
+    assert target.read_bytes() == b"some published bytes"
+    other = tmp_path / "data" / "other.gz"
+    with pytest.raises(ValueError, match="MD5"):
+        download.fetch(url, other, "0" * 32)
+    assert sorted(p.name for p in other.parent.iterdir()) == ["file.gz"]
+
+
+def test_download_cifar10_extracts_only_the_batches(tmp_path, monkeypatch):
+    import io
+    import tarfile
+
+    from minimal.data import download
+
+    archive = tmp_path / "server" / download.CIFAR_ARCHIVE
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in download.CIFAR_MEMBERS + ("readme.html", "../escape.bin"):
+            payload = bytes([1]) + bytes(3072)
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}" if "/" not in name else name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    monkeypatch.setitem(download.CIFAR_MD5, download.CIFAR_ARCHIVE, download.md5_of(archive))
+    folder = download.download_cifar10(tmp_path / "data" / "cifar-10-batches-bin",
+                                       base_url=archive.parent.as_uri() + "/")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(download.CIFAR_MEMBERS)
+    assert not (tmp_path / "data" / "escape.bin").exists()
+    x, y = data.load_cifar10(folder, "test")
+    assert x.shape == (1, 32, 32, 3) and list(y) == [1]

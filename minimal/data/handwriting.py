@@ -319,7 +319,7 @@ def _draw_fonts(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     which = rng.integers(0, len(FONT_FILES), batch) * 10 + labels
     warp = _Warp(batch, rng)
     box = rng.normal(19.5, 1.0, batch).clip(16.5, 22).astype(np.float32)
-    thicken = rng.uniform(-0.2, 1.0, batch).astype(np.float32)  # pixels added to the outline
+    thicken = rng.uniform(0.0, 1.1, batch).astype(np.float32)  # pixels added to the outline
     softness = rng.uniform(1.0, 2.0, batch).astype(np.float32)
     points = warp.forward(inks[which])
     scale, offset = _placement(points, np.ones(points.shape[:2], np.float32), box, rng)
