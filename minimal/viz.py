@@ -1,5 +1,8 @@
 """Small picture helpers for the demos: image grids, PNG and GIF files, training curves.
 
+Helpers: image_grid, save_image, save_grid, save_gif, draw_boxes (attention windows), smooth,
+plot_curves.
+
 Image layouts accepted everywhere a batch is expected:
     (N, H, W)                 grey
     (N, H, W, C), C in {1, 3} channels last (NumPy / matplotlib / PIL order)
@@ -127,6 +130,37 @@ def save_gif(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLike,
     return _atomic_write(path, lambda temp: pictures[0].save(
         temp, format="GIF", save_all=True, append_images=pictures[1:], duration=milliseconds,
         loop=loop))
+
+
+def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8, scale: int = 1,
+              **grid_options) -> Path:
+    """image_grid then save_image: the one-liner most demos want for a batch of samples."""
+    return save_image(image_grid(images, nrow, **grid_options), path, scale=scale)
+
+
+def draw_boxes(images: np.ndarray, boxes: np.ndarray, colour=(1.0, 0.0, 0.0),
+               channels_first: bool | None = None) -> np.ndarray:
+    """Rectangle outlines drawn on copies of a batch, e.g. DRAW's attention windows.
+
+    images: any accepted batch layout, values in [0, 1]. boxes: (N, 4) as (top, left, bottom,
+    right) in pixels, floats allowed (rounded, clipped to the image). Returns (N, H, W, 3)
+    float32; grey images become RGB so the colour shows.
+    """
+    batch = _to_unit(to_channels_last(images, channels_first), (0.0, 1.0))
+    if batch.shape[3] == 1:
+        batch = np.repeat(batch, 3, axis=3)
+    batch = batch.copy()
+    boxes = np.asarray(boxes, np.float64).reshape(len(batch), 4)
+    height, width = batch.shape[1:3]
+    rgb = np.asarray(colour, np.float32)
+    for image, (top, left, bottom, right) in zip(batch, np.rint(boxes).astype(int)):
+        top, bottom = np.clip([top, bottom], 0, height - 1)
+        left, right = np.clip([left, right], 0, width - 1)
+        image[top, left:right + 1] = rgb
+        image[bottom, left:right + 1] = rgb
+        image[top:bottom + 1, left] = rgb
+        image[top:bottom + 1, right] = rgb
+    return batch
 
 
 def smooth(values: Sequence[float], window: int) -> np.ndarray:

@@ -94,3 +94,22 @@ def test_plot_curves_writes_a_png(tmp_path):
     # Two coloured lines were drawn: some pixels are neither white nor grey.
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
     assert (saturation > 100).sum() > 200
+
+
+def test_draw_boxes_outlines_only_the_rectangle():
+    images = np.zeros((2, 1, 8, 8))  # grey, channels first
+    boxes = np.array([[1, 2, 5, 6], [-3, -3, 20, 20]])  # the second is clipped to the image
+    drawn = viz.draw_boxes(images, boxes, colour=(0, 1, 0))
+    assert drawn.shape == (2, 8, 8, 3)
+    outline = np.zeros((8, 8), bool)
+    outline[1, 2:7] = outline[5, 2:7] = outline[1:6, 2] = outline[1:6, 6] = True
+    np.testing.assert_array_equal(drawn[0, ..., 1] == 1, outline)
+    assert drawn[0, ..., 0].max() == 0 and drawn[0, 3, 4, 1] == 0  # inside stays untouched
+    assert drawn[1, 0, :, 1].all() and drawn[1, :, 7, 1].all()
+    assert images.max() == 0  # the input is not modified
+
+
+def test_save_grid(tmp_path):
+    path = viz.save_grid(np.ones((5, 4, 4)), tmp_path / "grid.png", nrow=5, scale=2, padding=0)
+    with Image.open(path) as saved:
+        assert saved.size == (40, 8)
