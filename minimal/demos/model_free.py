@@ -39,8 +39,10 @@ What the demo shows, one figure each:
 
 Run:  python -m minimal.demos.model_free [--quick] [--seed 0]
 
-Departures: all methods of a comparison see the same sampled episodes (common random numbers),
-which makes their curves comparable with fewer runs. The original post's Q-learning code had bugs
+Departures: in each run all prediction methods learn from the same sampled episodes (common
+random numbers), which makes their curves comparable with fewer runs. SARSA(lambda) uses
+replacing traces and, on the windy grid, epsilon decaying to 0 (the book's example 6.5 uses
+plain SARSA with a constant 0.1). The original post's Q-learning code had bugs
 that are not reproduced here: its SARSA bootstrapped with max (that is Q-learning), and it used an
 argmax index as a value. The network value function with experience replay and a frozen target
 network lives with the CartPole demo, which has the engine for it.
