@@ -25,6 +25,7 @@ import os
 import numpy as np
 
 from . import _draw
+from ._cache import block_rngs
 
 SIZE = 28
 FONT_FILES = (
@@ -345,8 +346,6 @@ def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 
 def generate(n: int, seed: int, stream: int) -> dict[str, np.ndarray]:
     """n digits as uint8 images (n, 28, 28) and uint8 labels, block by block."""
-    from ._cache import block_rngs
-
     blocks = [_block(rng) for rng in block_rngs(seed, stream, n, BLOCK)]
     images = np.concatenate([b[0] for b in blocks])[:n] if blocks else np.zeros((0, 28, 28))
     labels = np.concatenate([b[1] for b in blocks])[:n] if blocks else np.zeros(0)
