@@ -11,9 +11,9 @@ are independent given the policy, so N processes can gather N times as fast. Her
   seeds `env.reset`, the other the generator that samples the actions. So an episode's data
   depends on the parameters, the seed and k, never on which worker ran it or when.
 - The batch is the shortest run of episodes next, next + 1, ... holding at least `min_steps`
-  steps. Workers that are still busy with later episodes when it is complete have their results
-  thrown away when they arrive (tagged with the iteration's number), and the next iteration
-  starts at the first unused k. Hence the batch is bit-identical for 0 (in-process), 1, 2 or N
+  steps. Workers that are still busy with later episodes when it is complete finish them while
+  the learner learns; their results (tagged with the iteration's number) are thrown away at the
+  start of the next collect, and the next iteration starts at the first unused k. Hence the batch is bit-identical for 0 (in-process), 1, 2 or N
   workers.
 
 Messages are raw float64 arrays (`send_bytes`), no pickles: a command code followed by data one
@@ -364,6 +364,12 @@ class RolloutPool:
         return episodes
 
     def _collect_parallel(self, flat_params: np.ndarray, min_steps: int) -> list[Episode]:
+        # First take in the surplus episodes of the last iteration (finished while the learner
+        # was learning, so this rarely waits). Every worker is then idle, reading its pipe:
+        # sending it a large parameter vector cannot deadlock against a large episode it is
+        # sending back.
+        while any(worker.stale for worker in self.workers):
+            self._receive()
         first = self.next_index
         message = np.concatenate([[_SET_PARAMS, self.generation], flat_params]).tobytes()
         for worker in self.workers:

@@ -176,3 +176,15 @@ def test_interrupted_or_killed_learner_leaves_no_workers(tmp_path, how):
     finally:
         learner.kill()
         learner.wait()
+
+
+def test_large_parameter_vectors_and_surplus_episodes_do_not_deadlock():
+    # 2 MB of parameters per message, larger than a pipe's buffer, sent while workers still
+    # owe surplus episodes from the previous iteration
+    spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(512, 512), discrete=True)
+    start = time.perf_counter()
+    with RolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:
+        for i in range(4):
+            batch = pool.collect(0.05 * random_params(spec, i), 50)
+            assert sum(len(e) for e in batch) >= 50
+    assert time.perf_counter() - start < 60
