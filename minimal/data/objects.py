@@ -5,6 +5,10 @@ and colour, lit by a soft gradient, over a textured or graded background (stripe
 clouds, linear or radial gradients), with a few small distractor blobs and sensor noise. Objects
 can run off the edge, colours can be close to the background's: like CIFAR, most images are easy
 and some are hard. Shapes are drawn from signed distance functions, anti-aliased, all vectorised.
+
+As in CIFAR (green frogs, planes on sky), colour and background carry some of the class: half
+the objects take their class's usual hue and 40% of the backgrounds their class's usual style,
+so even a linear model does better than chance while the shape itself is what decides.
 """
 
 from __future__ import annotations
@@ -52,7 +56,13 @@ def shape_sdf(kind: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {kind!r}; expected one of {SHAPE_CLASSES}")
 
 
-def _backgrounds(rng: np.random.Generator, batch: int) -> np.ndarray:
+# Each class's usual object hue and background style (0 linear, 1 radial, 2 stripes, 3 checks,
+# 4 clouds): the "context" that makes CIFAR's classes partly guessable from colour alone.
+CLASS_HUES = np.array([0.0, 0.12, 0.6, 0.33, 0.15, 0.95, 0.9, 0.55, 0.05, 0.75])
+CLASS_STYLES = np.array([0, 4, 2, 1, 1, 3, 0, 4, 2, 3])
+
+
+def _backgrounds(rng: np.random.Generator, batch: int, labels: np.ndarray) -> np.ndarray:
     """Textured or graded backgrounds (B, 32, 32, 3): one of five styles per image."""
     ys, xs = _draw.pixel_grid(SIZE, SIZE)
     ys, xs = ys / SIZE - 0.5, xs / SIZE - 0.5
@@ -62,7 +72,8 @@ def _backgrounds(rng: np.random.Generator, batch: int) -> np.ndarray:
                               rng.uniform(0.15, 1, batch))
     angle = _f32(rng.uniform(0, 2 * np.pi, (batch, 1, 1)))
     along = np.cos(angle) * xs + np.sin(angle) * ys
-    style = rng.integers(0, 5, (batch, 1, 1))
+    typical = rng.random(batch) < 0.4
+    style = np.where(typical, CLASS_STYLES[labels], rng.integers(0, 5, batch))[:, None, None]
     frequency = _f32(rng.uniform(3, 9, (batch, 1, 1)))
     linear = along + 0.5
     radial = np.hypot(xs - _f32(rng.uniform(-0.4, 0.4, (batch, 1, 1))),
@@ -79,7 +90,7 @@ def _backgrounds(rng: np.random.Generator, batch: int) -> np.ndarray:
 
 def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     labels = rng.integers(0, len(SHAPE_CLASSES), BLOCK)
-    images = _backgrounds(rng, BLOCK)
+    images = _backgrounds(rng, BLOCK, labels)
     ys, xs = _draw.pixel_grid(SIZE, SIZE)
     # Distractors first, so the object is never hidden behind them.
     for _ in range(3):
@@ -103,8 +114,10 @@ def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         if members.any():
             sdf = shape_sdf(kind, u[members], v[members]) * size[members]
             alpha[members] = _draw.coverage(sdf)
-    # Object colour: a random hue, lit from a random side (a soft linear shading).
-    colour = _draw.hsv_to_rgb(rng.random(BLOCK), rng.uniform(0.25, 1, BLOCK),
+    # Object colour: the class's usual hue half the time, else any; lit from a random side.
+    usual = (CLASS_HUES[labels] + rng.normal(0, 0.04, BLOCK)) % 1.0
+    hue = np.where(rng.random(BLOCK) < 0.5, usual, rng.random(BLOCK))
+    colour = _draw.hsv_to_rgb(hue, rng.uniform(0.25, 1, BLOCK),
                               rng.uniform(0.35, 1, BLOCK))
     light = _f32(rng.uniform(0, 2 * np.pi, (BLOCK, 1, 1)))
     shade = 1 + 0.35 * (np.cos(light) * (xs - cx) + np.sin(light) * (ys - cy)) / size
