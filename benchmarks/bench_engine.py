@@ -22,8 +22,8 @@ of the median). PyTorch runs at the same thread count as OpenBLAS (torch.set_num
 
 OPENBLAS_THREAD_TIMEOUT=4 is set before NumPy is imported: otherwise OpenBLAS's idle threads
 keep spinning after each matrix product and steal a core from PyTorch, which flatters NumPy by
-about 1.3x on a 2-core machine. Peak memory (ru_maxrss) is measured in a fresh process per
-engine, since it is a high-water mark of the whole process.
+about 1.3x on a 2-core machine. Peak memory (the resident high-water mark, VmHWM) is measured
+in a fresh process per engine, since it is a mark of the whole process.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import os
 import sys
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy is imported, see above
+if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy is imported
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
 
 import argparse  # noqa: E402
 import resource  # noqa: E402
@@ -345,7 +347,23 @@ def _memory_child(workload: str, engine: str) -> None:
     step = OURS[workload](rng) if engine == "ours" else torch_models()[workload](rng)
     for _ in range(3):
         step()
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # kilobytes on Linux
+    print(_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    VmHWM from /proc where there is one: ru_maxrss would also count the parent's memory, since
+    after fork() the child starts with the parent's pages resident.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def main() -> None:
@@ -387,7 +405,7 @@ def main() -> None:
         engines = ["ours"] + (["torch"] if torch is not None else [])
         peaks = ", ".join(f"{e} {peak_memory_mb('unet', e, args.threads):.0f} MB"
                           for e in engines)
-        print(f"U-Net peak memory (ru_maxrss, fresh process, 3 steps): {peaks}")
+        print(f"U-Net peak memory (VmHWM, fresh process, 3 steps): {peaks}")
 
 
 if __name__ == "__main__":

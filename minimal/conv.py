@@ -90,15 +90,35 @@ def _im2col(padded: np.ndarray, kernel, stride, out_hw) -> np.ndarray:
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
-def _col2im(cols: np.ndarray, padded_shape, kernel, stride, out_hw) -> np.ndarray:
-    """The adjoint of `_im2col`: add every row back onto its patch of a zero (N, Hp, Wp, C)."""
-    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_hw
-    n, _, _, c = padded_shape
+def _tap_range(tap: int, stride: int, count: int, pad: int, size: int) -> tuple[int, int]:
+    """Which of the `count` patch positions put kernel tap `tap` inside the unpadded [0, size)."""
+    first = max(0, -((tap - pad) // stride))  # smallest a with tap + a*stride - pad >= 0
+    last = min(count, (size - 1 - tap + pad) // stride + 1) if size - 1 - tap + pad >= 0 else 0
+    return first, max(first, last)
+
+
+def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) -> np.ndarray:
+    """The adjoint of `_im2col`: add every row of cols back onto its patch.
+
+    Returns the unpadded (N, H, W, C): taps that fall on the padding are simply skipped, so
+    no padded buffer has to be cropped and copied afterwards. One strided add per kernel tap
+    (never np.add.at, which is 5-10x slower).
+    """
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, patches_hw
+    n, h, w, c = out_shape
     cols = cols.reshape(n, oh, ow, kh, kw, c)
-    out = np.zeros(padded_shape, cols.dtype)
-    for i in range(kh):  # one strided add per kernel tap
+    out = np.zeros(out_shape, cols.dtype)
+    for i in range(kh):
+        a0, a1 = _tap_range(i, sh, oh, ph, h)
+        if a0 == a1:
+            continue
+        rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
         for j in range(kw):
-            out[:, i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw] += cols[:, :, :, i, j]
+            b0, b1 = _tap_range(j, sw, ow, pw, w)
+            if b0 == b1:
+                continue
+            columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
+            out[:, rows, columns] += cols[:, a0:a1, b0:b1, i, j]
     return out
 
 
@@ -119,14 +139,10 @@ def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw):
     """Adjoint of `_conv_forward` in its input: y (N, O, h, w) -> (N, C, *out_hw)."""
     n, o, h, w = y.shape
     _, c, kh, kw = weight.shape
-    (sh, sw), (ph, pw) = stride, padding
     cols = _channels_last(y).reshape(-1, o) @ _weight_matrix(weight)  # (N*h*w, kh*kw*C)
-    # the buffer holds every patch and the whole (padded) output
-    height = max((h - 1) * sh + kh, ph + out_hw[0])
-    width = max((w - 1) * sw + kw, pw + out_hw[1])
-    full = _col2im(cols, (n, height, width, c), (kh, kw), stride, (h, w))
-    out = full[:, ph:ph + out_hw[0], pw:pw + out_hw[1]]
-    out = out + bias if bias is not None else np.ascontiguousarray(out)
+    out = _col2im(cols, (n, out_hw[0], out_hw[1], c), (kh, kw), stride, padding, (h, w))
+    if bias is not None:
+        out += bias
     return out.transpose(0, 3, 1, 2)
 
 

@@ -11,9 +11,9 @@ import numpy as np
 
 from minimal.autograd import (
     Tensor,
+    _masked,
     as_tensor,
     getitem,
-    leaky_relu,
     linear,
     log,
     logsumexp,
@@ -57,6 +57,23 @@ __all__ = [
     "tanh",
     "upsample",
 ]
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    """x where x > 0, negative_slope * x elsewhere.
+
+    The slope array is made in x's own dtype (float32 stays float32: no float64 temporaries)
+    and keeps x's memory order, which after a convolution is channels-last. Its derivative is
+    that (constant) slope array, so it has derivatives of every order (zero beyond the first).
+    """
+    x = as_tensor(x)
+    slope = np.asarray(negative_slope, x.dtype)
+    # 1 or slope per entry by arithmetic on the mask: np.where branches per entry and is ~5x
+    # slower on the random signs of activations
+    factor = (x.data > 0).astype(x.dtype)
+    factor *= 1 - slope
+    factor += slope
+    return _masked(x, factor, "leaky_relu", x.data * factor)
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
@@ -132,18 +149,19 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100,
         return composed(logits)
     x = logits.data
     shift = x.max(axis=1, keepdims=True)
-    exps = np.exp(x - shift)
+    exps = x - shift
+    np.exp(exps, out=exps)  # in place: this array is as big as the logits
     totals = exps.sum(axis=1, keepdims=True)
     log_z = np.log(totals) + shift  # logsumexp per row
     count = len(rows) if reduction == "mean" else 1
     loss = (log_z[rows, 0] - x[rows, picked]).sum() / count
 
     def fast_backward(g):
-        d = exps / totals  # softmax; minus one at the target, zero on ignored rows
-        d[rows, picked] -= 1
+        scale = g.data / count
+        d = exps * (scale / totals)  # softmax; minus one at the target, zero on ignored rows
+        d[rows, picked] -= scale
         if len(rows) < len(labels):
             d[~keep] = 0
-        d *= g.data / count
         return (Tensor(d),)
 
     return _fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed, "cross_entropy")
