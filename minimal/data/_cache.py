@@ -29,12 +29,14 @@ _CHECKSUM_KEY = "__sha256__"
 
 
 def default_data_dir() -> Path:
-    """Where data sets live: $MINIMAL_DATA_DIR if set, else the repository's ``datasets/``."""
+    """Where data sets live: $MINIMAL_DATA_DIR if set, else the repository's ``datasets/``
+    (when running from a checkout or an editable install), else ``./datasets``."""
     configured = os.environ.get("MINIMAL_DATA_DIR")
     if configured:
         return Path(configured).expanduser()
     # minimal/data/_cache.py -> the repository root is three levels up.
-    return Path(__file__).resolve().parents[2] / "datasets"
+    in_checkout = Path(__file__).resolve().parents[2] / "datasets"
+    return in_checkout if in_checkout.is_dir() else Path.cwd() / "datasets"
 
 
 def resolve_dir(cache_dir: str | os.PathLike | None) -> Path:
