@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 # Bump a generator's version whenever its output changes, so old cache files are not reused.
-VERSIONS = {"digits": 2, "shapes": 2, "faces": 2, "illustrations": 1, "chat": 1}
+VERSIONS = {"digits": 2, "shapes": 2, "faces": 2, "illustrations": 1, "chat": 2}
 
 PathLike = str | os.PathLike
 

@@ -97,7 +97,7 @@ def generate(n_messages: int, seed: int) -> list[str]:
     rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
     vocabulary = list(_CORE_WORDS) + _rare_words(rng, 6000)
     # Zipf laws: the k-th word (emote, reaction, pasta) has probability proportional to 1/k^a.
-    word_cdf = _zipf_cdf(len(vocabulary), 1.1)
+    word_cdf = _zipf_cdf(len(vocabulary), 1.0)
     emote_cdf = _zipf_cdf(len(EMOTES), 1.2)
     reaction_cdf = _zipf_cdf(len(_REACTIONS), 1.0)
     pasta_cdf = _zipf_cdf(len(COPYPASTAS), 1.0)  # some pastas are more popular than others
@@ -128,7 +128,9 @@ def generate(n_messages: int, seed: int) -> list[str]:
         elif kind == 3:
             length = int(rng.integers(2, 13))
             words = np.searchsorted(word_cdf, rng.random(length), side="right")
-            messages.append(" ".join(vocabulary[w] for w in words))
+            # No word twice in a row: "the the the" reads as a bug, not as chat.
+            kept = [w for i, w in enumerate(words) if i == 0 or w != words[i - 1]]
+            messages.append(" ".join(vocabulary[w] for w in kept))
         else:
             messages.append(_REACTIONS[_draw(rng, reaction_cdf)])
     return messages
