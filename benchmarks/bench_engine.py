@@ -35,21 +35,21 @@ os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy is importe
 if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy is imported
     os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
 
-import argparse  # noqa: E402
-import resource  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import itertools
+import resource
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from minimal import functional as F  # noqa: E402
-from minimal import nn  # noqa: E402
-from minimal.autograd import Tensor, concatenate  # noqa: E402
+from minimal import functional as F
+from minimal import nn
+from minimal.autograd import Tensor, concatenate
 
 try:
     import torch
@@ -66,8 +66,8 @@ MLP_SIZES = (784, 500, 500, 20, 500, 500, 784)
 
 
 def ours_mlp(rng) -> Callable[[], None]:
-    layers = [nn.Linear(a, b, rng=rng) for a, b in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
-    model = nn.Sequential(*sum(([layer, nn.ReLU()] for layer in layers[:-1]), []), layers[-1])
+    layers = [nn.Linear(a, b, rng=rng) for a, b in itertools.pairwise(MLP_SIZES)]
+    model = nn.Sequential(*[m for layer in layers[:-1] for m in (layer, nn.ReLU())], layers[-1])
     x = rng.random((100, 784), dtype=np.float32)
 
     def step():
@@ -79,7 +79,7 @@ def ours_mlp(rng) -> Callable[[], None]:
 
 def numpy_mlp(rng) -> Callable[[], None]:
     """The same net by hand: forward, then backward with the chain rule written out."""
-    weights = [nn.Linear(a, b, rng=rng) for a, b in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
+    weights = [nn.Linear(a, b, rng=rng) for a, b in itertools.pairwise(MLP_SIZES)]
     params = [(m.weight.data, m.bias.data) for m in weights]
     x = rng.random((100, 784), dtype=np.float32)
 
@@ -160,7 +160,7 @@ class _UNet(nn.Module):
     def __init__(self, rng):
         super().__init__()
         c = UNET_ENCODER
-        self.down = nn.ModuleList(nn.Conv2d(a, b, 5, 2, 2, rng=rng) for a, b in zip(c, c[1:]))
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 5, 2, 2, rng=rng) for a, b in itertools.pairwise(c))
         self.down_bn = nn.ModuleList(nn.BatchNorm2d(b) for b in c[2:])
         # up path: 512 -> 512 -> 256 -> 128 -> 64 -> 3; inputs doubled by the skips
         outs = (512, 256, 128, 64, 3)
@@ -224,8 +224,8 @@ def torch_models():
     tnn, tF = torch.nn, torch.nn.functional
 
     def mlp(rng):
-        layers = [tnn.Linear(a, b) for a, b in zip(MLP_SIZES[:-1], MLP_SIZES[1:])]
-        model = tnn.Sequential(*sum(([layer, tnn.ReLU()] for layer in layers[:-1]), []),
+        layers = [tnn.Linear(a, b) for a, b in itertools.pairwise(MLP_SIZES)]
+        model = tnn.Sequential(*[m for layer in layers[:-1] for m in (layer, tnn.ReLU())],
                                layers[-1])
         x = torch.rand(100, 784)
 
@@ -267,7 +267,7 @@ def torch_models():
 
     def unet(rng):
         c = UNET_ENCODER
-        down = tnn.ModuleList(tnn.Conv2d(a, b, 5, 2, 2) for a, b in zip(c, c[1:]))
+        down = tnn.ModuleList(tnn.Conv2d(a, b, 5, 2, 2) for a, b in itertools.pairwise(c))
         down_bn = tnn.ModuleList(tnn.BatchNorm2d(b) for b in c[2:])
         outs, ins = (512, 256, 128, 64, 3), (512, 1024, 512, 256, 128)
         up = tnn.ModuleList(tnn.ConvTranspose2d(a, b, 5, 2, 2, 1) for a, b in zip(ins, outs))

@@ -122,6 +122,34 @@ def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) ->
     return out
 
 
+_FEW_CHANNELS = 16
+
+
+def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
+                           patches_hw) -> np.ndarray:
+    """`_col2im` for few channels, on cols (kh*kw*C, N*oh*ow) into a (C, N, H, W) array.
+
+    With 3 channels the channels-last adds would move 3 numbers per inner loop; here each add
+    moves whole image rows instead, ~4x faster.
+    """
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, patches_hw
+    c, n, h, w = out_shape
+    cols = cols.reshape(kh, kw, c, n, oh, ow)
+    out = np.zeros(out_shape, cols.dtype)
+    for i in range(kh):
+        a0, a1 = _tap_range(i, sh, oh, ph, h)
+        if a0 == a1:
+            continue
+        rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
+        for j in range(kw):
+            b0, b1 = _tap_range(j, sw, ow, pw, w)
+            if b0 == b1:
+                continue
+            columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
+            out[:, :, rows, columns] += cols[i, j, :, :, a0:a1, b0:b1]
+    return out
+
+
 def _conv_forward(x, weight, bias, stride, padding):
     """Returns the (N, O, oh, ow) result (a view of channels-last memory) and the im2col matrix."""
     n, _, h, w = x.shape
@@ -139,6 +167,13 @@ def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw):
     """Adjoint of `_conv_forward` in its input: y (N, O, h, w) -> (N, C, *out_hw)."""
     n, o, h, w = y.shape
     _, c, kh, kw = weight.shape
+    if c < _FEW_CHANNELS:  # e.g. the RGB output of a generator, see _col2im_channels_first
+        cols = _weight_matrix(weight).T @ _channels_last(y).reshape(-1, o).T  # (kh*kw*C, N*h*w)
+        out = _col2im_channels_first(cols, (c, n, out_hw[0], out_hw[1]), (kh, kw), stride,
+                                     padding, (h, w))
+        if bias is not None:
+            out += bias.reshape(-1, 1, 1, 1)
+        return out.transpose(1, 0, 2, 3)
     cols = _channels_last(y).reshape(-1, o) @ _weight_matrix(weight)  # (N*h*w, kh*kw*C)
     out = _col2im(cols, (n, out_hw[0], out_hw[1], c), (kh, kw), stride, padding, (h, w))
     if bias is not None:

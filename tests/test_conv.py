@@ -91,6 +91,7 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
     ((3, 1, 6, 7), (2, 2, 3), (2, 2), (1, 2)),
     ((2, 4, 5, 5), (3, 5, 5), (1, 1), (2, 2)),
     ((2, 2, 6, 6), (3, 1, 1), (2, 2), (0, 0)),
+    ((2, 17, 5, 6), (3, 3, 3), (2, 2), (1, 1)),  # >= 16 channels: the channels-last col2im
 ]
 
 
@@ -120,6 +121,8 @@ TRANSPOSED_CASES = [  # (N, C_in, H, W), (C_out, kh, kw), stride, padding, outpu
     ((2, 4, 3, 3), (3, 4, 4), (2, 2), (1, 1), (0, 0)),
     ((3, 1, 5, 4), (2, 3, 3), (2, 2), (0, 2), (1, 1)),
     ((2, 2, 4, 4), (3, 2, 2), (2, 2), (0, 0), (1, 1)),  # output_padding > padding
+    ((2, 3, 4, 3), (17, 3, 3), (2, 2), (1, 1), (1, 1)),  # >= 16 output channels
+    ((1, 2, 3, 3), (16, 5, 5), (2, 2), (2, 2), (1, 1)),
 ]
 
 
@@ -175,6 +178,8 @@ def test_conv2d_gradients_to_third_order():
 def test_conv_transpose2d_gradients_to_third_order():
     y, w, b = (rng.standard_normal(s) for s in ((2, 3, 4, 5), (3, 2, 3, 3), (2,)))
     check_grads(lambda y, w, b: F.conv_transpose2d(y, w, b, 2, 1, 1), [y, w, b], order=3)
+    y, w, b = (rng.standard_normal(s) for s in ((1, 2, 3, 3), (2, 16, 3, 3), (16,)))
+    check_grads(lambda y, w, b: F.conv_transpose2d(y, w, b, 2, 1, 1), [y, w, b], order=2)
     check_grads(lambda y, w, b: F.conv_transpose2d(y, w, b, 2, 2, 1).sigmoid(), [y, w, b],
                 order=3)
 
