@@ -408,7 +408,8 @@ def search_experiment(config: Config, rng: np.random.Generator) -> dict:
             results[name].append(float(np.mean(steps)))
             progress.update(sum(len(r) for r in results.values()))
     return {"budgets": np.array(config.search_budgets), "results": results,
-            "model_coverage": float(known), "explore_steps": config.explore_steps}
+            "model_coverage": float(known), "explore_steps": config.explore_steps,
+            "episodes": config.search_episodes}
 
 
 # --- Dyna-2 ---------------------------------------------------------------------------------
@@ -567,7 +568,8 @@ def figure_search(result: dict, max_steps: int, path: str) -> None:
     ax.axhline(envs.DynaMaze.SHORTEST_PATH, color="k", ls=":", lw=1, label="shortest (14)")
     ax.set_ylim(0, max_steps * 1.05)
     ax.set_xlabel("simulations per real step")
-    ax.set_ylabel(f"real steps to the goal (gives up at {max_steps})")
+    ax.set_ylabel(f"real steps to the goal, mean of {result['episodes']} episodes\n"
+                  f"(gives up at {max_steps})")
     ax.set_title(f"Planning by search in a learned model of the maze\n"
                  f"(model from {result['explore_steps']} exploring steps, "
                  f"{result['model_coverage']:.0%} of pairs seen)")
