@@ -248,6 +248,9 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input shape {x.shape} does not end in in_features="
                              f"{self.in_features} (weight shape {self.weight.shape})")
+        if x.ndim > 2:  # (T, B, in) -> one (T*B, in) product, not T small batched ones
+            rows = F.linear(x.reshape(-1, self.in_features), self.weight, self.bias)
+            return rows.reshape(x.shape[:-1] + (self.out_features,))
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -639,9 +642,10 @@ class LSTM(Module):
         for k in range(self.num_layers):
             w_ih, w_hh = getattr(self, f"weight_ih_l{k}"), getattr(self, f"weight_hh_l{k}")
             # the input's share of the gates for every step in one matrix product
-            x_part = layer_input @ w_ih.T
-            if self.bias:
-                x_part = x_part + (getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}"))
+            bias = (getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}")
+                    if self.bias else None)
+            x_part = F.linear(layer_input.reshape(steps * batch, -1), w_ih, bias)
+            x_part = x_part.reshape(steps, batch, 4 * self.hidden_size)
             states = _lstm_layer(x_part, h0[k], c0[k], w_hh)  # h_1 .. h_T, then c_T
             layer_input = states[:steps]
             final_h.append(states[steps - 1])
