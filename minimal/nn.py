@@ -501,10 +501,6 @@ def _lstm_gates(x_part: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor):
     return F.sigmoid(o) * F.tanh(c_next), c_next
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1 + np.tanh(0.5 * z))  # = 1 / (1 + exp(-z)), never overflows
-
-
 def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
     """Run one layer over all T steps as a single node: returns (T + 1, B, H), the T hidden
     states and then the final cell state.
@@ -516,17 +512,22 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
     """
     xs, w = x_part.data, weight_hh.data
     steps, hidden = xs.shape[0], w.shape[1]
+    # all four gates with one tanh: sigmoid(z) = 0.5 tanh(z / 2) + 0.5 for i, f, o, tanh for g
+    scale = np.full(4 * hidden, 0.5, xs.dtype)
+    scale[2 * hidden:3 * hidden] = 1
+    offset = 1 - scale
     out = np.empty((steps + 1,) + h0.shape, xs.dtype)
     gates = np.empty(xs.shape, xs.dtype)  # i, f, g, o after their nonlinearities
+    slopes = np.empty(xs.shape, xs.dtype)  # their derivatives d gate / d z
     cells = np.empty((steps + 1,) + c0.shape, xs.dtype)  # c_0 .. c_T
     tanh_cells = np.empty((steps,) + c0.shape, xs.dtype)
     h, cells[0] = h0.data, c0.data
     for t in range(steps):
         z = xs[t] + h @ w.T
-        act = gates[t]
-        act[:, :2 * hidden] = _sigmoid(z[:, :2 * hidden])
-        act[:, 2 * hidden:3 * hidden] = np.tanh(z[:, 2 * hidden:3 * hidden])
-        act[:, 3 * hidden:] = _sigmoid(z[:, 3 * hidden:])
+        tanh_z = np.tanh(z * scale, out=z)
+        np.multiply(1 - tanh_z * tanh_z, scale * scale, out=slopes[t])
+        act = np.multiply(tanh_z, scale, out=gates[t])
+        act += offset
         i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
         cells[t + 1] = f * cells[t] + i * g
         tanh_cells[t] = np.tanh(cells[t + 1])
@@ -535,18 +536,19 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
 
     def fast_backward(grad_out):
         d_out = grad_out.data
-        d_gates = np.empty_like(gates)
+        d_gates = np.empty_like(gates)  # d loss / d z for every step
         dh, dc = np.zeros_like(h0.data), d_out[steps].copy()  # c_T feeds only the output
         for t in reversed(range(steps)):
             act = gates[t]
             i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
             dh = dh + d_out[t]
             dc += dh * o * (1 - tanh_cells[t] ** 2)
-            dz = d_gates[t]
-            dz[:, :hidden] = dc * g * i * (1 - i)
-            dz[:, hidden:2 * hidden] = dc * cells[t] * f * (1 - f)
-            dz[:, 2 * hidden:3 * hidden] = dc * i * (1 - g * g)
-            dz[:, 3 * hidden:] = dh * tanh_cells[t] * o * (1 - o)
+            dz = d_gates[t]  # first d loss / d gate, then times the gate's slope
+            np.multiply(dc, g, out=dz[:, :hidden])
+            np.multiply(dc, cells[t], out=dz[:, hidden:2 * hidden])
+            np.multiply(dc, i, out=dz[:, 2 * hidden:3 * hidden])
+            np.multiply(dh, tanh_cells[t], out=dz[:, 3 * hidden:])
+            dz *= slopes[t]
             dh = dz @ w
             dc = dc * f
         previous_h = np.concatenate([h0.data[None], out[:steps - 1]]).reshape(-1, hidden)
