@@ -306,6 +306,7 @@ class RolloutPool:
         # back and the learner hands out the next number (short episodes are ~1 ms each)
         self.queue_depth = queue_depth
         self.next_index = 0          # k of the first episode of the next batch
+        self._mean_length = 0.0      # episode length seen so far (0: unknown, queue freely)
         self.generation = 0          # the iteration number, tags replies
         self.stats = CollectStats()
         self.workers: list[_Worker] = []
@@ -378,9 +379,16 @@ class RolloutPool:
         done: dict[int, Episode] = {}
         next_to_assign = first
         prefix_end, prefix_steps = first, 0  # episodes first..prefix_end-1 are all done
+        done_steps = 0  # steps in all finished episodes of this batch
         while prefix_steps < min_steps:
-            for worker in self.workers:  # keep every worker busy with the next numbers
+            for worker in self.workers:  # keep every worker busy with the next numbers...
                 while worker.busy < self.queue_depth:
+                    # ... unless the episodes already handed out will probably be enough:
+                    # surplus episodes are thrown away (with 500-step episodes and 10 to a
+                    # batch, blind queueing wasted up to 3 of them per iteration)
+                    in_flight = next_to_assign - first - len(done)
+                    if done_steps + in_flight * self._mean_length >= min_steps:
+                        break
                     self._send(worker, np.array([_RUN_EPISODE, next_to_assign]).tobytes())
                     worker.busy += 1
                     next_to_assign += 1
@@ -389,6 +397,8 @@ class RolloutPool:
                 continue  # a leftover from an earlier iteration, with old parameters
             worker.busy -= 1
             done[episode.index] = episode
+            done_steps += len(episode)
+            self._mean_length = done_steps / len(done)
             while prefix_end in done and prefix_steps < min_steps:
                 prefix_steps += len(done[prefix_end])
                 prefix_end += 1

@@ -71,6 +71,7 @@ from itertools import pairwise
 import gymnasium as gym
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 from scipy.signal import lfilter
 
@@ -430,10 +431,17 @@ def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: t
 
 # ===== figures ============================================================================
 
+def _thousands(ax) -> None:
+    """Label a step axis 0, 50k, 100k, ... (full numbers run into each other)."""
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda value, _: f"{value / 1e6:g}M" if value >= 1e6 else f"{value / 1e3:g}k"))
+
+
 def plot_rewards(records: dict, env_id: str, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     axes[0].plot(records["steps"], records["mean_return"])
     axes[0].set_xlabel("environment steps")
+    _thousands(axes[0])
     axes[1].plot(records["seconds"], records["mean_return"], color="tab:orange")
     axes[1].set_xlabel("wall-clock seconds")
     for ax in axes:
@@ -481,6 +489,7 @@ def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
     titles = ("mean episode return", "steps per update", "max KL")
     for ax, title in zip(axes, titles):
         ax.set_xlabel("environment steps")
+        _thousands(ax)
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
