@@ -39,6 +39,16 @@ What the demo shows, one figure each:
 
 Run:  python -m minimal.demos.model_free [--quick] [--seed 0]
 
+Results (defaults, seed 0): 5-state walk RMS after 100 episodes 0.037 for TD (alpha 0.05) and
+0.128 for MC (alpha 0.01); 19-state walk best RMS 0.255 for n-step TD (n = 4) and 0.251 for
+TD(lambda); cliff: Q-learning's greedy path is the edge path in 50/50 runs, SARSA's keeps off
+the edge in 43/50, online reward about -25 for SARSA and -50 for Q-learning (the book's figure
+6.4); with epsilon decaying to 0, Q-learning ends at -13.5 per episode and SARSA at -17; windy
+grid: SARSA(lambda) needs 1.7x fewer steps for its first 50 episodes; two doors: 11% of greedy
+agents and 99.5% of epsilon-greedy ones end up preferring the +100 door. Which settings matter:
+alpha (too large and the long walks' errors blow up, see the alpha sweeps) and epsilon (it sets
+the price SARSA pays for safety and Q-learning for its optimism).
+
 Departures: in each run all prediction methods learn from the same sampled episodes (common
 random numbers), which makes their curves comparable with fewer runs. SARSA(lambda) uses
 replacing traces and, on the windy grid, epsilon decaying to 0 (the book's example 6.5 uses
