@@ -30,7 +30,8 @@ Run:  python -m minimal.demos.dynamic_programming [--quick] [--seed 0]
 Results: v_pi matches the linear solve to 2e-9 (theta 1e-10); synchronous evaluation needs 426
 sweeps, in-place 272; policy iteration needs one improvement (greedy on the random policy's
 values is already optimal), value iteration 4 sweeps; FrozenLake v*(start) = 14/17 = 0.8235 and
-playing the optimal policy reaches the goal in 81% of 1000 episodes.
+playing the optimal policy reaches the goal in 82.5% of 5000 episodes (81% of the quick
+preset's 1000).
 
 Figures (in out_dir):
     gridworld_policy_evaluation.png  figure 4.1: v_k of the random policy after k = 0, 1, 2, 3,
