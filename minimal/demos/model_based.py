@@ -40,6 +40,15 @@ What the figures show:
 
 Run:  python -m minimal.demos.model_based [--quick] [--seed 0]
 
+Results (defaults, seed 0, 30 runs): episodes until the greedy path takes at most 16 steps:
+23.8 without planning, 4.5 with n = 5, 2.9 with n = 50 (the book: about 3). FrozenLake: after
+30000 random steps the model's error is 0.036 and the plan made in it is worth 99% of the
+optimum. Search in the maze, from 10 to 300 simulations per step: Monte-Carlo search 133 -> 44
+real steps, MCTS 145 -> 22 (its tree keeps improving; flat search is stuck with its random
+rollout policy). Dyna-2 needs 5.6x fewer steps than SARSA over episodes 2-10, about as few as
+Dyna-Q with n = 5. Which settings matter: the planning budget n; UCT's c against the scale of the
+returns (here in [0, 1]); the rollout depth against the distance to the goal.
+
 Departures: Dyna-Q's planning picks a previously seen (state, action) pair uniformly (the book
 picks a seen state, then one of its tried actions). The search tree of MCTS is a table over
 states (Silver's "table lookup" search tree), rebuilt at every real step. The search methods plan
