@@ -30,7 +30,7 @@ def test_td_loss_by_hand():
     actions = np.array([0, 1, 1])
     targets = np.array([0.5, -1.0, 2.0], dtype=np.float32)
     q = network(Tensor(obs)).data
-    loss = dqn.td_loss(network, obs, actions, targets)
+    loss = dqn.td_loss(network, obs, actions, targets, loss="mse")
     np.testing.assert_allclose(loss.item(), np.mean((q[[0, 1, 2], actions] - targets) ** 2),
                                rtol=1e-5)
     # the last layer's bias gets 2/3 (Q(s,a) - y) summed over the rows that took each action
@@ -38,6 +38,14 @@ def test_td_loss_by_hand():
     error = q[[0, 1, 2], actions] - targets
     expected_bias_grad = [2 / 3 * error[0], 2 / 3 * (error[1] + error[2])]
     np.testing.assert_allclose(network[4].bias.grad, expected_bias_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_huber_by_hand():
+    error = Tensor(np.array([-3.0, -1.0, -0.5, 0.0, 0.25, 2.0]), requires_grad=True)
+    loss = dqn.huber(error)
+    np.testing.assert_allclose(loss.data, [2.5, 0.5, 0.125, 0.0, 0.03125, 1.5])
+    loss.sum().backward()
+    np.testing.assert_allclose(error.grad, [-1.0, -1.0, -0.5, 0.0, 0.25, 1.0])
 
 
 def test_epsilon_decays_linearly_then_stays():
