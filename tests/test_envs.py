@@ -1,10 +1,12 @@
 """The textbook environments: their tables against the book, gymnasium, and their own play."""
 
+import warnings
 from collections import deque
 
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import check_env
 
 from minimal import envs
 
@@ -73,6 +75,13 @@ def test_gymnasium_api_and_seeding(name):
                 state, _ = env.reset()
         trajectories.append(trajectory)
     assert trajectories[0] == trajectories[1]
+
+
+@pytest.mark.parametrize("name", sorted(ALL_ENVS))
+def test_gymnasium_env_checker_passes_without_warnings(name):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning from the checker fails the test
+        check_env(ALL_ENVS[name](), skip_render_check=True)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_ENVS))
