@@ -28,7 +28,7 @@ Simulation-based search plans only for the state the agent is in::
 What the figures show:
     table_model.png       FrozenLake-v1 (stochastic): the learned model's error against the true
                           table shrinks like 1/sqrt(experience), and value iteration on the learned
-                          model finds a policy whose *true* success rate approaches the optimum
+                          model finds a policy whose *true* value approaches the optimum
     dyna_maze.png         figure 8.2: steps per episode on the Dyna maze for n = 0, 5, 50 planning
                           steps, the greedy policy each has after 2 episodes (like figure 8.3:
                           planning spreads the goal's value backwards), and the episodes each
