@@ -252,10 +252,12 @@ def plot(runs: dict[str, list[dict]], total_steps: int, path: str) -> None:
         curves = np.array([returns_on_grid(r["ends"], r["returns"], grid) for r in results])
         for curve in curves:
             left.plot(grid, curve, color=COLOURS[variant], alpha=0.25, lw=0.8)
-        mean, std = np.nanmean(curves, 0), np.nanstd(curves, 0)
-        left.plot(grid, mean, color=COLOURS[variant], lw=2,
+        started = ~np.isnan(curves).any(0)  # every seed has finished an episode
+        mean, std = curves[:, started].mean(0), curves[:, started].std(0)
+        left.plot(grid[started], mean, color=COLOURS[variant], lw=2,
                   label=f"{LABELS[variant]} (mean of {len(results)} seeds)")
-        left.fill_between(grid, mean - std, mean + std, color=COLOURS[variant], alpha=0.12)
+        left.fill_between(grid[started], mean - std, mean + std, color=COLOURS[variant],
+                          alpha=0.12)
     left.set(xlabel="environment step", ylabel="training return (10-episode average)",
              title="CartPole-v1: learning curves (thin: single seeds; band: +-1 std)",
              ylim=(0, 520))
