@@ -40,7 +40,7 @@ Figures (in out_dir):
 
 Measured (seed 0, full settings: 3 seeds x 20000 steps each, ~5 minutes on 2 cores):
     variant      greedy return at the end    training return, last quarter of the steps
-    dqn          154 (198, 142, 120)         141
+    dqn          154                         141
     no_replay    145                         154 (dips to ~80 mid-run, 10000-15000 steps)
     no_target    9.4 (all 3 seeds)           9.6
 Without the target network, every seed diverges: bootstrapping from the network being updated
