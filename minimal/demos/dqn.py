@@ -44,8 +44,9 @@ Measured (seed 0, full settings: 3 seeds x 20000 steps each, ~5 minutes on 2 cor
     no_replay    145                         154 (dips to ~80 mid-run, 10000-15000 steps)
     no_target    9.4 (all 3 seeds)           9.6
 Without the target network, every seed diverges: bootstrapping from the network being updated
-feeds its own over-estimates back into its targets, and Q at the start state grows to ~3e4
-(the true value is below 100) while the policy collapses onto pushing one way (~9 steps). The
+feeds its own over-estimates back into its targets (in a 5000-step check, Q at a start state
+was ~3e4; no return here is worth more than 100) and the policy collapses onto pushing one way
+(~9 steps). The
 frozen copy breaks that loop. Removing replay hurt much less at this budget: training on the
 last 64 consecutive steps gave a mid-run dip but recovered; the post's claim is the stronger
 one over long runs, which this CPU budget does not reach. DQN itself is not converged after
