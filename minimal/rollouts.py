@@ -11,7 +11,8 @@ are independent given the policy, so N processes can gather N times as fast. Her
   seeds `env.reset`, the other the generator that samples the actions. So an episode's data
   depends on the parameters, the seed and k, never on which worker ran it or when.
 - The batch is the shortest run of episodes next, next + 1, ... holding at least `min_steps`
-  steps. Workers that are still busy with later episodes when it is complete finish them while
+  steps. Up to two episodes are queued per worker, but no more are handed out once those in
+  flight will probably fill the batch (at the mean episode length seen so far). Workers that are still busy with later episodes when it is complete finish them while
   the learner learns; their results (tagged with the iteration's number) are thrown away at the
   start of the next collect, and the next iteration starts at the first unused k. Hence the batch is bit-identical for 0 (in-process), 1, 2 or N
   workers.
