@@ -35,6 +35,13 @@ Figures (in out_dir):
                               residual per iteration solving F x = g for a small network's
                               Fisher, and the distance to numpy.linalg.solve
 
+Measured (seed 0, full preset): the natural descent (lr 0.5, step KL capped at 0.5) fits the
+target to KL 1e-3 in 13 steps from std 0.15; the best plain learning rate of six (0.01) has not
+fitted after 200 steps (loss 0.68): at std 0.15 the mean's gradient is 44 times that at std 1, so
+any rate safe there crawls later. 0.5 d'Fd matches the exact KL of moves of length 0.05 within
+1.5%; the original loop's form is off by 100% (it is 0 for a softmax, whose Fisher rows sum to 0).
+CG on a 164-parameter network's Fisher: 10 iterations leave a 0.4-1% error, 40 reach 1e-14.
+
 Departures from the original: the post's distance loop multiplied delta[i] * delta[i] where
 delta[i] * delta[j] is meant; here the metric is written correctly and the buggy form is drawn
 only to show how far off it is. The Fisher matrix comes from double backprop of the KL rather
