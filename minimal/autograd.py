@@ -281,6 +281,8 @@ def _shape_error(op: str, *shapes) -> ValueError:
 
 
 def _broadcast_shape(op: str, a: Tensor, b: Tensor) -> None:
+    if a.data.shape == b.data.shape:
+        return
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -699,7 +701,7 @@ def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
 
 
 def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: set[int],
-               create_graph: bool) -> dict[int, Tensor]:
+               create_graph: bool, order: list[Tensor] | None = None) -> dict[int, Tensor]:
     """Run every backward function once; return the gradients reaching the leaves and `keep`.
 
     Gradients of other intermediate nodes are dropped as soon as they have been passed on.
@@ -707,7 +709,8 @@ def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: 
     grads: dict[int, Tensor] = {}
     for out, g in zip(outputs, grad_outputs):
         grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
-    order = _topological_order(outputs)
+    if order is None:
+        order = _topological_order(outputs)
     with set_grad_enabled(create_graph):
         for node in reversed(order):
             g = grads.get(id(node))
@@ -776,8 +779,9 @@ def backward(output: Tensor, gradient=None) -> None:
     if not output.requires_grad:
         raise ValueError("backward: the output does not depend on any tensor that requires grad")
     seeds = _seed_gradients([output], [gradient])
-    leaves = [node for node in _topological_order([output]) if node._backward is None]
-    grads = _propagate([output], seeds, keep=set(), create_graph=False)
+    order = _topological_order([output])
+    leaves = [node for node in order if node._backward is None]
+    grads = _propagate([output], seeds, keep=set(), create_graph=False, order=order)
     handed_out: set[int] = set()
     for leaf in leaves:
         g = grads.get(id(leaf))
