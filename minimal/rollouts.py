@@ -45,6 +45,7 @@ import signal
 import sys
 import time
 import traceback
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -52,6 +53,12 @@ from multiprocessing.connection import wait
 
 import gymnasium as gym
 import numpy as np
+
+# A forkserver worker re-runs the learner's main module by name although the server has
+# preloaded it (see _modules_to_preload); runpy warns about exactly that, harmlessly.
+warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after import of package",
+                        category=RuntimeWarning)
+
 
 # ===== BLAS threads ========================================================================
 
