@@ -175,3 +175,14 @@ def test_against_torch_state_dict_when_installed():
     t_out, (t_hn, t_cn) = reference(torch.tensor(x))
     for ours, theirs in ((out, t_out), (hn, t_hn), (cn, t_cn)):
         np.testing.assert_allclose(ours.data, theirs.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_dropout_module_scales_kept_entries_and_is_off_in_eval():
+    layer = nn.Dropout(0.25, rng=np.random.default_rng(2))
+    x = Tensor(np.ones((200, 50)))
+    out = layer(x).data
+    kept = out != 0
+    np.testing.assert_allclose(out[kept], 1 / 0.75)  # inverted dropout keeps the mean
+    assert abs(kept.mean() - 0.75) < 0.02
+    layer.eval()
+    np.testing.assert_array_equal(layer(x).data, x.data)
