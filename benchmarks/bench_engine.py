@@ -16,7 +16,8 @@ Workloads (float32, forward + backward, gradients of every parameter):
             softmax cross-entropy over the vocabulary
 
 Protocol: each workload is warmed up, then timed `--repeats` times, our engine and PyTorch
-alternating so both see the same machine noise; the table gives the medians and the ratio of
+alternating (who goes first rotates, with a 50 ms pause between runs so that no thread pool is
+still spinning from the previous one) so both see the same machine noise; the table gives the medians and the ratio of
 medians ours / PyTorch from the same run, with the spread (the interquartile range as a percent
 of the median). PyTorch runs at the same thread count as OpenBLAS (torch.set_num_threads).
 
@@ -324,9 +325,13 @@ def measure(steps: dict[str, Callable[[], None]], repeats: int, warmup: int = 2)
         for _ in range(warmup):
             step()
     times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            times[name].append(_time(step))
+    names = list(steps)
+    for repeat in range(repeats):
+        # rotate who goes first, and pause between engines: a thread pool that is still
+        # spinning after one engine's run (OpenMP's, OpenBLAS's) must not slow the next one
+        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            time.sleep(0.05)
+            times[name].append(_time(steps[name]))
     summary = {}
     for name, samples in times.items():
         q1, median, q3 = np.percentile(samples, [25, 50, 75])
