@@ -729,7 +729,8 @@ def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: 
     return grads
 
 
-def _seed_gradients(outputs: Sequence[Tensor], grad_outputs) -> list[Tensor]:
+def _seed_gradients(outputs: Sequence[Tensor], grad_outputs,
+                    keep_graph: bool = False) -> list[Tensor]:
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     seeds = []
@@ -739,7 +740,12 @@ def _seed_gradients(outputs: Sequence[Tensor], grad_outputs) -> list[Tensor]:
                 raise ValueError(f"grad: output of shape {out.shape} is not a scalar; "
                                  "pass grad_outputs")
             g = Tensor(np.ones(out.shape, out.dtype))
-        g = Tensor(np.array(g.data if isinstance(g, Tensor) else g, dtype=out.dtype))
+        if keep_graph and isinstance(g, Tensor) and g.requires_grad:
+            # under create_graph a grad_outputs that depends on the inputs stays in the graph,
+            # so the result can be differentiated through it too (as in PyTorch)
+            g = g if g.dtype == out.dtype else astype(g, out.dtype)
+        else:
+            g = Tensor(np.array(g.data if isinstance(g, Tensor) else g, dtype=out.dtype))
         if g.shape != out.shape:
             raise _shape_error("grad (grad_outputs vs outputs)", g.shape, out.shape)
         seeds.append(g)
@@ -761,7 +767,7 @@ def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False,
     for out in outputs:
         if not out.requires_grad:
             raise ValueError("grad: an output does not depend on any tensor that requires grad")
-    seeds = _seed_gradients(outputs, grad_outputs)
+    seeds = _seed_gradients(outputs, grad_outputs, keep_graph=create_graph)
     grads = _propagate(outputs, seeds, keep={id(x) for x in inputs}, create_graph=create_graph)
     result = []
     for x in inputs:
