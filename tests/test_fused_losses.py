@@ -38,3 +38,11 @@ def test_fused_bce_with_logits_equals_softplus_form(reduction):
                                rtol=1e-10, atol=1e-14)
     check_grads(lambda a: F.binary_cross_entropy_with_logits(a, t, reduction=reduction), [x],
                 order=3)
+
+
+def test_grad_outputs_that_depend_on_the_inputs_stay_in_the_graph():
+    """d/dx of grad(y, x, grad_outputs=v(x)) must include the v(x) term (PyTorch does)."""
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    first, = grad(x * x, [x], grad_outputs=x * 3, create_graph=True)  # 2x * 3x = 6x^2
+    second, = grad(first.sum(), [x])
+    np.testing.assert_allclose(second.data, [24.0])  # 12x
