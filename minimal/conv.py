@@ -21,7 +21,12 @@ Why the arrays are channels-last in memory: the matrix product naturally produce
 pixel with the channels along it, i.e. (N, H, W, C). We return that array as an (N, C, H, W)
 *view* (a transpose, no copy). NumPy's elementwise functions keep the memory order of their
 inputs, so the next batch norm, ReLU or convolution reads it without any copy either. Only the
-shape the user sees is PyTorch's.
+shape the user sees is PyTorch's. (A transposed convolution to fewer than 16 channels, e.g. a
+generator's RGB output, works channels-first instead: see `_col2im_channels_first`.)
+
+Batch norm is one node with a hand-written NumPy backward; under create_graph=True its formula
+is rebuilt from Tensor ops and differentiated instead (`_fused`), so it too is exact at every
+order. nn.py and functional.py use `_fused` the same way for the LSTM layer and the losses.
 """
 
 from __future__ import annotations
