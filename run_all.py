@@ -58,7 +58,7 @@ def run_demo(name: str, quick: bool) -> dict:
         missed = check_targets(row["metrics"], getattr(module, "TARGETS", {}))
         if missed:
             row["status"], row["detail"] = "FAIL", "; ".join(missed)
-    except Exception as error:  # a broken demo is reported, the others still run
+    except Exception as error:  # noqa: BLE001 - a broken demo is reported, the others still run
         traceback.print_exc()
         row["status"], row["detail"] = "ERROR", f"{type(error).__name__}: {error}"
     row["seconds"] = time.perf_counter() - start

@@ -126,7 +126,7 @@ def save_gif(frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLike,
     sizes = {picture.size for picture in pictures}
     if len(sizes) > 1:
         raise ValueError(f"all GIF frames must have the same size, got {sorted(sizes)}")
-    milliseconds = max(10, int(round(duration * 1000)))
+    milliseconds = max(10, round(duration * 1000))
     return _atomic_write(path, lambda temp: pictures[0].save(
         temp, format="GIF", save_all=True, append_images=pictures[1:], duration=milliseconds,
         loop=loop))

@@ -302,7 +302,7 @@ def test_load_mnist_reads_gzipped_and_plain_idx(mnist_folder):
 
 
 def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
-    folder, images, labels = mnist_folder
+    folder, _, _ = mnist_folder
     plain = folder / "t10k-images-idx3-ubyte"
     truncated = tmp_path / "truncated-idx3"
     truncated.write_bytes(plain.read_bytes()[:-100])
@@ -424,7 +424,7 @@ def test_load_text_lines(tmp_path):
 # ----------------------------------------------------------------------------- dispatcher
 
 def test_load_prefers_real_data_when_present(isolated_data_dir, mnist_folder):
-    folder, images, labels = mnist_folder
+    folder, _, labels = mnist_folder
     synthetic = data.load("mnist", 20, seed=3)
     np.testing.assert_array_equal(synthetic[0], data.digits(20, 3)[0])
     assert data.source("mnist") == "synthetic"
