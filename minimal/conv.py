@@ -155,13 +155,15 @@ def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
     return out
 
 
-def _conv_forward(x, weight, bias, stride, padding):
-    """Returns the (N, O, oh, ow) result (a view of channels-last memory) and the im2col matrix."""
+def _conv_forward(x, weight, bias, stride, padding, cols=None):
+    """Returns the (N, O, oh, ow) result (a view of channels-last memory) and the im2col matrix
+    (built here unless the caller already has it)."""
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     oh = (h + 2 * padding[0] - kh) // stride[0] + 1
     ow = (w + 2 * padding[1] - kw) // stride[1] + 1
-    cols = _im2col(_padded_channels_last(x, padding), (kh, kw), stride, (oh, ow))
+    if cols is None:
+        cols = _im2col(_padded_channels_last(x, padding), (kh, kw), stride, (oh, ow))
     out = cols @ _weight_matrix(weight).T  # (N*oh*ow, O): channels-last
     if bias is not None:
         out += bias
@@ -199,10 +201,12 @@ def _weight_gradient(x, g, kernel, stride, padding, cols=None):
 # Each is bilinear, and the three are each other's derivatives, so every order of derivative
 # is built from the same three fast kernels.
 
-def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding) -> Tensor:
+def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding,
+          cols: np.ndarray | None = None) -> Tensor:
+    """cols, if given, is the im2col matrix of x (see `_conv_t`'s backward)."""
     keep_cols = weight.requires_grad and is_grad_enabled()
     out, cols = _conv_forward(x.data, weight.data, None if bias is None else bias.data,
-                              stride, padding)
+                              stride, padding, cols)
     cols = cols if keep_cols else None  # reused by the weight gradient; freed with the graph
     parents = (x, weight) if bias is None else (x, weight, bias)
     in_hw = x.shape[2:]
@@ -224,8 +228,15 @@ def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out
     parents = (y, weight) if bias is None else (y, weight, bias)
 
     def backward(g):
-        gy = _conv(g, weight, None, stride, padding) if y.requires_grad else None
-        gw = _weight_grad(g, y, weight.shape, stride, padding) if weight.requires_grad else None
+        # both gradients are products with the im2col matrix of g, the biggest copy of this
+        # backward pass: build it once, not once in each
+        cols = None
+        if y.requires_grad and weight.requires_grad:
+            cols = _im2col(_padded_channels_last(g.data, padding), weight.shape[2:], stride,
+                           y.shape[2:])
+        gy = _conv(g, weight, None, stride, padding, cols) if y.requires_grad else None
+        gw = (_weight_grad(g, y, weight.shape, stride, padding, cols) if weight.requires_grad
+              else None)
         if bias is None:
             return gy, gw
         return gy, gw, g.sum(axis=(0, 2, 3)) if bias.requires_grad else None
