@@ -44,6 +44,7 @@ from minimal.autograd import (
     is_grad_enabled,
     set_grad_enabled,
 )
+from minimal.parallel import for_blocks
 
 __all__ = ["batch_norm", "conv2d", "conv_transpose2d", "max_pool2d", "max_unpool2d", "upsample"]
 
@@ -66,7 +67,16 @@ def _check_image(op: str, x: Tensor, name: str = "input") -> None:
 
 def _channels_last(x: np.ndarray) -> np.ndarray:
     """(N, C, H, W) array -> contiguous (N, H, W, C); free when it already lies that way."""
-    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    source = x.transpose(0, 2, 3, 1)
+    if source.flags.c_contiguous:
+        return source
+    out = np.empty(source.shape, x.dtype)
+
+    def copy(lo, hi):
+        out[lo:hi] = source[lo:hi]
+
+    for_blocks(copy, len(out), out.size)  # the copy on every core, see parallel.py
+    return out
 
 
 def _padded_channels_last(x: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
@@ -75,7 +85,11 @@ def _padded_channels_last(x: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
         return _channels_last(x)
     n, c, h, w = x.shape
     out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-    out[:, ph:ph + h, pw:pw + w] = x.transpose(0, 2, 3, 1)
+
+    def copy(lo, hi):
+        out[lo:hi, ph:ph + h, pw:pw + w] = x[lo:hi].transpose(0, 2, 3, 1)
+
+    for_blocks(copy, n, out.size)
     return out
 
 
@@ -91,7 +105,13 @@ def _im2col(padded: np.ndarray, kernel, stride, out_hw) -> np.ndarray:
     n, c = padded.shape[0], padded.shape[3]
     windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))  # (N, H', W', C, kh, kw)
     windows = windows[:, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
-    cols = np.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))  # channels innermost
+    source = windows.transpose(0, 1, 2, 4, 5, 3)  # channels innermost
+    cols = np.empty(source.shape, padded.dtype)
+
+    def copy(lo, hi):
+        cols[lo:hi] = source[lo:hi]
+
+    for_blocks(copy, n, cols.size)  # the biggest copy of a convolution: on every core
     return cols.reshape(n * oh * ow, kh * kw * c)
 
 
@@ -113,17 +133,21 @@ def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) ->
     n, h, w, c = out_shape
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     out = np.zeros(out_shape, cols.dtype)
-    for i in range(kh):
-        a0, a1 = _tap_range(i, sh, oh, ph, h)
-        if a0 == a1:
-            continue
-        rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
-        for j in range(kw):
-            b0, b1 = _tap_range(j, sw, ow, pw, w)
-            if b0 == b1:
+
+    def add_taps(lo, hi):  # images lo..hi-1, each thread its own
+        for i in range(kh):
+            a0, a1 = _tap_range(i, sh, oh, ph, h)
+            if a0 == a1:
                 continue
-            columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
-            out[:, rows, columns] += cols[:, a0:a1, b0:b1, i, j]
+            rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
+            for j in range(kw):
+                b0, b1 = _tap_range(j, sw, ow, pw, w)
+                if b0 == b1:
+                    continue
+                columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
+                out[lo:hi, rows, columns] += cols[lo:hi, a0:a1, b0:b1, i, j]
+
+    for_blocks(add_taps, n, cols.size)
     return out
 
 
@@ -141,17 +165,21 @@ def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
     c, n, h, w = out_shape
     cols = cols.reshape(kh, kw, c, n, oh, ow)
     out = np.zeros(out_shape, cols.dtype)
-    for i in range(kh):
-        a0, a1 = _tap_range(i, sh, oh, ph, h)
-        if a0 == a1:
-            continue
-        rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
-        for j in range(kw):
-            b0, b1 = _tap_range(j, sw, ow, pw, w)
-            if b0 == b1:
+
+    def add_taps(lo, hi):  # images lo..hi-1, each thread its own
+        for i in range(kh):
+            a0, a1 = _tap_range(i, sh, oh, ph, h)
+            if a0 == a1:
                 continue
-            columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
-            out[:, :, rows, columns] += cols[i, j, :, :, a0:a1, b0:b1]
+            rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
+            for j in range(kw):
+                b0, b1 = _tap_range(j, sw, ow, pw, w)
+                if b0 == b1:
+                    continue
+                columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
+                out[:, lo:hi, rows, columns] += cols[i, j, :, lo:hi, a0:a1, b0:b1]
+
+    for_blocks(add_taps, n, cols.size)
     return out
 
 
@@ -497,16 +525,31 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
         raise ValueError(f"batch_norm: training needs more than one value per channel, got "
                          f"input shape {x.shape}")
 
+    # The elementwise passes run on batch blocks in parallel (see parallel.py: the same bits
+    # as one pass); the per-channel sums between them stay serial. Buffers are reused in place
+    # where the serial code would allocate: a fresh array costs page faults as well.
     data = x.data
     mean = data.mean(axis=axes, keepdims=True)
-    centred = data - mean
-    variance = (centred * centred).mean(axis=axes, keepdims=True)
+    normalised = np.empty_like(data)  # first the centred values
+    out = np.empty_like(data)  # first their squares
+
+    def centre(lo, hi):
+        np.subtract(data[lo:hi], mean, out=normalised[lo:hi])
+        np.square(normalised[lo:hi], out=out[lo:hi])
+
+    for_blocks(centre, len(data), 2 * data.size)
+    variance = out.mean(axis=axes, keepdims=True)
     inv_std = (1 / np.sqrt(variance + eps)).astype(data.dtype)
-    normalised = centred * inv_std
     w = None if weight is None else weight.data.reshape(shape)
-    out = normalised * w if w is not None else normalised.copy()
-    if bias is not None:
-        out += bias.data.reshape(shape)
+    b = None if bias is None else bias.data.reshape(shape)
+
+    def scale_and_shift(lo, hi):
+        normalised[lo:hi] *= inv_std
+        out[lo:hi] = normalised[lo:hi] if w is None else normalised[lo:hi] * w
+        if b is not None:
+            out[lo:hi] += b
+
+    for_blocks(scale_and_shift, len(data), 2 * data.size)
     if running_mean is not None:
         running_mean *= 1 - momentum
         running_mean += momentum * mean.reshape(-1)
@@ -519,10 +562,21 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     def fast_backward(g):
         gd = g.data
         g_sum = gd.sum(axis=axes, keepdims=True)
-        g_dot = (gd * normalised).sum(axis=axes, keepdims=True)
+        gx = np.empty_like(gd, dtype=np.result_type(gd, normalised))  # first g x_hat
+
+        def multiply(lo, hi):
+            np.multiply(gd[lo:hi], normalised[lo:hi], out=gx[lo:hi])
+
+        for_blocks(multiply, len(gd), gd.size)
+        g_dot = gx.sum(axis=axes, keepdims=True)
         scale = inv_std if w is None else inv_std * w
-        # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward
-        gx = (gd - g_sum / count - normalised * (g_dot / count)) * scale
+
+        def input_gradient(lo, hi):
+            # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward
+            np.multiply(gd[lo:hi] - g_sum / count - normalised[lo:hi] * (g_dot / count), scale,
+                        out=gx[lo:hi])
+
+        for_blocks(input_gradient, len(gd), 2 * gd.size)
         grads = [Tensor(gx)]
         if weight is not None:
             grads.append(Tensor(g_dot.reshape(-1)))
