@@ -32,6 +32,7 @@ from minimal.conv import (
     max_unpool2d,
     upsample,
 )
+from minimal.parallel import for_blocks
 
 __all__ = [
     "batch_norm",
@@ -131,17 +132,30 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100,
     if len(rows) == 0 or picked.min() < 0 or picked.max() >= classes:
         return composed(logits)
     x = logits.data
-    shift = x.max(axis=1, keepdims=True)
-    exps = x - shift
-    np.exp(exps, out=exps)  # in place: this array is as big as the logits
-    totals = exps.sum(axis=1, keepdims=True)
+    shift = np.empty((len(x), 1), x.dtype)
+    exps = np.empty(x.shape, x.dtype)  # as big as the logits: computed in place
+    totals = np.empty((len(x), 1), x.dtype)
+
+    def softmax_rows(lo, hi):  # each row on its own: blocks of rows run on every core
+        np.max(x[lo:hi], axis=1, keepdims=True, out=shift[lo:hi])
+        np.subtract(x[lo:hi], shift[lo:hi], out=exps[lo:hi])
+        np.exp(exps[lo:hi], out=exps[lo:hi])
+        np.sum(exps[lo:hi], axis=1, keepdims=True, out=totals[lo:hi])
+
+    for_blocks(softmax_rows, len(x), 2 * x.size)
     log_z = np.log(totals) + shift  # logsumexp per row
     count = len(rows) if reduction == "mean" else 1
     loss = (log_z[rows, 0] - x[rows, picked]).sum() / count
 
     def fast_backward(g):
         scale = g.data / count
-        d = exps * (scale / totals)  # softmax; minus one at the target, zero on ignored rows
+        factor = scale / totals
+        d = np.empty_like(exps)  # softmax; minus one at the target, zero on ignored rows
+
+        def rows_of_softmax(lo, hi):
+            np.multiply(exps[lo:hi], factor[lo:hi], out=d[lo:hi])
+
+        for_blocks(rows_of_softmax, len(d), d.size)
         d[rows, picked] -= scale
         if len(rows) < len(labels):
             d[~keep] = 0

@@ -68,3 +68,21 @@ def test_threaded_convolutions_match_the_serial_path_bit_for_bit(monkeypatch):
         assert a.shape == b.shape
         assert np.array_equal(a, b)
 
+
+def _cross_entropy_and_gradient(rng_seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(rng_seed)
+    logits = Tensor(rng.standard_normal((37, 11)).astype(np.float32) * 4, requires_grad=True)
+    labels = rng.integers(0, 11, 37)
+    loss = F.cross_entropy(logits, labels)
+    loss.backward()
+    return [loss.data, logits.grad]
+
+
+def test_threaded_cross_entropy_matches_the_serial_path_bit_for_bit(monkeypatch):
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    serial = _cross_entropy_and_gradient(1)
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
+    threaded = _cross_entropy_and_gradient(1)
+    for a, b in zip(serial, threaded, strict=True):
+        assert np.array_equal(a, b)
