@@ -17,6 +17,7 @@ the serial path: there a thread hand-off (~50 us) would cost more than it saves.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +51,7 @@ def for_blocks(fn: Callable[[int, int], None], count: int, size: int) -> None:
         _pool = ThreadPoolExecutor(THREADS - 1, thread_name_prefix="minimal")
     edges = [count * k // blocks for k in range(blocks + 1)]
     # the calling thread does the first block itself while the pool does the others
-    futures = [_pool.submit(fn, lo, hi) for lo, hi in zip(edges[1:-1], edges[2:])]
+    futures = [_pool.submit(fn, lo, hi) for lo, hi in itertools.pairwise(edges[1:])]
     fn(edges[0], edges[1])
     for future in futures:
         future.result()  # re-raises an exception from a worker
