@@ -122,6 +122,23 @@ def _tap_range(tap: int, stride: int, count: int, pad: int, size: int) -> tuple[
     return first, max(first, last)
 
 
+def _taps(kernel, stride, padding, patches_hw, size_hw):
+    """For each kernel tap (i, j) that lands inside the unpadded image: (i, j, image rows,
+    image columns, patch rows, patch columns), the slices one strided add needs."""
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow), (h, w) = kernel, stride, padding, patches_hw, size_hw
+    for i in range(kh):
+        a0, a1 = _tap_range(i, sh, oh, ph, h)
+        if a0 == a1:
+            continue
+        rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
+        for j in range(kw):
+            b0, b1 = _tap_range(j, sw, ow, pw, w)
+            if b0 == b1:
+                continue
+            columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
+            yield i, j, rows, columns, slice(a0, a1), slice(b0, b1)
+
+
 def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) -> np.ndarray:
     """The adjoint of `_im2col`: add every row of cols back onto its patch.
 
@@ -129,23 +146,16 @@ def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) ->
     no padded buffer has to be cropped and copied afterwards. One strided add per kernel tap
     (never np.add.at, which is 5-10x slower).
     """
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, patches_hw
+    (kh, kw), (oh, ow) = kernel, patches_hw
     n, h, w, c = out_shape
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     out = np.zeros(out_shape, cols.dtype)
 
+    taps = list(_taps(kernel, stride, padding, patches_hw, (h, w)))
+
     def add_taps(lo, hi):  # images lo..hi-1, each thread its own
-        for i in range(kh):
-            a0, a1 = _tap_range(i, sh, oh, ph, h)
-            if a0 == a1:
-                continue
-            rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
-            for j in range(kw):
-                b0, b1 = _tap_range(j, sw, ow, pw, w)
-                if b0 == b1:
-                    continue
-                columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
-                out[lo:hi, rows, columns] += cols[lo:hi, a0:a1, b0:b1, i, j]
+        for i, j, rows, columns, a, b in taps:
+            out[lo:hi, rows, columns] += cols[lo:hi, a, b, i, j]
 
     for_blocks(add_taps, n, cols.size)
     return out
@@ -161,23 +171,16 @@ def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
     With 3 channels the channels-last adds would move 3 numbers per inner loop; here each add
     moves whole image rows instead, ~4x faster.
     """
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = kernel, stride, padding, patches_hw
+    (kh, kw), (oh, ow) = kernel, patches_hw
     c, n, h, w = out_shape
     cols = cols.reshape(kh, kw, c, n, oh, ow)
     out = np.zeros(out_shape, cols.dtype)
 
+    taps = list(_taps(kernel, stride, padding, patches_hw, (h, w)))
+
     def add_taps(lo, hi):  # images lo..hi-1, each thread its own
-        for i in range(kh):
-            a0, a1 = _tap_range(i, sh, oh, ph, h)
-            if a0 == a1:
-                continue
-            rows = slice(i + a0 * sh - ph, i + (a1 - 1) * sh - ph + 1, sh)
-            for j in range(kw):
-                b0, b1 = _tap_range(j, sw, ow, pw, w)
-                if b0 == b1:
-                    continue
-                columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
-                out[:, lo:hi, rows, columns] += cols[i, j, :, lo:hi, a0:a1, b0:b1]
+        for i, j, rows, columns, a, b in taps:
+            out[:, lo:hi, rows, columns] += cols[i, j, :, lo:hi, a, b]
 
     for_blocks(add_taps, n, cols.size)
     return out
