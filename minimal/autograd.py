@@ -341,9 +341,11 @@ def power(a: Tensor, exponent) -> Tensor:
         return _node(out, (a,), lambda g: (g * p * a ** (p - 1),), "pow")
     exponent = as_tensor(exponent)
     _broadcast_shape("pow", a, exponent)
-    result = _node(a.data ** exponent.data, (a, exponent),
-                   lambda g: (_unbroadcast(g * exponent * a ** (exponent - 1), a.shape),
-                              _unbroadcast(g * result * log(a), exponent.shape)), "pow")
+    result = _node(a.data ** exponent.data, (a, exponent), lambda g: (
+        _unbroadcast(g * exponent * a ** (exponent - 1), a.shape) if a.requires_grad else None,
+        # log(a) only when the exponent needs it: a constant negative base is fine otherwise
+        _unbroadcast(g * result * log(a), exponent.shape) if exponent.requires_grad else None),
+        "pow")
     return result
 
 
@@ -441,8 +443,7 @@ def maximum(a, b) -> Tensor:
     """Elementwise maximum; at ties the gradient goes to `a`."""
     a, b = as_tensor(a), as_tensor(b)
     _broadcast_shape("maximum", a, b)
-    take_a = _constant(np.asarray(a.data >= b.data))
-    return where(take_a.data, a, b)
+    return where(a.data >= b.data, a, b)
 
 
 def minimum(a, b) -> Tensor:
@@ -500,29 +501,32 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias with weight (out_features, in_features), as PyTorch's F.linear.
 
-    The same as composing matmul, transpose and add, but the weight gradient comes out as one
-    contiguous (out, in) matmul, g^T x, rather than the transpose of x^T g (which would cost a
-    strided copy per step).
+    The same as composing matmul, transpose and add, but faster in two ways: leading axes of x
+    (a sequence's (T, B, in)) are flattened into one (T*B, in) product rather than T small
+    batched ones, and the weight gradient comes out as one contiguous (out, in) matmul, g^T x,
+    rather than the transpose of x^T g (which would cost a strided copy per step).
     """
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise _shape_error("linear (input vs weight (out, in))", x.shape, weight.shape)
     if bias is not None and bias.shape != weight.shape[:1]:
         raise _shape_error("linear (bias vs weight (out, in))", bias.shape, weight.shape)
-    out = x.data @ weight.data.T
+    out_features, in_features = weight.shape
+    out_shape = x.shape[:-1] + (out_features,)
+    out = x.data.reshape(-1, in_features) @ weight.data.T
     if bias is not None:
         out += bias.data
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
-        g_rows = reshape(g, (-1, weight.shape[0]))
-        grads = [matmul(g, weight) if x.requires_grad else None,
-                 matmul(transpose(g_rows), reshape(x, (-1, weight.shape[1])))
+        g_rows = reshape(g, (-1, out_features))
+        grads = [reshape(matmul(g_rows, weight), x.shape) if x.requires_grad else None,
+                 matmul(transpose(g_rows), reshape(x, (-1, in_features)))
                  if weight.requires_grad else None]
         if bias is not None:
             grads.append(tensor_sum(g_rows, 0) if bias.requires_grad else None)
         return grads
 
-    return _node(out, parents, backward, "linear")
+    return _node(out.reshape(out_shape), parents, backward, "linear")
 
 
 # ===== reductions =========================================================================

@@ -248,9 +248,6 @@ class Linear(Module):
         if x.shape[-1] != self.in_features:
             raise ValueError(f"Linear: input shape {x.shape} does not end in in_features="
                              f"{self.in_features} (weight shape {self.weight.shape})")
-        if x.ndim > 2:  # (T, B, in) -> one (T*B, in) product, not T small batched ones
-            rows = F.linear(x.reshape(-1, self.in_features), self.weight, self.bias)
-            return rows.reshape(x.shape[:-1] + (self.out_features,))
         return F.linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
