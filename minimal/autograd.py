@@ -708,19 +708,19 @@ def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
 def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
     """Nodes reachable from roots, each after all of its parents (iterative depth-first)."""
     order, visited = [], set()
-    stack = [(root, False) for root in roots if root.requires_grad]
-    while stack:
-        node, parents_done = stack.pop()
+    pending = [(root, False) for root in roots if root.requires_grad]
+    while pending:
+        node, parents_done = pending.pop()
         if parents_done:
             order.append(node)
             continue
         if id(node) in visited:
             continue
         visited.add(id(node))
-        stack.append((node, True))
+        pending.append((node, True))
         for parent in node._parents:
             if parent.requires_grad and id(parent) not in visited:
-                stack.append((parent, False))
+                pending.append((parent, False))
     return order
 
 

@@ -1,8 +1,11 @@
 """Differentiable functions built from autograd's ops: activations, softmax, losses, dropout;
 convolution, pooling and batch norm come from minimal/conv.py and are re-exported here.
 
-Each is a short composition of Tensor operations, so each has first and higher-order gradients
-without a hand-written backward.
+Most are short compositions of Tensor operations, so they have first and higher-order
+gradients without a hand-written backward. The two losses that see the biggest arrays
+(cross_entropy over a vocabulary, binary_cross_entropy_with_logits over images) are single nodes
+with a NumPy backward for speed; under create_graph they fall back to their composition, so
+their higher derivatives stay exact.
 """
 
 from __future__ import annotations
