@@ -321,6 +321,11 @@ def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
     broken_gzip.write_bytes(gzip.compress(plain.read_bytes())[:60])
     with pytest.raises(ValueError, match="incomplete"):
         data.read_idx(broken_gzip)
+    damaged = bytearray(gzip.compress(plain.read_bytes()))
+    damaged[20:40] = bytes(b ^ 0x5A for b in damaged[20:40])  # deflate data garbled, not cut
+    broken_gzip.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match="damaged"):
+        data.read_idx(broken_gzip)
     bad_labels = tmp_path / "labels"
     write_idx(bad_labels, np.array([1, 2, 12, 0, 0], np.uint8))
     with pytest.raises(ValueError, match="0-9"):

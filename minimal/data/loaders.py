@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,9 +45,10 @@ def read_idx(path: str | os.PathLike, expected_dims: int | None = None) -> np.nd
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as error:
+        except (OSError, EOFError, zlib.error) as error:  # truncated, or damaged inside
             raise ValueError(f"{path} looks gzipped but cannot be decompressed ({error}); "
-                             f"the download is probably incomplete. Expected {MNIST_SOURCE}")
+                             f"the download is probably incomplete or damaged. "
+                             f"Expected {MNIST_SOURCE}") from error
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
         raise ValueError(f"{path} is not an IDX file: expected magic bytes 00 00 <type> <dims>, "
                          f"found {raw[:4].hex(' ') or 'an empty file'}. Expected {MNIST_SOURCE}")
