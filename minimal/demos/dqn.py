@@ -22,7 +22,7 @@ A time-limit cut (CartPole-v1 stops at 500 steps) is not a terminal state: its t
 bootstraps, only a fall has value 0 after it.
 
 Variants (same seeds for each):
-    dqn          replay memory of 10000 transitions + target network
+    dqn          replay memory of 20000 transitions + target network
     no_replay    the memory holds only the last `batch_size` transitions, so each update trains
                  on the most recent, consecutive steps (what online learning sees)
     no_target    the target uses the current weights theta (synced every step)
@@ -77,6 +77,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 VARIANTS = ("dqn", "no_replay", "no_target")
+LOSSES = ("huber", "mse")
 
 
 @dataclass
@@ -146,6 +147,8 @@ def huber(error: Tensor) -> Tensor:
 def td_loss(network: nn.Module, obs: np.ndarray, actions: np.ndarray,
             targets: np.ndarray, loss: str = "huber") -> Tensor:
     """mean loss(Q(s, a) - y) over the batch; only the taken action's Q gets a gradient."""
+    if loss not in LOSSES:
+        raise ValueError(f"dqn: unknown loss {loss!r}; choose from {LOSSES}")
     q = network(Tensor(obs))
     taken = Tensor(np.eye(q.shape[1], dtype=q.dtype)[actions])
     error = (q * taken).sum(1) - Tensor(targets)
@@ -278,6 +281,10 @@ def plot(runs: dict[str, list[dict]], total_steps: int, path: str) -> None:
 
 # --- the experiment --------------------------------------------------------------------------
 def run(config: Config) -> dict[str, float]:
+    # check every name before the first (minutes-long) run, not when its turn comes
+    for variant in config.variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
     os.makedirs(config.out_dir, exist_ok=True)
     master = np.random.default_rng(config.seed)
     seeds = [int(s) for s in master.integers(2**31, size=config.seeds)]  # shared by variants

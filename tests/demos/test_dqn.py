@@ -1,6 +1,7 @@
 """DQN demo: the target and the loss by hand, the NumPy forward pass, and learning CartPole."""
 
 import numpy as np
+import pytest
 
 from minimal.autograd import Tensor
 from minimal.demos import dqn
@@ -38,6 +39,8 @@ def test_td_loss_by_hand():
     error = q[[0, 1, 2], actions] - targets
     expected_bias_grad = [2 / 3 * error[0], 2 / 3 * (error[1] + error[2])]
     np.testing.assert_allclose(network[4].bias.grad, expected_bias_grad, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown loss 'l2'"):  # not silently Huber
+        dqn.td_loss(network, obs, actions, targets, loss="l2")
 
 
 def test_huber_by_hand():
