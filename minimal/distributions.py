@@ -58,11 +58,17 @@ class Categorical:
 
     def log_prob(self, actions) -> Tensor:
         actions = np.asarray(actions.data if isinstance(actions, Tensor) else actions)
-        if not np.issubdtype(actions.dtype, np.integer):
-            actions = actions.astype(np.int64)
         if actions.shape != self.log_probs.shape[:-1]:
             raise ValueError(f"Categorical.log_prob: actions of shape {actions.shape} for "
                              f"distributions of batch shape {self.log_probs.shape[:-1]}")
+        classes = self.log_probs.shape[-1]
+        # indexing would silently wrap -1 to the last class and truncate 1.7 to 1
+        whole = np.issubdtype(actions.dtype, np.integer) or np.all(actions == np.round(actions))
+        if actions.size and (not whole or actions.min() < 0 or actions.max() >= classes):
+            raise ValueError(f"Categorical.log_prob: actions must be whole numbers in "
+                             f"0..{classes - 1}, got values from {actions.min()} to "
+                             f"{actions.max()}")
+        actions = actions.astype(np.int64, copy=False)
         flat = self.log_probs.reshape(-1, self.log_probs.shape[-1])
         picked = getitem(flat, (np.arange(flat.shape[0]), actions.reshape(-1)))
         return picked.reshape(actions.shape)

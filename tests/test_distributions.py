@@ -130,6 +130,9 @@ def test_bad_shapes_are_named():
         DiagGaussian(Tensor(np.zeros((3, 2))), Tensor(np.zeros(3)))
     with pytest.raises(ValueError, match="Categorical.log_prob"):
         Categorical(Tensor(np.zeros((3, 2)))).log_prob(np.zeros(4, int))
+    for bad in ([0, -1], [2, 0], [0.5, 1.0]):  # wrapped, out of range, truncated by indexing
+        with pytest.raises(ValueError, match="whole numbers in 0..1"):
+            Categorical(Tensor(np.zeros((2, 2)))).log_prob(np.array(bad))
 
 
 def test_detach_is_a_frozen_copy_even_when_parameter_arrays_change_in_place():
