@@ -52,7 +52,7 @@ __all__ = ["batch_norm", "conv2d", "conv_transpose2d", "max_pool2d", "max_unpool
 # ===== argument checks ======================================================================
 
 def _pair(value, name: str, op: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    pair = tuple(value) if np.iterable(value) else (value, value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
     return int(pair[0]), int(pair[1])

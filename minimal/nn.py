@@ -21,7 +21,7 @@ import numpy as np
 
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, getitem, split, stack
-from minimal.conv import _fused
+from minimal.conv import _fused, _pair
 
 # ===== initialisers =======================================================================
 
@@ -375,10 +375,6 @@ class Dropout(Module):
 # ===== convolution layers =================================================================
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
-
-
 class Conv2d(Module):
     """F.conv2d with weight (out, in, kh, kw) and bias (out,), initialised like PyTorch:
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in * kh * kw."""
@@ -387,8 +383,9 @@ class Conv2d(Module):
                  bias: bool = True, rng=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = (_pair(kernel_size), _pair(stride),
-                                                       _pair(padding))
+        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = _pair(stride, "stride", "Conv2d")
+        self.padding = _pair(padding, "padding", "Conv2d")
         rng = _generator(rng)
         bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (out_channels, in_channels) + self.kernel_size
@@ -411,8 +408,10 @@ class ConvTranspose2d(Module):
                  output_padding=0, bias: bool = True, rng=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
-        self.padding, self.output_padding = _pair(padding), _pair(output_padding)
+        self.kernel_size = _pair(kernel_size, "kernel_size", "ConvTranspose2d")
+        self.stride = _pair(stride, "stride", "ConvTranspose2d")
+        self.padding = _pair(padding, "padding", "ConvTranspose2d")
+        self.output_padding = _pair(output_padding, "output_padding", "ConvTranspose2d")
         rng = _generator(rng)
         bound = 1.0 / math.sqrt(out_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (in_channels, out_channels) + self.kernel_size

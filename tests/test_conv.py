@@ -210,6 +210,12 @@ def test_shape_errors_name_the_op_and_the_shapes():
         F.conv_transpose2d(x, Tensor(np.zeros((3, 5, 3, 3))), stride=2, output_padding=2)
     with pytest.raises(ValueError, match="conv2d: stride"):
         F.conv2d(x, Tensor(np.zeros((4, 3, 3, 3))), stride=(1, 2, 3))
+    # the layers check their arguments when built, not at the first forward
+    with pytest.raises(ValueError, match=r"Conv2d: kernel_size .*pair of ints, got \(3, 3, 3\)"):
+        nn.Conv2d(3, 8, (3, 3, 3))
+    with pytest.raises(ValueError, match=r"ConvTranspose2d: stride .*pair of ints, got 2.5"):
+        nn.ConvTranspose2d(3, 8, 3, stride=2.5)
+    assert nn.Conv2d(3, 8, np.int64(3)).kernel_size == (3, 3)  # NumPy integers are ints
 
 
 # ===== layers ================================================================================
