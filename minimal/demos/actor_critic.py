@@ -32,10 +32,9 @@ Figures (in out_dir):
                           how many episodes each seed needed to reach it
 
 Departures: the actor-critic updates every `update_every` steps (and at each episode's end) on
-the one-step TD errors of those steps, computed with the critic before the update, instead of
-after every single step: the same estimator in batches of 16 steps, 16 times fewer engine
-calls; and the critic takes 4 gradient steps per batch (targets recomputed each time) before
-the actor uses it, since a critic that lags behind gives TD errors that are positive almost
+the one-step TD errors of those steps, instead of after every single step: the same estimator
+in batches of 16 steps, 16 times fewer engine calls; and the critic takes 4 gradient steps per
+batch (targets recomputed each time) before the actor's TD errors are computed with it, since a critic that lags behind gives TD errors that are positive almost
 everywhere and the policy collapses onto one action. Network sizes and learning rates are this
 demo's choice (the post gives none for CartPole-v1): 4-32-2 policy, 4-32-1 critic, Adam 5e-3 /
 3e-2, gamma 0.99; the same for every method.
@@ -165,17 +164,19 @@ class Agent:
         self.method, self.gamma, self.rng = method, config.gamma, rng
         self.critic_steps, self.policy_first = config.critic_steps, config.policy_first
         self.policy = mlp([4, config.hidden, 2], rng)
-        self.policy_optimizer = optim.Adam(self.policy.parameters(), lr=config.policy_lr)
+        self.policy_params = self.policy.parameters()  # listed once: act() runs every step
+        self.policy_optimizer = optim.Adam(self.policy_params, lr=config.policy_lr)
         self.critic = mlp([4, config.hidden, 1], rng)
-        self.critic_optimizer = optim.Adam(self.critic.parameters(), lr=config.critic_lr)
+        self.critic_params = self.critic.parameters()
+        self.critic_optimizer = optim.Adam(self.critic_params, lr=config.critic_lr)
 
     def act(self, obs: np.ndarray) -> int:
-        logits = forward_numpy([p.data for p in self.policy.parameters()], obs)
+        logits = forward_numpy([p.data for p in self.policy_params], obs)
         p_left = 1.0 / (1.0 + np.exp(np.clip(logits[1] - logits[0], -50, 50)))
         return 0 if self.rng.random() < p_left else 1
 
     def value(self, states: np.ndarray) -> np.ndarray:
-        return forward_numpy([p.data for p in self.critic.parameters()], states)[:, 0]
+        return forward_numpy([p.data for p in self.critic_params], states)[:, 0]
 
     def _step(self, loss: Tensor, optimizer: optim.Adam) -> None:
         if not np.isfinite(loss.item()):
@@ -306,6 +307,10 @@ def plot(runs: dict[str, list[np.ndarray]], config: Config, path: str) -> None:
 
 
 def run(config: Config) -> dict[str, float]:
+    # check every name before the first (minutes-long) run, not when its turn comes
+    for method in config.methods:
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     os.makedirs(config.out_dir, exist_ok=True)
     master = np.random.default_rng(config.seed)
     seeds = [int(s) for s in master.integers(2**31, size=config.seeds)]  # shared by methods
