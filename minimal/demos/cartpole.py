@@ -7,9 +7,9 @@ and an agent "solves" the task the first time it lasts a whole 200-step episode.
 
 Environment: gymnasium's ``CartPole-v0`` (the 200-step version; gymnasium 1.x still registers
 it with a deprecation warning, silenced here). Random search and hill climbing run thousands of
-short episodes, so they use ``BatchCartPole``, a NumPy re-implementation of gymnasium's
-equations that steps many carts at once; tests/demos/test_cartpole.py checks it step for step
-against gymnasium's CartPole (same states from the same start and actions). Its start states are
+short episodes, so they use ``batch_returns``: ``cartpole_step``, a NumPy re-implementation of
+gymnasium's equations, steps many carts at once; tests/demos/test_cartpole.py checks it step
+for step against gymnasium's CartPole (same states from the same start and actions). Its start states are
 drawn from the demo's rng with gymnasium's distribution, U(-0.05, 0.05)^4. The policy gradient
 plays gymnasium's env itself, seeding every episode with ``reset(seed=...)`` from the rng.
 
@@ -162,35 +162,6 @@ def has_fallen(state: np.ndarray) -> np.ndarray:
     x, theta = state[:, 0], state[:, 2]
     return (x < -X_THRESHOLD) | (x > X_THRESHOLD) | (theta < -THETA_THRESHOLD) | (
         theta > THETA_THRESHOLD)
-
-
-class BatchCartPole:
-    """n CartPoles stepped together; carts that have fallen stay frozen.
-
-    The state is float64 and the observation float32, as in gymnasium.
-    """
-
-    def __init__(self, n: int):
-        self.n = n
-        self.state = np.zeros((n, 4))
-        self.terminated = np.zeros(n, bool)
-
-    def reset(self, rng: np.random.Generator) -> np.ndarray:
-        # gymnasium's start: every state variable uniform in (-0.05, 0.05)
-        return self.set_state(rng.uniform(-0.05, 0.05, size=(self.n, 4)))
-
-    def set_state(self, state: np.ndarray) -> np.ndarray:
-        self.state = np.array(state, dtype=np.float64).reshape(self.n, 4)
-        self.terminated = np.zeros(self.n, bool)
-        return self.state.astype(np.float32)
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Push each cart (1 right, 0 left); returns observations and who fell this step."""
-        alive = ~self.terminated
-        self.state = np.where(alive[:, None], cartpole_step(self.state, actions), self.state)
-        fell = alive & has_fallen(self.state)
-        self.terminated |= fell
-        return self.state.astype(np.float32), fell
 
 
 def sign_actions(weights: np.ndarray, observations: np.ndarray) -> np.ndarray:
@@ -387,9 +358,10 @@ def policy_gradient_run(config: Config, rng: np.random.Generator, env: gym.Env
         states_t = Tensor(np.array(states))
         returns = discounted_returns(np.array(rewards), config.gamma).astype(np.float32)
         # Advantage with the value *before* this episode's update, as in the post.
-        advantages = returns - value(states_t).data
+        values = value(states_t)
+        advantages = returns - values.data
         value_optimizer.zero_grad()
-        (0.5 * F.mse_loss(value(states_t), Tensor(returns), reduction="sum")).backward()
+        (0.5 * F.mse_loss(values, Tensor(returns), reduction="sum")).backward()
         value_optimizer.step()
         policy_optimizer.zero_grad()
         policy_loss(policy_weights, states_t, np.array(actions), Tensor(advantages)).backward()
