@@ -158,7 +158,8 @@ def steps_to(losses: np.ndarray, tolerance: float) -> float:
 
 
 def tuned_plain_descent(config: Config) -> dict[str, np.ndarray]:
-    """The plain learning rate with the lowest final loss among those that stay finite."""
+    """The plain learning rate that fits in the fewest steps (ties, or none fitting: the lowest
+    final loss), among those that stay finite for every step (all of them if none does)."""
     runs = [descend(config, lr, natural=False) for lr in config.plain_lrs]
     finished = [run for run in runs if len(run["loss"]) == config.steps + 1] or runs
     return min(finished, key=lambda run: (steps_to(run["loss"], config.tolerance),
