@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 
 from . import cartoons, chatlog, handwriting, objects, portraits
-from ._cache import cached, default_data_dir, resolve_dir
+from ._cache import cached, resolve_dir
 from .cartoons import colour_hint, line_art
 from .loaders import (
+    folder_fingerprint,
     list_images,
     load_cifar10,
     load_image_folder,
@@ -232,8 +233,6 @@ def _load_folder_cached(folder: Path, size: int, n: int | None,
                         cache_dir: PathLike | None) -> np.ndarray:
     """A folder of images, resized, cached by the folder's fingerprint (a big folder such as
     CelebA takes minutes to decode; the second run takes a second)."""
-    from .loaders import folder_fingerprint
-
     files = list_images(folder)[:n]
     params = {"folder": str(folder.resolve()), "files": folder_fingerprint(files), "size": size}
 
@@ -243,7 +242,3 @@ def _load_folder_cached(folder: Path, size: int, n: int | None,
 
     arrays = cached("folder", params, build, cache_dir)
     return arrays["images"].astype(np.float32) / 255.0
-
-
-def _default_dir_note() -> str:  # used by datasets/README.md's examples and --help texts
-    return str(default_data_dir())
