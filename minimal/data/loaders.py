@@ -123,7 +123,7 @@ def read_cifar_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     of 32x32). Returns uint8 images (N, 32, 32, 3) and uint8 labels."""
     path = Path(path)
     raw = path.read_bytes()
-    if raw[:2] == b"\x80\x02" or raw[:1] == b"\x80":
+    if raw[:1] == b"\x80":  # the pickle opcode PROTO; a binary record starts with a label 0-9
         raise ValueError(f"{path} is a Python pickle (the 'python version' of CIFAR-10), which "
                          f"this project never unpickles. Use the {CIFAR_SOURCE}")
     if len(raw) == 0 or len(raw) % CIFAR_RECORD:
