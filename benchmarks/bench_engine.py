@@ -5,7 +5,8 @@
 
 Workloads (float32, forward + backward, gradients of every parameter):
   mlp       VAE-sized MLP 784-500-500-20-500-500-784, ReLU, sigmoid + BCE, batch 100; also
-            against a hand-written NumPy forward/backward of the same net (target 1.15x)
+            against a hand-written NumPy forward/backward of the same net (target 1.15x there,
+            1.2x against PyTorch: the target column)
   dcgan_d   DCGAN discriminator: batch 64, 3x32x32, conv 5x5 s2 64-128-256, batch norm (not on
             the first), leaky ReLU 0.2, linear to 1, BCE with logits
   dcgan_g   DCGAN generator: z 100 -> linear 4x4x256 -> transposed conv 5x5 s2 128-64-3 with
@@ -17,9 +18,10 @@ Workloads (float32, forward + backward, gradients of every parameter):
 
 Protocol: each workload is warmed up, then timed `--repeats` times, our engine and PyTorch
 alternating (who goes first rotates, with a 50 ms pause between runs so that no thread pool is
-still spinning from the previous one) so both see the same machine noise; the table gives the medians and the ratio of
-medians ours / PyTorch from the same run, with the spread (the interquartile range as a percent
-of the median). PyTorch runs at the same thread count as OpenBLAS (torch.set_num_threads).
+still spinning from the previous one) so both see the same machine noise; the table gives the
+medians and the ratio of medians ours / PyTorch from the same run, with the spread (the
+interquartile range as a percent of the median). PyTorch runs at the same thread count as
+OpenBLAS (torch.set_num_threads), by default one per core.
 
 OPENBLAS_THREAD_TIMEOUT=4 is set before NumPy is imported: otherwise OpenBLAS's idle threads
 keep spinning after each matrix product and steal a core from PyTorch, which flatters NumPy by
@@ -161,7 +163,8 @@ class _UNet(nn.Module):
     def __init__(self, rng):
         super().__init__()
         c = UNET_ENCODER
-        self.down = nn.ModuleList(nn.Conv2d(a, b, 5, 2, 2, rng=rng) for a, b in itertools.pairwise(c))
+        self.down = nn.ModuleList(nn.Conv2d(a, b, 5, 2, 2, rng=rng)
+                                  for a, b in itertools.pairwise(c))
         self.down_bn = nn.ModuleList(nn.BatchNorm2d(b) for b in c[2:])
         # up path: 512 -> 512 -> 256 -> 128 -> 64 -> 3; inputs doubled by the skips
         outs = (512, 256, 128, 64, 3)
