@@ -7,7 +7,6 @@ import pytest
 
 from minimal import cli
 from minimal.demos import natural_gradient as ng
-from minimal.natural import conjugate_gradient
 
 
 def test_natural_direction_of_a_gaussian_is_sigma_squared_g_mean_and_half_g_log_std():
@@ -15,11 +14,6 @@ def test_natural_direction_of_a_gaussian_is_sigma_squared_g_mean_and_half_g_log_
     g = np.array([1.2, -0.8])
     np.testing.assert_allclose(ng.natural_step_direction(theta, g), [0.25 * 1.2, -0.8 / 2],
                                rtol=1e-10)
-
-
-def test_identity_fisher_gives_the_plain_gradient():
-    g = np.random.default_rng(0).standard_normal(7)
-    np.testing.assert_array_equal(conjugate_gradient(lambda v: v, g), g)
 
 
 def test_metric_distance_is_the_quadratic_form_and_the_original_loop_is_not():
