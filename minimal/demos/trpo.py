@@ -83,7 +83,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
 import gymnasium as gym
@@ -569,7 +569,7 @@ def run(config: Config) -> dict[str, float]:
     if config.compare_steps > 0:
         runs = {}
         for name, overrides in ADAPTIVE_VARIANTS.items():
-            variant = Config(**{**config.__dict__, **overrides})
+            variant = replace(config, **overrides)
             runs[name], _ = train(variant, config.compare_env, config.compare_steps, label=name)
             metrics[f"adaptive_{name.replace(' ', '_').replace(',', '').replace('%', '')}"
                     "_final_return"] = float(np.mean(runs[name]["mean_return"][-5:]))
