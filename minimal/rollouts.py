@@ -12,10 +12,11 @@ are independent given the policy, so N processes can gather N times as fast. Her
   depends on the parameters, the seed and k, never on which worker ran it or when.
 - The batch is the shortest run of episodes next, next + 1, ... holding at least `min_steps`
   steps. Up to two episodes are queued per worker, but no more are handed out once those in
-  flight will probably fill the batch (at the mean episode length seen so far). Workers that are still busy with later episodes when it is complete finish them while
-  the learner learns; their results (tagged with the iteration's number) are thrown away at the
-  start of the next collect, and the next iteration starts at the first unused k. Hence the batch is bit-identical for 0 (in-process), 1, 2 or N
-  workers.
+  flight will probably fill the batch (at the mean episode length seen so far). Workers that
+  are still busy with later episodes when it is complete finish them while the learner learns;
+  their results (tagged with the iteration's number) are thrown away at the start of the next
+  collect, and the next iteration starts at the first unused k. Hence the batch is
+  bit-identical for 0 (in-process), 1, 2 or N workers.
 
 Messages are raw float64 arrays (`send_bytes`), no pickles: a command code followed by data one
 way, an episode packed into one array the other way.
@@ -267,7 +268,8 @@ def _worker_main(conn, env_id: str, env_kwargs: dict, spec: PolicySpec, seed: in
             elif command[0] == _RUN_EPISODE:
                 episode = run_episode(env, actor, seed, int(command[1]))
                 conn.send_bytes(b"D" + pack_episode(episode, generation))
-    except Exception:  # noqa: BLE001 (any error: report it, then die): the learner raises WorkerError with this text
+    # any error: report it (the learner raises WorkerError with this text), then die
+    except Exception:  # noqa: BLE001
         try:
             conn.send_bytes(b"E" + traceback.format_exc().encode())
         except OSError:
@@ -321,9 +323,9 @@ class RolloutPool:
         # a pool that is never closed is still cleaned up when it is garbage-collected or, at
         # the latest, when the interpreter exits (weakref.finalize registers an atexit hook)
         self._finalizer = weakref.finalize(self, _shutdown, self.workers)
-        self._env = gym.make(env_id, **self.env_kwargs) if workers == 0 else None
         if workers < 0:
             raise ValueError(f"RolloutPool: workers must be >= 0, got {workers}")
+        self._env = gym.make(env_id, **self.env_kwargs) if workers == 0 else None
         if workers:
             context = mp.get_context(start_method)
             if start_method == "forkserver":

@@ -109,6 +109,11 @@ def test_actor_refuses_a_parameter_vector_of_the_wrong_size():
         Actor(CARTPOLE, np.zeros(CARTPOLE.num_parameters() + 1))
 
 
+def test_negative_worker_count_is_refused():
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=-1)
+
+
 def test_killed_worker_raises_in_the_learner_within_seconds_and_the_rest_stop():
     pool = RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2)
     pool.collect(random_params(CARTPOLE, 0), 200)
