@@ -4,6 +4,7 @@ a check that the digits are neither trivial nor noise (softmax regression vs a s
 from __future__ import annotations
 
 import gzip
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -246,7 +247,6 @@ def test_line_art_finds_a_dark_line_on_paper():
 
 
 def test_colour_hint_training_and_use():
-    rng = np.random.default_rng(0)
     image = np.zeros((64, 64, 3), np.float32)
     image[:, :32, 0] = 1.0  # red left half, black right half
     hint = data.colour_hint(image, np.random.default_rng(1), train=True)
@@ -265,7 +265,6 @@ def test_colour_hint_training_and_use():
     np.testing.assert_allclose(data.colour_hint(flat, None, train=False), 0.85, atol=1e-6)
     with pytest.raises(ValueError, match="rng"):
         data.colour_hint(image, None, train=True)
-    del rng
 
 
 # ------------------------------------------------------------------------------------ loaders
@@ -436,8 +435,8 @@ def test_load_prefers_real_data_when_present(isolated_data_dir, mnist_folder):
     x, y = data.load("digits", path=folder)
     np.testing.assert_array_equal(y, labels)
     # Put it in the data folder: load finds it without a path.
-    os.rename(folder, isolated_data_dir / "mnist") if isolated_data_dir.exists() else (
-        isolated_data_dir.mkdir(), os.rename(folder, isolated_data_dir / "mnist"))
+    isolated_data_dir.mkdir(parents=True, exist_ok=True)
+    os.rename(folder, isolated_data_dir / "mnist")
     x, y = data.load("digits", 3)
     assert x.shape == (3, 28, 28) and list(y) == [3, 1, 4]
     assert data.source("digits").endswith("mnist")
@@ -483,7 +482,7 @@ def train_and_score(x_train, y_train, x_test, y_test, hidden: int, epochs: int,
     x_train = x_train.reshape(len(x_train), -1).astype(np.float64)
     x_test = x_test.reshape(len(x_test), -1).astype(np.float64)
     sizes = [x_train.shape[1]] + ([hidden] if hidden else []) + [10]
-    weights = [rng.normal(0, np.sqrt(2 / a), (a, b)) for a, b in zip(sizes[:-1], sizes[1:])]
+    weights = [rng.normal(0, np.sqrt(2 / a), (a, b)) for a, b in itertools.pairwise(sizes)]
     biases = [np.zeros(b) for b in sizes[1:]]
     params = weights + biases
     first = [np.zeros_like(p) for p in params]
