@@ -67,7 +67,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs
+from minimal import cli, envs, viz
 from minimal.tabular import epsilon_greedy, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -405,11 +405,6 @@ def door_experiment(config: Config, rng: np.random.Generator) -> dict:
 
 
 # --- figures ------------------------------------------------------------------------------
-def smooth(values: np.ndarray, window: int) -> np.ndarray:
-    window = max(1, min(window, len(values)))
-    return np.convolve(values, np.ones(window) / window, mode="valid")
-
-
 def figure_td_vs_mc(result: dict, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     labels = list("ABCDE")
@@ -476,7 +471,7 @@ def figure_cliff(result: dict, path: str) -> None:
     fig = plt.figure(figsize=(13, 7.5))
     top = fig.add_subplot(2, 2, 1)
     for name, curve in result["rewards"].items():
-        top.plot(smooth(curve, 10), label=name, lw=1.2)
+        top.plot(viz.smooth(curve, 10), label=name, lw=1.2)
     top.set_ylim(-110, 0)
     top.set_xlabel("episode")
     top.set_ylabel("sum of rewards in the episode\n(mean over runs, 10-episode window)")
@@ -529,8 +524,7 @@ def figure_doors(result: dict, tries: int, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     window = max(1, tries // 20)
     for name, res in result.items():
-        curve = smooth(res["reward"], window)
-        axes[0].plot(np.arange(len(curve)) + window, curve, label=name)
+        axes[0].plot(np.arange(1, tries + 1), viz.smooth(res["reward"], window), label=name)
         axes[1].bar(name, res["best_rate"])
         axes[1].text(name, res["best_rate"] + 0.02, f"{res['best_rate']:.2f}", ha="center")
     axes[0].axhline(10, color="k", ls="--", lw=1, label="always the +100 door (mean 10)")
