@@ -110,6 +110,12 @@ def test_draw_boxes_outlines_only_the_rectangle():
 
 
 def test_save_grid(tmp_path):
-    path = viz.save_grid(np.ones((5, 4, 4)), tmp_path / "grid.png", nrow=5, scale=2, padding=0)
+    levels = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    images = np.broadcast_to(levels[:, None, None], (5, 4, 4))
+    path = viz.save_grid(images, tmp_path / "grid.png", nrow=5, scale=2, padding=0)
     with Image.open(path) as saved:
         assert saved.size == (40, 8)
+        pixels = np.asarray(saved)
+    # Tiles in order left to right, each 4 pixels scaled to 8.
+    np.testing.assert_array_equal(pixels[:, ::8], np.broadcast_to(np.round(levels * 255), (8, 5)))
+    np.testing.assert_array_equal(pixels[:, 7::8], pixels[:, ::8])
