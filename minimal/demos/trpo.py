@@ -94,6 +94,7 @@ import numpy as np
 from scipy.signal import lfilter
 
 from minimal import cli, nn
+from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
 from minimal.natural import (
@@ -204,9 +205,7 @@ def fit_value(net: nn.Sequential, optimizer: Adam, observations: np.ndarray, tar
         order = rng.permutation(len(targets))
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            prediction = net(Tensor(observations[rows])).reshape(-1)
-            diff = prediction - Tensor(targets[rows])
-            loss = (diff * diff).mean()
+            loss = F.mse_loss(net(Tensor(observations[rows])).reshape(-1), targets[rows])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
