@@ -196,6 +196,7 @@ def td_versus_mc(config: Config) -> dict:
     """Example 6.2 on the 5-state walk."""
     env = envs.RandomWalk(5)
     env.reset(seed=config.seed)
+    true_values = env.true_values()
     initial = np.full(env.n_states, 0.5)
     initial[[0, -1]] = 0.0  # terminal states are worth nothing
     curves = {f"TD alpha={a}": [] for a in config.td_alphas}
@@ -206,10 +207,10 @@ def td_versus_mc(config: Config) -> dict:
         episodes = [play_random_walk(env) for _ in range(config.walk_episodes)]
         for alpha in config.td_alphas:
             curves[f"TD alpha={alpha}"].append(
-                learning_curve(td0_update, episodes, initial, env.true_values(), alpha=alpha))
+                learning_curve(td0_update, episodes, initial, true_values, alpha=alpha))
         for alpha in config.mc_alphas:
             curves[f"MC alpha={alpha}"].append(learning_curve(
-                monte_carlo_update, episodes, initial, env.true_values(), alpha=alpha))
+                monte_carlo_update, episodes, initial, true_values, alpha=alpha))
         if run == 0:  # the left panel of figure 6.2: one run of TD(0), alpha 0.1
             values = initial.copy()
             snapshots[0] = values[1:-1].copy()
@@ -219,7 +220,7 @@ def td_versus_mc(config: Config) -> dict:
                     snapshots[count] = values[1:-1].copy()
         progress.update(run + 1)
     return {"curves": {name: np.mean(c, axis=0) for name, c in curves.items()},
-            "snapshots": snapshots, "true_values": env.true_values()}
+            "snapshots": snapshots, "true_values": true_values}
 
 
 def long_walk_sweep(config: Config, update, parameter: str, settings: tuple
@@ -227,6 +228,7 @@ def long_walk_sweep(config: Config, update, parameter: str, settings: tuple
     """Figures 7.2 / 12.6: mean RMS error over the first episodes, for each setting and alpha."""
     env = envs.RandomWalk(19)
     env.reset(seed=config.seed + 1)
+    true_values = env.true_values()
     alphas = np.linspace(0.0, 1.0, config.alpha_points)
     errors = np.zeros((len(settings), len(alphas)))
     initial = np.zeros(env.n_states)
@@ -236,7 +238,7 @@ def long_walk_sweep(config: Config, update, parameter: str, settings: tuple
         for i, setting in enumerate(settings):
             for j, alpha in enumerate(alphas):
                 with np.errstate(over="ignore", invalid="ignore"):  # big alpha may diverge
-                    curve = learning_curve(update, episodes, initial, env.true_values(),
+                    curve = learning_curve(update, episodes, initial, true_values,
                                            alpha=alpha, **{parameter: setting})
                 errors[i, j] += np.mean(curve[1:]) / config.long_walk_runs
         progress.update(run + 1)
