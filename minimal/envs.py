@@ -65,7 +65,10 @@ class TabularEnv(gym.Env):
         return self.state, {"prob": float(self.start_distribution[self.state])}
 
     def step(self, action: int) -> tuple[int, float, bool, bool, dict[str, Any]]:
-        transitions = self.P[self.state][int(action)]
+        try:
+            transitions = self.P[self.state][int(action)]
+        except KeyError:
+            raise ValueError(f"action {action!r} is not one of {self.action_space}") from None
         chosen = 0 if len(transitions) == 1 else self._sample([t[0] for t in transitions])
         prob, next_state, reward, terminated = transitions[chosen]
         self.state = next_state

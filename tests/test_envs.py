@@ -167,3 +167,10 @@ def test_draw_marks_path_and_agent():
     assert lines[0] == ".......#G"
     assert lines[2] == "S*#....#."
     assert lines[5].endswith("A")
+
+
+def test_unknown_action_is_a_clear_error():
+    env = envs.GridWorld()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action 4 is not one of Discrete"):
+        env.step(4)
