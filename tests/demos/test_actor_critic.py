@@ -57,7 +57,7 @@ def test_episodes_to_reach_the_target_average():
 
 
 def test_actor_critic_learns_with_a_fixed_seed():
-    config = ac.Config(max_episodes=250)  # seed 0 first averages 100 at episode 177
+    config = ac.Config(max_episodes=250)  # seed 0: 20-episode average first 100 at episode 177
     returns = ac.train(config, "actor_critic", seed=0)
     assert ac.trailing_average(returns, 20).max() >= 100  # random play lasts about 22 steps
 
