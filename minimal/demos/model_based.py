@@ -200,6 +200,7 @@ def learned_model_experiment(config: Config, rng: np.random.Generator) -> dict:
     lake = gym.make("FrozenLake-v1", max_episode_steps=10_000)
     true_P = lake.unwrapped.P
     true_probs, _, _ = envs.transition_arrays(true_P)
+    live = true_probs.max(axis=2) < 1.0  # (s, a) pairs that can lead to more than one state
     # gamma 0.99 (not 1): a policy planned in a poor model may never finish an episode.
     gamma = 0.99
     optimum = value_iteration(true_P, gamma).max(axis=1)[0]
@@ -219,8 +220,7 @@ def learned_model_experiment(config: Config, rng: np.random.Generator) -> dict:
             taken = steps
             learned_P = model.transition_table()
             learned_probs, _, _ = envs.transition_arrays(learned_P)
-            # Total variation distance per (s, a), averaged over the pairs that can be left.
-            live = true_probs.max(axis=2) < 1.0
+            # Total variation distance per (s, a), averaged over the live pairs.
             errors[run, column] = 0.5 * np.abs(learned_probs - true_probs).sum(axis=2)[live].mean()
             plan = value_iteration(learned_P, gamma).argmax(axis=1)
             success[run, column] = policy_values(true_P, plan, gamma)[0]
