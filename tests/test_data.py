@@ -113,6 +113,11 @@ def test_faces_and_illustrations_ranges():
         # Flat colours with dark outlines: the line art has both paper and lines.
         lines = data.line_art(scenes[0])
         assert 0.02 < 1 - lines.mean() < 0.4
+    for bad_size in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="image size"):
+            data.faces(2, 0, size=bad_size, cache=False)
+        with pytest.raises(ValueError, match="image size"):
+            data.illustrations(2, 0, size=bad_size, cache=False)
 
 
 def test_chat_log_shape_of_language():

@@ -65,6 +65,13 @@ def _check_count(n: int) -> int:
     return int(n)
 
 
+def _check_size(size: int) -> int:
+    if int(size) != size or size < 1:
+        raise ValueError(f"the image size must be a positive integer (pixels per side), "
+                         f"got {size!r}")
+    return int(size)
+
+
 def _split_stream(split: str) -> int:
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -103,7 +110,7 @@ def shapes(n: int, seed: int = 0, cache_dir: PathLike | None = None, cache: bool
 def faces(n: int, seed: int = 0, size: int = 64, cache_dir: PathLike | None = None,
           cache: bool = True) -> np.ndarray:
     """n drawn faces, float32 (n, size, size, 3) in [0, 1]."""
-    n = _check_count(n)
+    n, size = _check_count(n), _check_size(size)
     params = {"version": VERSIONS["faces"], "n": n, "seed": seed, "size": size}
     arrays = cached("faces", params, lambda: portraits.generate(n, seed, size), cache_dir, cache)
     return arrays["images"].astype(np.float32) / 255.0
@@ -113,7 +120,7 @@ def illustrations(n: int, seed: int = 0, size: int = 128, cache_dir: PathLike | 
                   cache: bool = True) -> np.ndarray:
     """n flat-coloured outlined scenes, float32 (n, size, size, 3) in [0, 1] (size 64 to 256
     look right; any size works)."""
-    n = _check_count(n)
+    n, size = _check_count(n), _check_size(size)
     params = {"version": VERSIONS["illustrations"], "n": n, "seed": seed, "size": size}
     arrays = cached("illustrations", params, lambda: cartoons.generate(n, seed, size),
                     cache_dir, cache)
