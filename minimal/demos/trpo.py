@@ -148,7 +148,7 @@ QUICK = {
 }
 
 TARGETS = {
-    "CartPole-v1_best_return": (">=", 150.0),
+    "CartPole-v1_best_return": (">=", 450.0),  # quick, seed 0: 500, first >= 450 at 37k steps
     "kl_max_over_limit": ("<=", 1.5),
 }
 

@@ -170,6 +170,14 @@ def test_run_writes_every_figure(tmp_path):
     assert metrics["kl_max_over_limit"] <= 1.5
 
 
+def test_quick_preset_reaches_its_targets(tmp_path):
+    config = cli.make_config(trpo.Config, trpo.QUICK, out_dir=str(tmp_path))
+    metrics = trpo.run(config)
+    for name, (op, bound) in trpo.TARGETS.items():
+        assert metrics[name] <= bound if op == "<=" else metrics[name] >= bound, (name,
+                                                                                  metrics[name])
+
+
 def test_gaussian_trpo_update_kl_is_measured_against_a_frozen_old_policy():
     rng = np.random.default_rng(2)
     spec = PolicySpec(obs_dim=3, act_dim=2, hidden=(16,), discrete=False)
