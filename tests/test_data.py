@@ -420,6 +420,8 @@ def test_load_text_lines(tmp_path):
     path = tmp_path / "chat.txt"
     path.write_bytes("hello chat\r\n\r\nnaïve emote Kappa\n  \nlast line".encode())
     assert data.load_text_lines(path) == ["hello chat", "naïve emote Kappa", "last line"]
+    path.write_bytes("\ufeff \r\n\ufeff  hi\n".encode())  # a BOM alone, then before spaces
+    assert data.load_text_lines(path) == ["hi"]
     path.write_bytes(b"fine\nalso fine\nbad \xff\xfe byte\n")
     with pytest.raises(ValueError, match="line 3"):
         data.load_text_lines(path)

@@ -252,9 +252,9 @@ def load_text_lines(path: str | os.PathLike) -> list[str]:
             raise ValueError(f"{path}, line {number}, byte {error.start}: not UTF-8 "
                              f"({bad!r}). Expected {TEXT_SOURCE}; re-save the file as UTF-8 "
                              f"(e.g. iconv -f latin1 -t utf-8)") from error
-        line = line.rstrip("\r").strip()
+        line = line.removeprefix("\ufeff").strip()  # a BOM is not whitespace: drop it first
         if line:
-            lines.append(line.removeprefix("\ufeff"))
+            lines.append(line)
     if not lines:
         raise ValueError(f"{path} holds no messages (no non-blank lines). Expected {TEXT_SOURCE}")
     return lines
