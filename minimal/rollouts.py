@@ -121,6 +121,12 @@ class PolicySpec:
     discrete: bool = True
     activation: str = "relu"        # "relu" (the post) or "tanh"
 
+    def __post_init__(self) -> None:
+        # anything else would silently act as relu in Actor and in the learner's policy
+        if self.activation not in ("relu", "tanh"):
+            raise ValueError(f"PolicySpec: activation must be 'relu' or 'tanh', got "
+                             f"{self.activation!r}")
+
     def layer_sizes(self) -> list[tuple[int, int]]:
         widths = (self.obs_dim,) + tuple(self.hidden) + (self.act_dim,)
         return list(pairwise(widths))

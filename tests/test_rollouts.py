@@ -109,6 +109,11 @@ def test_actor_refuses_a_parameter_vector_of_the_wrong_size():
         Actor(CARTPOLE, np.zeros(CARTPOLE.num_parameters() + 1))
 
 
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be 'relu' or 'tanh'"):
+        PolicySpec(obs_dim=4, act_dim=2, activation="Tanh")
+
+
 def test_negative_worker_count_is_refused():
     with pytest.raises(ValueError, match="workers must be >= 0"):
         RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=-1)
