@@ -11,6 +11,10 @@ NumPy costs. With `grad(..., create_graph=True)` recording stays on while it run
 gradients are themselves Tensors in a graph and can be differentiated again: a Hessian-vector
 product is `grad(grad(f, x, create_graph=True)[0] @ v, x)`.
 
+Where speed needs it, an op may instead carry a hand-written NumPy backward (`fused`: batch
+norm, the LSTM layer, the big losses); under create_graph it is rebuilt from Tensor ops and
+differentiated, so its higher derivatives stay exact.
+
 Broadcasting follows NumPy. An input that was broadcast receives the gradient summed back down
 to its own shape (`_unbroadcast`). A node used twice receives the sum of both gradients.
 
@@ -701,6 +705,53 @@ def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
     out = np.pad(a.data, widths, mode="constant", constant_values=value)
     inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
     return _node(out, (a,), lambda g: (getitem(g, inner),), "pad")
+
+
+# ===== nodes with a hand-written NumPy backward ============================================
+
+def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
+    """fn(*inputs) recorded as a single node, differentiable to any order.
+
+    fn runs on detached stand-ins of the inputs, so a later grad() through this node never
+    walks back past `inputs` into their history. Its backward is the same construction applied
+    to fn's vector-Jacobian product (d/d input_i of sum(fn(...) * v)), so every derivative of
+    it is again a node of this kind.
+    """
+    stand_ins = [Tensor(t.data, requires_grad=True) for t in inputs]
+    with set_grad_enabled(True):
+        out = fn(*stand_ins)
+
+    def backward(v):
+        return tuple(_subgraph(_vjp(fn, i), list(inputs) + [v]) if t.requires_grad else None
+                     for i, t in enumerate(inputs))
+
+    return _node(out.data, tuple(inputs), backward, "subgraph")
+
+
+def _vjp(fn: Callable, i: int) -> Callable:
+    """(x_1..x_n, v) -> d sum(fn(x) * v) / d x_i, as a function of Tensors."""
+    def vjp(*args):
+        *xs, v = args
+        with set_grad_enabled(True):
+            return grad((fn(*xs) * v).sum(), [xs[i]], create_graph=True)[0]
+    return vjp
+
+
+def fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
+           composed: Callable, op: str) -> Tensor:
+    """A node with a hand-written NumPy backward, for speed.
+
+    The NumPy backward gives gradients without a graph, so under create_graph=True (recording
+    on while backward runs) the same function is instead rebuilt from differentiable Tensor ops,
+    `composed(*parents)`, and differentiated: exact at every order, only slower.
+    """
+    def backward(g):
+        if not is_grad_enabled():
+            return fast_backward(g)
+        return tuple(_subgraph(_vjp(composed, i), list(parents) + [g]) if p.requires_grad
+                     else None for i, p in enumerate(parents))
+
+    return _node(out, parents, backward, op)
 
 
 # ===== the backward pass ==================================================================

@@ -25,13 +25,11 @@ shape the user sees is PyTorch's. (A transposed convolution to fewer than 16 cha
 generator's RGB output, works channels-first instead: see `_col2im_channels_first`.)
 
 Batch norm is one node with a hand-written NumPy backward; under create_graph=True its formula
-is rebuilt from Tensor ops and differentiated instead (`_fused`), so it too is exact at every
-order. nn.py and functional.py use `_fused` the same way for the LSTM layer and the losses.
+is rebuilt from Tensor ops and differentiated instead (`autograd.fused`), so it too is exact
+at every order. nn.py and functional.py use `fused` the same way for the LSTM layer and the losses.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -40,9 +38,8 @@ from minimal.autograd import (
     Tensor,
     _node,
     as_tensor,
-    grad,
+    fused,
     is_grad_enabled,
-    set_grad_enabled,
 )
 from minimal.parallel import for_blocks
 
@@ -434,51 +431,6 @@ def upsample(x: Tensor, scale_factor: int = 2) -> Tensor:
 
 # ===== batch normalisation ==================================================================
 
-def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
-    """fn(*inputs) recorded as a single node, differentiable to any order.
-
-    fn runs on detached stand-ins of the inputs, so a later grad() through this node never
-    walks back past `inputs` into their history. Its backward is the same construction applied
-    to fn's vector-Jacobian product (d/d input_i of sum(fn(...) * v)), so every derivative of
-    it is again a node of this kind.
-    """
-    stand_ins = [Tensor(t.data, requires_grad=True) for t in inputs]
-    with set_grad_enabled(True):
-        out = fn(*stand_ins)
-
-    def backward(v):
-        return tuple(_subgraph(_vjp(fn, i), list(inputs) + [v]) if t.requires_grad else None
-                     for i, t in enumerate(inputs))
-
-    return _node(out.data, tuple(inputs), backward, "subgraph")
-
-
-def _vjp(fn: Callable, i: int) -> Callable:
-    """(x_1..x_n, v) -> d sum(fn(x) * v) / d x_i, as a function of Tensors."""
-    def vjp(*args):
-        *xs, v = args
-        with set_grad_enabled(True):
-            return grad((fn(*xs) * v).sum(), [xs[i]], create_graph=True)[0]
-    return vjp
-
-
-def _fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
-           composed: Callable, op: str) -> Tensor:
-    """A node with a hand-written NumPy backward, for speed.
-
-    The NumPy backward gives gradients without a graph, so under create_graph=True (recording
-    on while backward runs) the same function is instead rebuilt from differentiable Tensor ops,
-    `composed(*parents)`, and differentiated: exact at every order, only slower.
-    """
-    def backward(g):
-        if not is_grad_enabled():
-            return fast_backward(g)
-        return tuple(_subgraph(_vjp(composed, i), list(parents) + [g]) if p.requires_grad
-                     else None for i, p in enumerate(parents))
-
-    return _node(out, parents, backward, op)
-
-
 def _bn_composed(x: Tensor, weight: Tensor | None, bias: Tensor | None, axes, shape,
                  eps: float) -> Tensor:
     centred = x - x.mean(axis=axes, keepdims=True)
@@ -593,4 +545,4 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
         b_ = affine.pop(0) if bias is not None else None
         return _bn_composed(x_, w_, b_, axes, shape, eps)
 
-    return _fused(out, parents, fast_backward, composed, "batch_norm")
+    return fused(out, parents, fast_backward, composed, "batch_norm")

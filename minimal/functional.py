@@ -15,6 +15,7 @@ import numpy as np
 from minimal.autograd import (
     Tensor,
     as_tensor,
+    fused,
     getitem,
     leaky_relu,
     linear,
@@ -27,7 +28,6 @@ from minimal.autograd import (
     tanh,
 )
 from minimal.conv import (
-    _fused,
     batch_norm,
     conv2d,
     conv_transpose2d,
@@ -164,7 +164,7 @@ def cross_entropy(logits: Tensor, target, ignore_index: int = -100,
             d[~keep] = 0
         return (Tensor(d),)
 
-    return _fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed, "cross_entropy")
+    return fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed, "cross_entropy")
 
 
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
@@ -187,7 +187,7 @@ def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "m
         probs = 0.5 * (1 + np.tanh(0.5 * x))  # sigmoid without overflow
         return (Tensor((probs - t) * (g.data / count)),)
 
-    return _fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed,
+    return fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed,
                   "binary_cross_entropy_with_logits")
 
 

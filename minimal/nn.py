@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from minimal import functional as F
-from minimal.autograd import Parameter, Tensor, getitem, split, stack
-from minimal.conv import _fused, _pair
+from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
+from minimal.conv import _pair
 
 # ===== initialisers =======================================================================
 
@@ -559,7 +559,7 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
             hs.append(h)
         return stack(hs + [c], axis=0)
 
-    return _fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
+    return fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
 
 
 class LSTMCell(Module):
