@@ -11,6 +11,7 @@ synthetic digits: the stand-in should be neither trivial (softmax well below 100
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 
@@ -37,7 +38,7 @@ def train_classifier(x_train, y_train, x_test, y_test, hidden: int = 0, epochs: 
     x_test = x_test.reshape(len(x_test), -1).astype(np.float32)
     sizes = [x_train.shape[1]] + ([hidden] if hidden else []) + [10]
     params = []
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    for fan_in, fan_out in itertools.pairwise(sizes):
         params.append(rng.normal(0, np.sqrt(2 / fan_in), (fan_in, fan_out)).astype(np.float32))
         params.append(np.zeros(fan_out, np.float32))
     moments = [np.zeros_like(p) for p in params]
@@ -77,45 +78,38 @@ def train_classifier(x_train, y_train, x_test, y_test, hidden: int = 0, epochs: 
 
 
 def timed(function, *args, **kwargs):
-    """(result, wall seconds); also remembers the CPU seconds of this process in LAST_CPU,
-    which is the fairer figure on a machine shared with other jobs."""
-    global LAST_CPU
+    """(result, wall seconds, CPU seconds of this process); the CPU figure is the fairer one on
+    a machine shared with other jobs."""
     start, start_cpu = time.perf_counter(), time.process_time()
     result = function(*args, **kwargs)
-    LAST_CPU = time.process_time() - start_cpu
-    return result, time.perf_counter() - start
-
-
-LAST_CPU = 0.0
+    return result, time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
-        (x_train, y_train), cold = timed(data.digits, 10_000, 0, "train", cache_dir=folder)
-        cpu = LAST_CPU
-        _, hit = timed(data.digits, 10_000, 0, "train", cache_dir=folder)
+        (x_train, y_train), cold, cpu = timed(data.digits, 10_000, 0, "train", cache_dir=folder)
+        _, hit, _ = timed(data.digits, 10_000, 0, "train", cache_dir=folder)
         print(f"digits  10000: generate {cold:6.2f} s (cpu {cpu:.2f} s)   cache hit {hit:5.3f} s")
-        (s_train, s_labels), cold = timed(data.shapes, 10_000, 0, cache_dir=folder)
-        cpu = LAST_CPU
-        _, hit = timed(data.shapes, 10_000, 0, cache_dir=folder)
+        (s_train, s_labels), cold, cpu = timed(data.shapes, 10_000, 0, cache_dir=folder)
+        _, hit, _ = timed(data.shapes, 10_000, 0, cache_dir=folder)
         print(f"shapes  10000: generate {cold:6.2f} s (cpu {cpu:.2f} s)   cache hit {hit:5.3f} s")
-        _, cold = timed(data.faces, 1000, 0, cache_dir=folder)
+        _, cold, _ = timed(data.faces, 1000, 0, cache_dir=folder)
         print(f"faces    1000: generate {cold:6.2f} s (64 px)")
-        _, cold = timed(data.illustrations, 200, 0, 128, cache_dir=folder)
+        _, cold, _ = timed(data.illustrations, 200, 0, 128, cache_dir=folder)
         print(f"illustrations 200: generate {cold:6.2f} s (128 px)")
-        _, cold = timed(data.chat_log, 100_000, 0, cache_dir=folder)
-        _, hit = timed(data.chat_log, 100_000, 0, cache_dir=folder)
+        _, cold, _ = timed(data.chat_log, 100_000, 0, cache_dir=folder)
+        _, hit, _ = timed(data.chat_log, 100_000, 0, cache_dir=folder)
         print(f"chat   100000: generate {cold:6.2f} s   cache hit {hit:5.3f} s")
         x_test, y_test = data.digits(2000, 0, "test", cache_dir=folder)
         s_test, s_test_labels = data.shapes(2000, 0, cache_dir=folder, split="test")
-    linear, seconds = timed(train_classifier, x_train, y_train, x_test, y_test, hidden=0)
+    linear, seconds, _ = timed(train_classifier, x_train, y_train, x_test, y_test, hidden=0)
     print(f"softmax regression on 10k digits: held-out accuracy {linear:.3f} ({seconds:.1f} s)")
-    mlp, seconds = timed(train_classifier, x_train, y_train, x_test, y_test, hidden=128,
-                                  epochs=10)
+    mlp, seconds, _ = timed(train_classifier, x_train, y_train, x_test, y_test, hidden=128,
+                            epochs=10)
     print(f"MLP 784-128-10 on 10k digits:     held-out accuracy {mlp:.3f} ({seconds:.1f} s)")
 
-    shapes_linear, seconds = timed(train_classifier, s_train, s_labels, s_test, s_test_labels,
-                                   hidden=0)
+    shapes_linear, seconds, _ = timed(train_classifier, s_train, s_labels, s_test,
+                                      s_test_labels, hidden=0)
     print(f"softmax regression on 10k shapes: held-out accuracy {shapes_linear:.3f} "
           f"({seconds:.1f} s; chance 0.1: colour and background hint, the outline decides)")
 
