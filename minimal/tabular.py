@@ -1,7 +1,8 @@
 """Small pieces shared by the tabular RL demos: acting on a table of action values.
 
-    epsilon_greedy   explore with probability epsilon, else the best action (ties broken at
-                     random, so an all-zero table doesn't always pick action 0)
+    greedy_action    the best action, ties broken at random (so an all-zero table doesn't
+                     always pick action 0)
+    epsilon_greedy   explore with probability epsilon, else the greedy action
     greedy_path      follow the greedy policy of a table through a deterministic environment
 """
 
