@@ -49,8 +49,9 @@ Measured here (seed 0; 2 cores shared with other engineers, load average 2-8 dur
     Pendulum-v1   1M steps: last-5 mean -145 (best iteration -108), 4.2 s per 10k steps (7 min)
     Reacher-v5    1M steps: last-5 mean -6.4 (best -5.6), 5.7 s per 10k steps (9.6 min)
     collect share 0.47 (CartPole), 0.49 (Pendulum), 0.65 (Reacher) of the iteration's time
-    speed-up      collect time for a 5000-step batch, 1 worker / 2 workers, each figure the
-                  median of 9 timings of identical batches (counts taking turns), three runs
+    speed-up      collect time for a 5000-step batch, 1 worker / 2 workers (--speed-iterations 9;
+                  the default is 5), each figure the median of 9 timings of identical batches
+                  (counts taking turns), three runs
                   on the otherwise idle 2-core machine: CartPole (trained policy, 500-step
                   episodes) 1.87, 1.56, 1.51x (median 1.56); Pendulum 2.11, 1.86, 1.62x (1.86);
                   Reacher-v5 1.55, 1.81, 2.10x (1.81). So about 1.8x for 2 workers on 2 cores,
