@@ -150,7 +150,11 @@ def draw_boxes(images: np.ndarray, boxes: np.ndarray, colour=(1.0, 0.0, 0.0),
     if batch.shape[3] == 1:
         batch = np.repeat(batch, 3, axis=3)
     batch = batch.copy()
-    boxes = np.asarray(boxes, np.float64).reshape(len(batch), 4)
+    boxes = np.asarray(boxes, np.float64)
+    if boxes.size != 4 * len(batch):
+        raise ValueError(f"draw_boxes needs one (top, left, bottom, right) box per image: "
+                         f"{len(batch)} x 4 numbers, got boxes of shape {boxes.shape}")
+    boxes = boxes.reshape(len(batch), 4)
     height, width = batch.shape[1:3]
     rgb = np.asarray(colour, np.float32)
     for image, (top, left, bottom, right) in zip(batch, np.rint(boxes).astype(int)):
