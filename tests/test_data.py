@@ -336,6 +336,8 @@ def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
         data.load_mnist([folder / "train-images-idx3-ubyte.gz", bad_labels])
     with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.*found"):
         data.load_mnist(tmp_path / "nowhere", "test")
+    with pytest.raises(ValueError, match="pair of paths, got 1"):
+        data.load_mnist([folder / "t10k-images-idx3-ubyte"])
 
 
 def write_cifar(path: Path, labels: list[int], seed: int = 0) -> np.ndarray:

@@ -99,7 +99,11 @@ def load_mnist(folder_or_files: str | os.PathLike | Sequence[str | os.PathLike],
     if isinstance(folder_or_files, (str, os.PathLike)):
         images_path, labels_path = _find_mnist_files(Path(folder_or_files), split)
     else:
-        images_path, labels_path = (Path(p) for p in folder_or_files)
+        paths = [Path(p) for p in folder_or_files]
+        if len(paths) != 2:
+            raise ValueError(f"load_mnist takes a folder or an (images, labels) pair of paths, "
+                             f"got {len(paths)} paths")
+        images_path, labels_path = paths
     images = read_idx(images_path, expected_dims=3)
     labels = read_idx(labels_path, expected_dims=1)
     if images.dtype != np.uint8 or labels.dtype != np.uint8:
