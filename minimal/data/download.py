@@ -85,10 +85,13 @@ def download_cifar10(folder: Path, base_url: str = CIFAR_URL) -> Path:
         if missing:
             raise ValueError(f"{archive} lacks {missing}: not the CIFAR-10 binary archive")
         for name, member in members.items():
-            source = tar.extractfile(member)
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as out:
-                shutil.copyfileobj(source, out, 1 << 20)
-            os.replace(out.name, folder / name)
+            handle, temp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
+            try:  # as in fetch: an interrupted extraction leaves no .part file behind
+                with os.fdopen(handle, "wb") as out:
+                    shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
+                os.replace(temp_name, folder / name)
+            finally:
+                Path(temp_name).unlink(missing_ok=True)
     return folder
 
 
