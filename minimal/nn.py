@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import numpy as np
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
 from minimal.conv import _pair
+from minimal.files import atomic_file
 
 # ===== initialisers =======================================================================
 
@@ -198,19 +198,8 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
         if value.dtype.hasobject:
             raise ValueError(f"save_arrays: {name} is an object array; only numeric arrays "
                              "are saved (no pickles)")
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    with atomic_file(path) as file:
+        np.savez(file, **arrays)
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

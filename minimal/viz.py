@@ -18,11 +18,12 @@ half-written picture.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from minimal.files import atomic_file
 
 
 def to_channels_last(images: np.ndarray, channels_first: bool | None = None) -> np.ndarray:
@@ -88,17 +89,10 @@ def _as_uint8_picture(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def _atomic_write(path: str | os.PathLike, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    """write(file) into a binary file that replaces `path` only when it succeeded."""
+    with atomic_file(path) as file:
+        write(file)
+    return Path(path)
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike, scale: int = 1) -> Path:

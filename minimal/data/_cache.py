@@ -15,13 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from minimal.files import atomic_file
 
 Arrays = dict[str, np.ndarray]
 
@@ -62,17 +63,9 @@ def arrays_checksum(arrays: Mapping[str, np.ndarray]) -> str:
 
 def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write arrays plus their checksum to `path` atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     checksum = np.frombuffer(arrays_checksum(arrays).encode(), dtype=np.uint8)
-    handle, temp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays, **{_CHECKSUM_KEY: checksum})
-        os.replace(temp_name, path)
-    except BaseException:
-        # Leave nothing behind: a half-written temp file would only waste space.
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        np.savez(file, **arrays, **{_CHECKSUM_KEY: checksum})
 
 
 def load_arrays(path: Path) -> Arrays:
