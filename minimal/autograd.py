@@ -24,6 +24,7 @@ Data are float32 unless given as float64 (gradient checks run in float64).
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 from collections.abc import Callable, Iterable, Sequence
 
@@ -407,8 +408,13 @@ def _masked(a: Tensor, mask: np.ndarray, op: str, out: np.ndarray) -> Tensor:
     return _node(out, (a,), lambda g: (g * factor,), op)
 
 
+def _positive(x: np.ndarray) -> np.ndarray:
+    """1.0 where x > 0, else 0.0, in x's dtype and memory order: one pass, no bool array."""
+    return np.greater(x, 0, out=np.empty_like(x))
+
+
 def relu(a: Tensor) -> Tensor:
-    positive = a.data > 0
+    positive = _positive(a.data)
     return _masked(a, positive, "relu", a.data * positive)
 
 
@@ -423,7 +429,7 @@ def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
     slope = np.asarray(negative_slope, a.dtype)
     # 1 or slope per entry by arithmetic on the mask: np.where branches per entry and is ~5x
     # slower on the random signs of activations (13 ms against 2 ms on 64x64x16x16 floats)
-    factor = (a.data > 0).astype(a.dtype)
+    factor = _positive(a.data)
     factor *= 1 - slope
     factor += slope
     return _masked(a, factor, "leaky_relu", a.data * factor)
@@ -648,7 +654,14 @@ def getitem(a: Tensor, index) -> Tensor:
 def scatter_add(g: Tensor, index, shape: tuple) -> Tensor:
     """zeros(shape) with g added at `index`: the adjoint of getitem (repeated indices add up)."""
     out = np.zeros(shape, g.dtype)
-    if _has_array_index(index):
+    if (isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) > 1
+            and g.shape == index.shape + tuple(shape[1:])):
+        # whole rows picked by an integer array (an embedding lookup): np.add.at on the flat
+        # positions of their entries is ~3x faster than on rows, and adds in the same order
+        row = math.prod(shape[1:])
+        starts = (index.reshape(-1, 1) % shape[0]) * row
+        np.add.at(out.reshape(-1), (starts + np.arange(row)).reshape(-1), g.data.reshape(-1))
+    elif _has_array_index(index):
         np.add.at(out, index, g.data)
     else:
         out[index] = g.data

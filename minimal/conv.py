@@ -183,33 +183,35 @@ def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
     return out
 
 
-def _conv_forward(x, weight, bias, stride, padding, cols=None):
+def _conv_forward(x, weight, bias, stride, padding, cols=None, matrix=None):
     """Returns the (N, O, oh, ow) result (a view of channels-last memory) and the im2col matrix
-    (built here unless the caller already has it)."""
+    (built here unless the caller already has it; so is `_weight_matrix(weight)`)."""
     n, _, h, w = x.shape
     o, _, kh, kw = weight.shape
     oh = (h + 2 * padding[0] - kh) // stride[0] + 1
     ow = (w + 2 * padding[1] - kw) // stride[1] + 1
     if cols is None:
         cols = _im2col(_padded_channels_last(x, padding), (kh, kw), stride, (oh, ow))
-    out = cols @ _weight_matrix(weight).T  # (N*oh*ow, O): channels-last
+    matrix = _weight_matrix(weight) if matrix is None else matrix
+    out = cols @ matrix.T  # (N*oh*ow, O): channels-last
     if bias is not None:
         out += bias
     return out.reshape(n, oh, ow, o).transpose(0, 3, 1, 2), cols
 
 
-def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw):
+def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw, matrix=None):
     """Adjoint of `_conv_forward` in its input: y (N, O, h, w) -> (N, C, *out_hw)."""
     n, o, h, w = y.shape
     _, c, kh, kw = weight.shape
+    matrix = _weight_matrix(weight) if matrix is None else matrix
     if c < _FEW_CHANNELS:  # e.g. the RGB output of a generator, see _col2im_channels_first
-        cols = _weight_matrix(weight).T @ _channels_last(y).reshape(-1, o).T  # (kh*kw*C, N*h*w)
+        cols = matrix.T @ _channels_last(y).reshape(-1, o).T  # (kh*kw*C, N*h*w)
         out = _col2im_channels_first(cols, (c, n, out_hw[0], out_hw[1]), (kh, kw), stride,
                                      padding, (h, w))
         if bias is not None:
             out += bias.reshape(-1, 1, 1, 1)
         return out.transpose(1, 0, 2, 3)
-    cols = _channels_last(y).reshape(-1, o) @ _weight_matrix(weight)  # (N*h*w, kh*kw*C)
+    cols = _channels_last(y).reshape(-1, o) @ matrix  # (N*h*w, kh*kw*C)
     out = _col2im(cols, (n, out_hw[0], out_hw[1], c), (kh, kw), stride, padding, (h, w))
     if bias is not None:
         out += bias
@@ -230,17 +232,20 @@ def _weight_gradient(x, g, kernel, stride, padding, cols=None):
 # is built from the same three fast kernels.
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding,
-          cols: np.ndarray | None = None) -> Tensor:
-    """cols, if given, is the im2col matrix of x (see `_conv_t`'s backward)."""
+          cols: np.ndarray | None = None, matrix: np.ndarray | None = None) -> Tensor:
+    """cols, if given, is the im2col matrix of x (see `_conv_t`'s backward); matrix is
+    `_weight_matrix(weight.data)`: a forward pass makes it once, its backward reuses it."""
     keep_cols = weight.requires_grad and is_grad_enabled()
+    matrix = _weight_matrix(weight.data) if matrix is None else matrix
     out, cols = _conv_forward(x.data, weight.data, None if bias is None else bias.data,
-                              stride, padding, cols)
+                              stride, padding, cols, matrix)
     cols = cols if keep_cols else None  # reused by the weight gradient; freed with the graph
     parents = (x, weight) if bias is None else (x, weight, bias)
     in_hw = x.shape[2:]
 
     def backward(g):
-        gx = _conv_t(g, weight, None, stride, padding, in_hw) if x.requires_grad else None
+        gx = _conv_t(g, weight, None, stride, padding, in_hw, matrix) if x.requires_grad \
+            else None
         gw = (_weight_grad(x, g, weight.shape, stride, padding, cols)
               if weight.requires_grad else None)
         if bias is None:
@@ -250,9 +255,11 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding,
     return _node(out, parents, backward, "conv2d")
 
 
-def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out_hw) -> Tensor:
+def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out_hw,
+            matrix: np.ndarray | None = None) -> Tensor:
+    matrix = _weight_matrix(weight.data) if matrix is None else matrix
     out = _conv_transpose_forward(y.data, weight.data, None if bias is None else bias.data,
-                                  stride, padding, tuple(out_hw))
+                                  stride, padding, tuple(out_hw), matrix)
     parents = (y, weight) if bias is None else (y, weight, bias)
 
     def backward(g):
@@ -262,7 +269,7 @@ def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out
         if y.requires_grad and weight.requires_grad:
             cols = _im2col(_padded_channels_last(g.data, padding), weight.shape[2:], stride,
                            y.shape[2:])
-        gy = _conv(g, weight, None, stride, padding, cols) if y.requires_grad else None
+        gy = _conv(g, weight, None, stride, padding, cols, matrix) if y.requires_grad else None
         gw = (_weight_grad(g, y, weight.shape, stride, padding, cols) if weight.requires_grad
               else None)
         if bias is None:

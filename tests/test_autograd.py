@@ -52,6 +52,8 @@ SMOOTH_CASES = [
     ("slice", lambda a: a[1:, ::2] ** 2, [randn(4, 5)], 2),
     ("integer array index with repeats", lambda a: a[np.array([0, 2, 0, 0])] ** 2,
      [randn(3, 2)], 2),
+    ("2-D integer array index, negative and repeated rows",
+     lambda a: a[np.array([[1, -1], [2, 1]])] ** 2, [randn(3, 2, 2)], 2),
     ("fancy pair index", lambda a: a[np.array([0, 1, 1]), np.array([2, 0, 2])] ** 2,
      [randn(2, 3)], 2),
     ("concatenate", lambda a, b: ag.concatenate([a, b, a], axis=1) ** 2,
@@ -224,3 +226,14 @@ def test_leaf_gradients_do_not_share_memory():
     a.grad *= 2  # e.g. clip_grad_norm scales in place
     np.testing.assert_allclose(b.grad, 1)
     np.testing.assert_allclose(seed, 1)
+
+
+def test_scatter_add_of_rows_matches_add_at():
+    """The flat fast path for whole rows must add exactly what np.add.at on rows adds."""
+    rng = np.random.default_rng(5)
+    index = rng.integers(-7, 7, (4, 9))  # repeats and negative rows
+    g = rng.standard_normal((4, 9, 3, 2)).astype(np.float32)
+    expected = np.zeros((7, 3, 2), np.float32)
+    np.add.at(expected, index, g)
+    out = ag.scatter_add(Tensor(g), index, (7, 3, 2))
+    np.testing.assert_array_equal(out.data, expected)
