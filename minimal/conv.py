@@ -81,7 +81,9 @@ def _padded_channels_last(x: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
     if ph == 0 and pw == 0:
         return _channels_last(x)
     n, c, h, w = x.shape
-    out = np.zeros((n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+    out = np.empty((n, h + 2 * ph, w + 2 * pw, c), x.dtype)  # zeros only on the border:
+    out[:, :ph], out[:, ph + h:] = 0, 0  # every other entry is written once, below
+    out[:, ph:ph + h, :pw], out[:, ph:ph + h, pw + w:] = 0, 0
 
     def copy(lo, hi):
         out[lo:hi, ph:ph + h, pw:pw + w] = x[lo:hi].transpose(0, 2, 3, 1)
@@ -223,8 +225,14 @@ def _weight_gradient(x, g, kernel, stride, padding, cols=None):
     o, oh, ow = g.shape[1], g.shape[2], g.shape[3]
     if cols is None:
         cols = _im2col(_padded_channels_last(x, padding), kernel, stride, (oh, ow))
-    gw = _channels_last(g).reshape(-1, o).T @ cols  # (O, kh*kw*C)
-    return np.ascontiguousarray(gw.reshape(o, kernel[0], kernel[1], -1).transpose(0, 3, 1, 2))
+    g_rows = _channels_last(g).reshape(-1, o)
+    if len(cols) >= cols.shape[1]:
+        # many pixels, shorter patches: OpenBLAS is ~10% faster at this product the other way
+        # round, (kh*kw*C, O) = cols^T g; the copy into the weight's layout is needed either way
+        gw = (cols.T @ g_rows).reshape(kernel[0], kernel[1], -1, o).transpose(3, 2, 0, 1)
+    else:
+        gw = (g_rows.T @ cols).reshape(o, kernel[0], kernel[1], -1).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(gw)
 
 
 # ===== differentiable primitives ============================================================
