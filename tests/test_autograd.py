@@ -237,3 +237,20 @@ def test_scatter_add_of_rows_matches_add_at():
     np.add.at(expected, index, g)
     out = ag.scatter_add(Tensor(g), index, (7, 3, 2))
     np.testing.assert_array_equal(out.data, expected)
+
+
+@pytest.mark.parametrize("name,f,inputs", [(c[0], c[1], c[2]) for c in SMOOTH_CASES]
+                         + [(c[0], c[1], c[2]) for c in PIECEWISE_CASES],
+                         ids=[c[0] for c in SMOOTH_CASES + PIECEWISE_CASES])
+def test_graph_is_freed_without_the_cycle_collector(name, f, inputs):
+    """No node's backward may hold the node itself: such a reference cycle keeps the whole
+    graph under it (activations, im2col matrices) alive until gc happens to run."""
+    import gc
+    leaves = [Tensor(x, requires_grad=True) for x in inputs]
+    gc.collect()
+    gc.disable()
+    try:
+        f(*leaves).sum().backward()
+        assert gc.collect() == 0  # everything the step made was freed by reference counting
+    finally:
+        gc.enable()
