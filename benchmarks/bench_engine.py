@@ -314,6 +314,61 @@ OURS = {"mlp": ours_mlp, "dcgan_d": ours_dcgan_d, "dcgan_g": ours_dcgan_g, "unet
         "lstm": ours_lstm}
 
 
+# ===== the matrix products alone ===========================================================
+# Each workload's matrix products as our engine calls them (shapes, and which operand is
+# transposed), for `--gemm-floor`: the same products through NumPy (OpenBLAS) and through
+# torch.mm show how much of the ratio is set by the BLAS before any of our own code runs.
+# Entries: (rows, inner, columns, a transposed, b transposed, calls per step).
+
+
+def _conv_gemms(m, k, o):
+    """conv forward cols (m, k) @ W^T; input gradient (m, o) @ W; weight gradient."""
+    weight_grad = (k, m, o, True, False, 1) if m >= k else (o, m, k, True, False, 1)
+    return [(m, k, o, False, True, 1), (m, o, k, False, False, 1), weight_grad]
+
+
+GEMMS = {
+    "mlp": [g for a, b in itertools.pairwise(MLP_SIZES)
+            for g in ((100, a, b, False, True, 1), (100, b, a, False, False, 1),
+                      (b, 100, a, True, False, 1))],
+    "dcgan_d": [(16384, 75, 64, False, True, 1), (75, 16384, 64, True, False, 1),
+                *_conv_gemms(4096, 1600, 128), *_conv_gemms(1024, 3200, 256)],
+    # transposed convolutions: forward = (m, o) @ W, backward = conv of the gradient
+    "dcgan_g": [(64, 100, 4096, False, True, 1), (4096, 64, 100, True, False, 1),
+                *_conv_gemms(1024, 3200, 256), *_conv_gemms(4096, 1600, 128),
+                (75, 64, 16384, True, True, 1), (16384, 75, 64, False, True, 1),
+                (75, 16384, 64, True, False, 1)],
+    # U-Net: first conv (input needs no gradient), three more down, four up (transposed convs
+    # are convs of the output gradient), then the RGB layer, which works channels-first
+    "unet": [(16384, 100, 64, False, True, 1), (100, 16384, 64, True, False, 1),
+             *[g for m, k, o in ((4096, 1600, 128), (1024, 3200, 256), (256, 6400, 512),
+                                 (64, 12800, 512), (64, 12800, 512), (256, 6400, 1024),
+                                 (1024, 3200, 512), (4096, 1600, 256))
+               for g in _conv_gemms(m, k, o)],
+             (75, 128, 16384, True, True, 1), (16384, 75, 128, False, True, 1),
+             (75, 16384, 128, True, False, 1)],
+    "lstm": [(1280, 256, 5000, False, True, 1), (1280, 5000, 256, False, False, 1),
+             (5000, 1280, 256, True, False, 1), (1280, 128, 1024, False, True, 1),
+             (1280, 1024, 128, False, False, 1), (1024, 1280, 128, True, False, 1),
+             (64, 256, 1024, False, False, 20), (64, 1024, 256, False, False, 20),
+             (1024, 1280, 256, True, False, 1)],
+}
+
+
+def gemm_steps(name: str, rng) -> dict[str, Callable[[], None]]:
+    """One step of `name`'s matrix products, through NumPy and (if importable) torch.mm."""
+    products = []
+    for m, k, n, ta, tb, calls in GEMMS[name]:
+        a = rng.standard_normal((k, m) if ta else (m, k), dtype=np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
+        products.append((a.T if ta else a, b.T if tb else b, calls))
+    steps = {"ours": lambda: [a @ b for a, b, calls in products for _ in range(calls)]}
+    if torch is not None:  # from_numpy keeps the strides: the same transposed operands
+        pairs = [(torch.from_numpy(a), torch.from_numpy(b), calls) for a, b, calls in products]
+        steps["torch"] = lambda: [torch.mm(a, b) for a, b, calls in pairs for _ in range(calls)]
+    return steps
+
+
 # ===== timing ===============================================================================
 
 def _time(step: Callable[[], None]) -> float:
@@ -380,6 +435,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per engine (>= 5)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="BLAS threads for NumPy and torch.set_num_threads")
+    parser.add_argument("--gemm-floor", action="store_true",
+                        help="also time each workload's matrix products alone (see GEMMS)")
     parser.add_argument("--memory-of", nargs=2, metavar=("WORKLOAD", "ENGINE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -409,6 +466,15 @@ def main() -> None:
         print(f"{name:10s} {ms['ours']:9.1f} {ms.get('numpy', float('nan')):9.1f} "
               f"{ms.get('torch', float('nan')):9.1f} {ratio_np} {ratio_t} "
               f"{TARGETS[name]:7.2f}  {spread}", flush=True)
+        if args.gemm_floor:
+            gemm = {k: v[0] * 1e3 for k, v in
+                    measure(gemm_steps(name, np.random.default_rng(0)), args.repeats).items()}
+            ratio = f"{gemm['ours'] / gemm['torch']:10.2f}" if "torch" in gemm else f"{'':10s}"
+            print(f"{'  products':10s} {gemm['ours']:9.1f} {'':9s} "
+                  f"{gemm.get('torch', float('nan')):9.1f} {'':8s} {ratio}   "
+                  f"(its matrix products alone: {100 * gemm['ours'] / ms['ours']:.0f}% of ours"
+                  + (f", {100 * gemm['torch'] / ms['torch']:.0f}% of torch)" if "torch" in gemm
+                     else ")"), flush=True)
     if "unet" in args.only:
         engines = ["ours"] + (["torch"] if torch is not None else [])
         peaks = ", ".join(f"{e} {peak_memory_mb('unet', e, args.threads):.0f} MB"
