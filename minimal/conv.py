@@ -458,6 +458,20 @@ def _bn_composed(x: Tensor, weight: Tensor | None, bias: Tensor | None, axes, sh
     return out
 
 
+def _sum_of_products(a: np.ndarray, b: np.ndarray, axes) -> np.ndarray:
+    """sum(a * b) over every axis but the channels (axis 1), keeping dims.
+
+    When both lie channels-last in memory (as convolution outputs do) this is one einsum over
+    their (pixels, channels) rows, ~3x faster than a product array and then its sum.
+    """
+    rows = [np.moveaxis(v, 1, -1) for v in (a, b)]
+    if all(r.flags.c_contiguous for r in rows):
+        channels = a.shape[1]
+        total = np.einsum("mc,mc->c", rows[0].reshape(-1, channels), rows[1].reshape(-1, channels))
+        return total.reshape((1, channels) + (1,) * (a.ndim - 2))
+    return (a * b).sum(axis=axes, keepdims=True)
+
+
 def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarray | None,
                weight: Tensor | None = None, bias: Tensor | None = None,
                training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -501,14 +515,13 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     data = x.data
     mean = data.mean(axis=axes, keepdims=True)
     normalised = np.empty_like(data)  # first the centred values
-    out = np.empty_like(data)  # first their squares
+    out = np.empty_like(data)
 
     def centre(lo, hi):
         np.subtract(data[lo:hi], mean, out=normalised[lo:hi])
-        np.square(normalised[lo:hi], out=out[lo:hi])
 
-    for_blocks(centre, len(data), 2 * data.size)
-    variance = out.mean(axis=axes, keepdims=True)
+    for_blocks(centre, len(data), data.size)
+    variance = (_sum_of_products(normalised, normalised, axes) / count).astype(data.dtype)
     inv_std = (1 / np.sqrt(variance + eps)).astype(data.dtype)
     w = None if weight is None else weight.data.reshape(shape)
     b = None if bias is None else bias.data.reshape(shape)
@@ -532,19 +545,18 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     def fast_backward(g):
         gd = g.data
         g_sum = gd.sum(axis=axes, keepdims=True)
-        gx = np.empty_like(gd, dtype=np.result_type(gd, normalised))  # first g x_hat
-
-        def multiply(lo, hi):
-            np.multiply(gd[lo:hi], normalised[lo:hi], out=gx[lo:hi])
-
-        for_blocks(multiply, len(gd), gd.size)
-        g_dot = gx.sum(axis=axes, keepdims=True)
+        gx = np.empty_like(gd, dtype=np.result_type(gd, normalised))
+        g_dot = _sum_of_products(gd, normalised, axes)
         scale = inv_std if w is None else inv_std * w
 
+        # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward,
+        # as g scale + x_hat slope + shift with per-channel slope and shift: fewer passes
+        slope, shift = -scale * (g_dot / count), -scale * (g_sum / count)
+
         def input_gradient(lo, hi):
-            # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward
-            np.multiply(gd[lo:hi] - g_sum / count - normalised[lo:hi] * (g_dot / count), scale,
-                        out=gx[lo:hi])
+            np.multiply(gd[lo:hi], scale, out=gx[lo:hi])
+            gx[lo:hi] += shift
+            gx[lo:hi] += normalised[lo:hi] * slope
 
         for_blocks(input_gradient, len(gd), 2 * gd.size)
         grads = [Tensor(gx)]
