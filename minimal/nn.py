@@ -666,8 +666,7 @@ class LSTM(Module):
             # the input's share of the gates for every step in one matrix product
             bias = (getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}")
                     if self.bias else None)
-            x_part = F.linear(layer_input.reshape(steps * batch, -1), w_ih, bias)
-            x_part = x_part.reshape(steps, batch, 4 * self.hidden_size)
+            x_part = F.linear(layer_input, w_ih, bias)  # (T, B, 4H), one product
             states = _lstm_layer(x_part, h0[k], c0[k], w_hh)  # h_1 .. h_T, then c_T
             layer_input = states[:steps]
             final_h.append(states[steps - 1])
