@@ -23,9 +23,13 @@ def batch_norm_loop(x, weight, bias, eps):
     return out
 
 
-@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 7), (3, 2, 5, 4)])
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 7), (3, 2, 5, 4), "channels-last"])
 def test_training_mode_matches_formula_and_updates_running_stats(shape):
-    x = rng.standard_normal(shape) * 3 + 1
+    if shape == "channels-last":  # (N, C, H, W) over (N, H, W, C) memory, as conv outputs are
+        x = (rng.standard_normal((3, 5, 4, 2)) * 3 + 1).transpose(0, 3, 1, 2)
+        shape = x.shape
+    else:
+        x = rng.standard_normal(shape) * 3 + 1
     weight, bias = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
     running_mean, running_var = rng.standard_normal(shape[1]), rng.random(shape[1]) + 0.5
     start_mean, start_var = running_mean.copy(), running_var.copy()
@@ -51,11 +55,15 @@ def test_gradients_to_third_order_with_and_without_affine():
                 [x, weight, bias], order=2)
 
 
-def test_fast_backward_equals_the_composed_backward():
-    """The hand-written first-order backward agrees with differentiating the formula."""
-    x, weight, bias = rng.standard_normal((5, 3, 4, 4)), rng.standard_normal(3), \
-        rng.standard_normal(3)
-    g = rng.standard_normal(x.shape)
+@pytest.mark.parametrize("layout", ["channels-first", "channels-last", "mixed"])
+def test_fast_backward_equals_the_composed_backward(layout):
+    """The hand-written first-order backward agrees with differentiating the formula, for
+    input and gradient in either memory order (channels-last takes the einsum path)."""
+    weight, bias = rng.standard_normal(3), rng.standard_normal(3)
+    last = rng.standard_normal((5, 4, 4, 3)).transpose(0, 3, 1, 2)
+    x = last if layout != "channels-first" else np.ascontiguousarray(last)
+    g = rng.standard_normal((5, 4, 4, 3)).transpose(0, 3, 1, 2)
+    g = g if layout == "channels-last" else np.ascontiguousarray(g)
     tensors = [Tensor(a, requires_grad=True) for a in (x, weight, bias)]
     fast = grad(F.batch_norm(*tensors[:1], None, None, *tensors[1:], training=True), tensors,
                 Tensor(g))
