@@ -2,6 +2,7 @@
 
     python benchmarks/bench_engine.py                 # every workload, 7 timed runs each
     python benchmarks/bench_engine.py --only mlp dcgan_d --repeats 9 --threads 2
+    python benchmarks/bench_engine.py --gemm-floor    # also each workload's matrix products alone
 
 Workloads (float32, forward + backward, gradients of every parameter):
   mlp       VAE-sized MLP 784-500-500-20-500-500-784, ReLU, sigmoid + BCE, batch 100; also
