@@ -171,6 +171,18 @@ def smooth(values: Sequence[float], window: int) -> np.ndarray:
     return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
 
+def save_figure(figure, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Lay out a matplotlib figure, write it as a PNG (atomically, like every file written
+    here) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    try:
+        return _atomic_write(path, lambda temp: figure.savefig(temp, format="png", dpi=dpi))
+    finally:
+        plt.close(figure)
+
+
 def plot_curves(curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
                 path: str | os.PathLike, title: str = "", xlabel: str = "step",
                 ylabel: str = "", logy: bool = False, smoothing: int = 1,
@@ -211,8 +223,4 @@ def plot_curves(curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Se
     axes.grid(alpha=0.3)
     if curves:
         axes.legend()
-    figure.tight_layout()
-    try:
-        return _atomic_write(path, lambda temp: figure.savefig(temp, format="png"))
-    finally:
-        plt.close(figure)
+    return save_figure(figure, path, dpi=100)

@@ -121,3 +121,24 @@ def test_save_grid(tmp_path):
     # Tiles in order left to right, each 4 pixels scaled to 8.
     np.testing.assert_array_equal(pixels[:, ::8], np.broadcast_to(np.round(levels * 255), (8, 5)))
     np.testing.assert_array_equal(pixels[:, 7::8], pixels[:, ::8])
+
+
+def test_save_figure_writes_at_its_dpi_closes_and_keeps_the_old_file_on_failure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    path = tmp_path / "figure.png"
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [1, 0])
+    viz.save_figure(fig, path, dpi=50)
+    assert not plt.fignum_exists(fig.number)  # closed: a demo writing dozens leaks none
+    with Image.open(path) as picture:
+        assert picture.size == (200, 150)
+    before = path.read_bytes()
+
+    broken, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    broken.savefig = lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt)
+    with pytest.raises(KeyboardInterrupt):
+        viz.save_figure(broken, path)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+    assert not plt.fignum_exists(broken.number)

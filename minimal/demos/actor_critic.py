@@ -61,7 +61,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 
-from minimal import cli, nn, optim
+from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Tensor
 
@@ -301,9 +301,7 @@ def plot(runs: dict[str, list[np.ndarray]], config: Config, path: str) -> None:
     right.set(ylabel=f"episodes to a 100-episode average of {config.target_average:g}",
               ylim=(0, config.max_episodes * 1.12), xlim=(-0.5, len(runs) - 0.5),
               title=f"Episodes to solve (at most {config.max_episodes})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def run(config: Config) -> dict[str, float]:

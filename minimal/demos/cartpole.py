@@ -79,7 +79,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 
-from minimal import cli, nn, optim
+from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor
 
@@ -383,9 +383,7 @@ def _plot_random_search(episodes: np.ndarray, path: str) -> None:
     ax.set(xlabel="episodes until a 200-step episode", ylabel="trials",
            title=f"Random search over {len(episodes)} trials")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def _plot_hill_climbing(results: dict[str, np.ndarray], tries: int, path: str) -> None:
@@ -413,9 +411,7 @@ def _plot_hill_climbing(results: dict[str, np.ndarray], tries: int, path: str) -
         ax.set_ylabel("trials that solve")
     fig.suptitle("Hill climbing (noise 0.1, keep if strictly better); "
                  "a try of k episodes counts k")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def _plot_policy_gradient(solve_episodes: list, histories: list[list[float]], path: str) -> None:
@@ -445,9 +441,7 @@ def _plot_policy_gradient(solve_episodes: list, histories: list[list[float]], pa
     right.set(xlabel="episode", ylabel="return", ylim=(0, 210),
               title=f"Learning curves ({window}-episode average), each seed until solved")
     right.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # --- the experiment --------------------------------------------------------------------------

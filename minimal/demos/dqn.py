@@ -68,7 +68,7 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 
-from minimal import cli, nn, optim
+from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Tensor
 from minimal.replay import ReplayMemory
@@ -274,9 +274,7 @@ def plot(runs: dict[str, list[dict]], total_steps: int, path: str) -> None:
     right.set_xticks(range(len(runs)), [LABELS[v].split(" (")[0] for v in runs], fontsize=9)
     right.set(ylabel="greedy return after training", ylim=(0, 520),
               title="Final greedy return per seed (bar: mean)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # --- the experiment --------------------------------------------------------------------------

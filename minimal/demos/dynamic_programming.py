@@ -56,7 +56,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs
+from minimal import cli, envs, viz
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -265,9 +265,7 @@ def figure_policy_evaluation(P, history, converged, gamma, sweeps_shown, termina
     axes[0, 0].set_ylabel("v_k for the random policy")
     axes[1, 0].set_ylabel("greedy policy w.r.t. v_k")
     fig.suptitle("Iterative policy evaluation on the 4x4 gridworld (Sutton & Barto fig. 4.1)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_convergence(changes_sync, changes_in_place, changes_vi, v_star, pi_star, terminal,
@@ -286,9 +284,7 @@ def figure_convergence(changes_sync, changes_in_place, changes_vi, v_star, pi_st
     axes[0].legend()
     draw_values(axes[1], v_star, (4, 4), "v* (value iteration)")
     draw_arrows(axes[2], pi_star, (4, 4), terminal, title="an optimal policy (policy iteration)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 LAKE_MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))  # FrozenLake's actions: left, down, right, up
@@ -311,9 +307,7 @@ def figure_lake(desc, v_star, pi_star, played_rate, episodes, path):
     axes[2].set_ylabel("probability of reaching the goal")
     axes[2].set_title("Planning vs playing")
     fig.suptitle("FrozenLake-v1 solved from its own transition table")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # --- the demo -----------------------------------------------------------------------------

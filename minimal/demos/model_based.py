@@ -67,7 +67,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs
+from minimal import cli, envs, viz
 from minimal.tabular import epsilon_greedy, greedy_action, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -511,9 +511,7 @@ def figure_table_model(result: dict, path: str) -> None:
     axes[1].set_ylabel("true value of the plan at the start\n(gamma 0.99: ~ chance of reaching G)")
     axes[1].set_title("Value iteration on the learned model")
     axes[1].legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def draw_maze(ax, env: envs.DynaMaze, q: np.ndarray, title: str) -> None:
@@ -565,9 +563,7 @@ def figure_dyna(result: dict, slack: int, path: str) -> None:
         ax = fig.add_subplot(grid[1, 2 * column:2 * column + 2])
         draw_maze(ax, result["env"], res["q_in_second"],
                   f"greedy action where Q > 0 after 2 episodes, n = {n}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_search(result: dict, max_steps: int, path: str) -> None:
@@ -583,9 +579,7 @@ def figure_search(result: dict, max_steps: int, path: str) -> None:
                  f"(model from {result['explore_steps']} exploring steps, "
                  f"{result['model_coverage']:.0%} of pairs seen)")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_dyna2(result: dict, path: str) -> None:
@@ -598,9 +592,7 @@ def figure_dyna2(result: dict, path: str) -> None:
     ax.set_ylabel("steps per episode (mean over runs)")
     ax.set_title("Dyna-2: long-term memory + short-term search memory")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # --- the demo --------------------------------------------------------------------------------

@@ -423,9 +423,7 @@ def figure_td_vs_mc(result: dict, path: str) -> None:
     axes[1].set_ylabel("RMS error, averaged over states and runs")
     axes[1].set_title("Random walk, 5 states (Sutton & Barto fig. 6.2)")
     axes[1].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_alpha_sweep(alphas, errors, settings, name, title, path):
@@ -438,9 +436,7 @@ def figure_alpha_sweep(alphas, errors, settings, name, title, path):
     ax.set_ylabel("RMS error, first episodes (curves cut at 0.55)")
     ax.set_title(title)
     ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def draw_grid(ax, env: envs.GridEnv, paths: dict[str, list[int]], title: str,
@@ -500,9 +496,7 @@ def figure_cliff(result: dict, path: str) -> None:
     ax.set_ylim(0, 1.25)
     ax.legend(fontsize=8)
     ax.set_title("Which path each method learns")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_windy(result: dict, path: str) -> None:
@@ -517,9 +511,7 @@ def figure_windy(result: dict, path: str) -> None:
     draw_grid(axes[1], result["env"],
               {name: res["path"] for name, res in result["results"].items()},
               "greedy paths after learning (run 0); wind strength below", wind=envs.WindyGridworld.WIND)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def figure_doors(result: dict, tries: int, path: str) -> None:
@@ -538,9 +530,7 @@ def figure_doors(result: dict, tries: int, path: str) -> None:
     axes[1].set_ylim(0, 1.1)
     axes[1].set_ylabel("fraction of agents that end up preferring +100")
     axes[1].set_title("Without exploration, first impressions stick")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # --- the demo -----------------------------------------------------------------------------

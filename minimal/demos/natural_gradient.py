@@ -58,7 +58,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, nn
+from minimal import cli, nn, viz
 from minimal.autograd import Tensor, grad
 from minimal.distributions import Categorical, DiagGaussian
 from minimal.natural import conjugate_gradient, fisher_vector_product
@@ -257,9 +257,7 @@ def plot_gaussians(config: Config, path: str) -> dict[str, float]:
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle("The same parameter change, very different changes of distribution")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
     return kls
 
 
@@ -298,9 +296,7 @@ def plot_descents(config: Config, plain: dict, natural: dict, path: str) -> None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("Fitting a Gaussian: plain against natural gradient descent")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def plot_metric_and_cg(metric: dict, cg: dict, path: str) -> None:
@@ -324,9 +320,7 @@ def plot_metric_and_cg(metric: dict, cg: dict, path: str) -> None:
     axes[1].legend(fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # ===== the demo ===========================================================================

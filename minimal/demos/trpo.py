@@ -94,7 +94,7 @@ import matplotlib.ticker
 import numpy as np
 from scipy.signal import lfilter
 
-from minimal import cli, nn
+from minimal import cli, nn, viz
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
@@ -466,9 +466,7 @@ def plot_rewards(records: dict, env_id: str, path: str) -> None:
         ax.set_ylabel("mean episode return")
         ax.grid(alpha=0.3)
     fig.suptitle(f"TRPO on {env_id}: mean return per iteration")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def plot_workers(timings: dict, env_id: str, steps: int, path: str) -> None:
@@ -493,9 +491,7 @@ def plot_workers(timings: dict, env_id: str, steps: int, path: str) -> None:
     axes[1].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
@@ -512,9 +508,7 @@ def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"TRPO on {env_id}: fixed settings against the adaptive rule")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    viz.save_figure(fig, path)
 
 
 # ===== the demo ===========================================================================
