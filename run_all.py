@@ -21,6 +21,7 @@ from pathlib import Path
 
 import minimal.demos
 from minimal.cli import make_config
+from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
 FIGURE_SUFFIXES = (".png", ".gif")
@@ -54,7 +55,8 @@ def run_demo(name: str, quick: bool) -> dict:
         module = importlib.import_module(f"minimal.demos.{name}")
         preset = getattr(module, "QUICK", {}) if quick else {}
         config = make_config(module.Config, preset, out_dir=str(OUTPUTS / name))
-        row["metrics"] = module.run(config) or {}
+        with RunRecord(name, config) as record:  # outputs/NAME/run.json
+            row["metrics"] = record.metrics = module.run(config) or {}
         missed = check_targets(row["metrics"], getattr(module, "TARGETS", {}))
         if missed:
             row["status"], row["detail"] = "FAIL", "; ".join(missed)

@@ -14,6 +14,16 @@ means::
 `parse_config(Config, QUICK)` turns that into ``--seed``, ``--lr``, ``--out-dir`` (the comments
 become ``--help``), and ``--quick`` applies the preset before any explicit flag, so
 ``--quick --epochs 5`` means "the quick preset, but 5 epochs".
+
+A Config checks its own fields in ``__post_init__`` with `validate`, so a bad value is refused
+the moment a Config is made, whoever makes it (the command line, run_all.py, a test)::
+
+    def __post_init__(self):
+        cli.validate(self, counts=("epochs", "batch_size"), positive=("lr",),
+                     fractions=("dropout",), choices={"model": ("conv", "mlp")})
+
+`main` turns a refused value into a usage error (exit code 2, one line, no traceback) before
+any work starts, and writes the run record (``run.json``) beside the demo's figures.
 """
 
 from __future__ import annotations
@@ -22,11 +32,14 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import math
 import sys
 import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from minimal.errors import ConfigError, UserError
 
 
 def field_comments(config_cls: type) -> dict[str, str]:
@@ -43,6 +56,56 @@ def field_comments(config_cls: type) -> dict[str, str]:
             if "#" in line:
                 comments[node.target.id] = line.split("#", 1)[1].strip()
     return comments
+
+
+def _flag(name: str) -> str:
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _values(config: Any, name: str) -> tuple:
+    """A field's value as a tuple (a tuple field is checked element by element)."""
+    value = getattr(config, name)
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def validate(config: Any, *, counts: Sequence[str] = (), non_negative: Sequence[str] = (),
+             positive: Sequence[str] = (), fractions: Sequence[str] = (),
+             finite: Sequence[str] = (), choices: Mapping[str, Sequence[Any]] | None = None,
+             ) -> None:
+    """Refuse a Config whose fields are out of their domain, with a ConfigError naming the
+    field, its flag, the value and what was expected. Tuple fields are checked per element.
+
+    counts: whole numbers >= 1. non_negative: finite numbers >= 0. positive: finite numbers
+    > 0. fractions: numbers in [0, 1]. finite: any finite number. choices: field -> allowed
+    values (for a tuple field every element must be allowed, and it may not be empty).
+    """
+    def refuse(name: str, value: Any, expected: str) -> None:
+        raise ConfigError(f"{_flag(name)} must be {expected}, got {value!r}")
+
+    for name in counts:
+        for value in _values(config, name):
+            if not (isinstance(value, int) and not isinstance(value, bool)) or value < 1:
+                refuse(name, getattr(config, name), "a whole number >= 1")
+    checks = [(non_negative, "a finite number >= 0", lambda v: v >= 0),
+              (positive, "a finite number > 0", lambda v: v > 0),
+              (fractions, "a number from 0 to 1", lambda v: 0 <= v <= 1),
+              (finite, "a finite number", lambda v: True)]
+    for names, expected, in_domain in checks:
+        for name in names:
+            for value in _values(config, name):
+                if not _is_number(value) or not math.isfinite(value) or not in_domain(value):
+                    refuse(name, getattr(config, name), expected)
+    for name, allowed in (choices or {}).items():
+        values = _values(config, name)
+        if not values:
+            refuse(name, getattr(config, name), f"one or more of {', '.join(map(str, allowed))}")
+        for value in values:
+            if value not in allowed:
+                refuse(name, getattr(config, name), f"one of {', '.join(map(str, allowed))}")
 
 
 def _parse_bool(text: str) -> bool:
@@ -109,26 +172,53 @@ def make_config(config_cls: type, quick: Mapping[str, Any] | None = None, **over
     return config_cls(**values)
 
 
-def parse_config(
-    config_cls: type,
-    quick: Mapping[str, Any] | None = None,
-    argv: Sequence[str] | None = None,
-    description: str | None = None,
-):
-    """Parse the command line into a Config: defaults, then --quick, then explicit flags."""
-    parser = build_parser(config_cls, description)
+def config_from_args(parser: argparse.ArgumentParser, config_cls: type,
+                     quick: Mapping[str, Any] | None, argv: Sequence[str] | None):
     args = vars(parser.parse_args(argv))
     use_quick = args.pop("quick")
     explicit = {name: value for name, value in args.items() if value is not None}
     return make_config(config_cls, quick if use_quick else None, **explicit)
 
 
-def main(module_name: str) -> dict[str, float]:
-    """Entry point shared by the demos: parse flags, run, print the headline metrics."""
+def parse_config(
+    config_cls: type,
+    quick: Mapping[str, Any] | None = None,
+    argv: Sequence[str] | None = None,
+    description: str | None = None,
+):
+    """Parse the command line into a Config: defaults, then --quick, then explicit flags.
+    A value the Config refuses exits with a usage error (code 2), as a malformed flag does."""
+    parser = build_parser(config_cls, description)
+    try:
+        return config_from_args(parser, config_cls, quick, argv)
+    except ConfigError as error:
+        parser.error(str(error))
+
+
+def main(module_name: str, argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Entry point shared by the demos: parse flags, run, print the headline metrics.
+
+    A setting out of its domain is a usage error (exit 2); any other UserError (a bad data
+    file, a missing checkpoint, a non-finite loss) prints its one-line message and exits 1.
+    Bugs keep their traceback. The run is recorded in ``out_dir/run.json`` (training.RunRecord).
+    """
+    from minimal.training import RunRecord  # the record needs nn/optim; keep `cli` light
+
     module = sys.modules[module_name]
     doc = (module.__doc__ or "").strip()
-    config = parse_config(module.Config, getattr(module, "QUICK", None), description=doc)
-    metrics = module.run(config)
+    parser = build_parser(module.Config, doc)
+    try:
+        config = config_from_args(parser, module.Config, getattr(module, "QUICK", None), argv)
+    except ConfigError as error:
+        parser.error(str(error))
+    name = module_name.rsplit(".", 1)[-1]
+    try:
+        with RunRecord(name, config) as record:
+            metrics = module.run(config)
+            record.metrics = metrics
+    except UserError as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(format_metrics(metrics))
     return metrics
 

@@ -53,3 +53,39 @@ def test_progress_prints_last_step(capsys):
     progress.update(10, loss=0.125)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and lines[-1].startswith("step 10/10  loss 0.125")
+
+
+@dataclass
+class Checked:
+    steps: int = 3  # steps
+    lr: float = 0.1  # step size
+    gamma: float = 0.9  # discount
+    sizes: tuple = (4, 5)  # layer sizes
+    model: str = "conv"  # conv or mlp
+
+    def __post_init__(self):
+        cli.validate(self, counts=("steps", "sizes"), positive=("lr",), fractions=("gamma",),
+                     choices={"model": ("conv", "mlp")})
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--steps", "0"], r"steps \(--steps\) must be a whole number >= 1, got 0"),
+    (["--lr", "nan"], r"lr \(--lr\) must be a finite number > 0, got nan"),
+    (["--lr", "-1"], r"must be a finite number > 0, got -1.0"),
+    (["--gamma", "1.5"], r"gamma \(--gamma\) must be a number from 0 to 1, got 1.5"),
+    (["--sizes", "4,0"], r"sizes \(--sizes\) must be a whole number >= 1, got \(4, 0\)"),
+    (["--model", "rnn"], r"model \(--model\) must be one of conv, mlp, got 'rnn'"),
+])
+def test_a_value_out_of_its_domain_is_a_usage_error(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_config(Checked, None, flags)
+    assert exit_info.value.code == 2
+    import re
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_validation_also_guards_direct_construction():
+    from minimal.errors import ConfigError
+    with pytest.raises(ConfigError, match="steps"):
+        cli.make_config(Checked, None, steps=-2)
+    assert cli.make_config(Checked, None, steps=2).steps == 2
