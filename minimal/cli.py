@@ -32,10 +32,12 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import io
 import math
 import sys
 import textwrap
 import time
+import tokenize
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -43,18 +45,36 @@ from minimal.errors import ConfigError, UserError
 
 
 def field_comments(config_cls: type) -> dict[str, str]:
-    """Map each field of a dataclass to the comment written after it in the source."""
+    """Map each field of a dataclass to the comment written after it in the source.
+
+    A comment may go on over the next lines, as lines holding only a comment right below the
+    field; they are joined into one. Comments are found with `tokenize`, so a ``#`` inside a
+    string default (``color: str = "#fff"``) is not taken for one.
+    """
     try:
         source = textwrap.dedent(inspect.getsource(config_cls))
     except (OSError, TypeError):
         return {}
     lines = source.splitlines()
+    comment_at: dict[int, str] = {}  # line number -> the comment on it
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type == tokenize.COMMENT:
+                comment_at[token.start[0]] = token.string[1:].strip()
+    except (tokenize.TokenError, SyntaxError):
+        return {}
     comments: dict[str, str] = {}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            line = lines[node.end_lineno - 1]
-            if "#" in line:
-                comments[node.target.id] = line.split("#", 1)[1].strip()
+            number = node.end_lineno
+            if number not in comment_at:
+                continue
+            parts = [comment_at[number]]
+            # continuation: the following lines that hold nothing but a comment
+            while number + 1 in comment_at and lines[number].lstrip().startswith("#"):
+                number += 1
+                parts.append(comment_at[number])
+            comments[node.target.id] = " ".join(part for part in parts if part)
     return comments
 
 
@@ -125,8 +145,20 @@ def _flag_type(default: Any):
         return type(default)
     if isinstance(default, tuple):
         kind = type(default[0]) if default else str
-        return lambda text: tuple(kind(part) for part in text.split(","))
+        return lambda text: _parse_tuple(text, kind)
     return str
+
+
+def _parse_tuple(text: str, kind: type) -> tuple:
+    """"4,5,6" -> (4, 5, 6); an empty string (``--sizes ""``) is the empty tuple."""
+    if not text.strip():
+        return ()
+    try:
+        return tuple(kind(part.strip()) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma-separated list of {kind.__name__} values (or \"\" for none), "
+            f"got {text!r}") from None
 
 
 def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
@@ -148,7 +180,8 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
             type=_flag_type(default),
             default=None,
             metavar=type(default).__name__.upper(),
-            help=f"{comments.get(field.name, '')} (default: {default!r})",
+            # argparse %-formats help strings: a literal % must be doubled
+            help=f"{comments.get(field.name, '')} (default: {default!r})".replace("%", "%%"),
         )
     return parser
 

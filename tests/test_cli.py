@@ -89,3 +89,33 @@ def test_validation_also_guards_direct_construction():
     with pytest.raises(ConfigError, match="steps"):
         cli.make_config(Checked, None, steps=-2)
     assert cli.make_config(Checked, None, steps=2).steps == 2
+
+
+@dataclass
+class Awkward:
+    margin: float = 0.0  # improvement margin (0.05 = 5% of the previous)
+    widths: tuple = (1, 2)  # hidden widths; the first is the
+    # widest (this line continues the comment above)
+    colour: str = "#fff"  # a colour with a hash in its default
+    skip: tuple = (1,)  # values tried (empty: skip)
+
+
+def test_help_shows_percent_signs_and_continued_comments_whole():
+    text = cli.build_parser(Awkward).format_help()
+    flat = "".join(text.split())
+    assert "".join("improvement margin (0.05 = 5% of the previous)".split()) in flat
+    assert "".join("hidden widths; the first is the widest (this line continues the comment "
+                   "above)".split()) in flat
+    assert cli.field_comments(Awkward)["colour"] == "a colour with a hash in its default"
+
+
+def test_an_empty_tuple_can_be_given():
+    assert cli.parse_config(Awkward, None, ["--skip", ""]).skip == ()
+    assert cli.parse_config(Awkward, None, ["--widths", "4, 5"]).widths == (4, 5)
+
+
+def test_a_malformed_tuple_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse_config(Awkward, None, ["--widths", "4,x"])
+    assert exit_info.value.code == 2
+    assert "comma-separated list of int" in capsys.readouterr().err
