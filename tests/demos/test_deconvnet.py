@@ -1,0 +1,184 @@
+"""Deconvnet demo: unpooling, the adjoint, receptive fields, the three ReLU rules by hand and
+against autograd, the identity check, learning, resume and the NaN guard."""
+
+import numpy as np
+import pytest
+
+from minimal import functional as F
+from minimal.autograd import Tensor, grad
+from minimal.demos import deconvnet as dc
+from minimal.errors import ConfigError, NonFiniteLossError
+
+
+def random_net(rng, channels=2, side=12, widths=(3, 4)):
+    """A small ConvNet whose every parameter, biases included, is random."""
+    model = dc.ConvNet(channels, side, rng, widths=widths, hidden=5)
+    for p in model.parameters():
+        p.data[...] = rng.standard_normal(p.shape).astype(np.float32) * 0.5
+    return model
+
+
+def test_unpooling_with_switches_puts_each_value_back_at_its_max():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 8)).astype(np.float32)
+    pooled, switches = F.max_pool2d(Tensor(x), 2, return_indices=True)
+    values = rng.standard_normal(pooled.shape).astype(np.float32)  # any signal, not the maxima
+    back = dc.unpool(Tensor(values), switches, (6, 8), "switches").data
+    filled = dc.unpool(Tensor(values), switches, (6, 8), "fill").data
+    for n, c, i, j in np.ndindex(*pooled.shape):
+        window = x[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2]
+        r, s = np.unravel_index(window.argmax(), (2, 2))
+        expected = np.zeros((2, 2), np.float32)
+        expected[r, s] = values[n, c, i, j]
+        np.testing.assert_array_equal(back[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2], expected)
+        np.testing.assert_array_equal(filled[n, c, 2 * i:2 * i + 2, 2 * j:2 * j + 2],
+                                      np.full((2, 2), values[n, c, i, j]))
+
+
+@pytest.mark.parametrize("stride,padding", [(1, 2), (2, 1), (1, 0)])
+def test_transposed_conv_is_the_adjoint_of_conv(stride, padding):
+    rng = np.random.default_rng(stride + 3 * padding)
+    x = rng.standard_normal((2, 3, 9, 10))
+    weight = rng.standard_normal((4, 3, 5, 5))
+    out = F.conv2d(Tensor(x), Tensor(weight), stride=stride, padding=padding).data
+    y = rng.standard_normal(out.shape)
+    lost = tuple((size + 2 * padding - 5) % stride for size in (9, 10))  # rows the stride skipped
+    back = F.conv_transpose2d(Tensor(y), Tensor(weight), stride=stride, padding=padding,
+                              output_padding=lost).data
+    assert back.shape == x.shape
+    # <conv(x), y> = <x, conv_T(y)>
+    np.testing.assert_allclose(np.sum(out * y), np.sum(x * back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("rule", dc.RULES)
+@pytest.mark.parametrize("how", dc.UNPOOLS)
+def test_projection_of_one_activation_lands_inside_its_receptive_field(rule, how):
+    rng = np.random.default_rng(1)
+    side = 20
+    model = random_net(rng, side=side)
+    image = rng.random((1, 2, side, side)).astype(np.float32)
+    trace = model.trace(Tensor(image))
+    # layer 1 pooled (i, j): pool rows 2i..2i+1, then a 5x5 conv padded by 2 -> rows 2i-2..2i+3;
+    # layer 2 pooled (i, j): layer-1 pooled rows 2i-2..2i+3 -> image rows 4i-6..4i+9
+    for layer, (i, j), reach in ((1, (4, 6), (2, 3)), (2, (2, 3), (6, 9))):
+        pooled = trace.pooled[layer - 1].data
+        seed = np.zeros_like(pooled)
+        seed[0, 1, i, j] = 1.0
+        picture = dc.project_down(model, trace, seed, layer, rule, how)[0]
+        stride = 2 ** layer
+        inside = np.zeros((side, side), bool)
+        inside[max(0, stride * i - reach[0]):stride * i + reach[1] + 1,
+               max(0, stride * j - reach[0]):stride * j + reach[1] + 1] = True
+        touched = np.abs(picture).sum(axis=0) > 0
+        assert not touched[~inside].any(), (layer, rule, how)
+        if rule == "deconvnet":  # (the ReLU masks of the others may block this one path)
+            assert touched[inside].any(), (layer, rule, how)
+
+
+@pytest.mark.parametrize("layer", [1, 2])
+def test_the_gradient_rule_is_the_gradient(layer):
+    """Down with switches and the chain rule's ReLU mask = autograd's d<seed, a_L>/d pixels."""
+    rng = np.random.default_rng(2)
+    model = random_net(rng)
+    image = rng.random((3, 2, 12, 12)).astype(np.float32)
+    x = Tensor(image, requires_grad=True)
+    trace = model.trace(x)
+    seed = rng.standard_normal(trace.pooled[layer - 1].shape).astype(np.float32)
+    (expected,) = grad((trace.pooled[layer - 1] * Tensor(seed)).sum(), [x])
+    got = dc.project_down(model, trace, seed, layer, "gradient", "switches")
+    np.testing.assert_allclose(got, expected.data, rtol=1e-5, atol=1e-6)
+    # the deconvnet differs from it (it rectifies the signal instead), as it should
+    assert not np.allclose(dc.project_down(model, trace, seed, layer), expected.data, atol=1e-3)
+
+
+def test_relu_rules_by_hand():
+    signal = Tensor(np.array([-2.0, -1.0, 1.0, 3.0]))
+    forward_input = Tensor(np.array([1.0, -1.0, 2.0, -3.0]))
+    np.testing.assert_array_equal(dc.relu_down(signal, forward_input, "deconvnet").data,
+                                  [0, 0, 1, 3])  # negative signal zeroed
+    np.testing.assert_array_equal(dc.relu_down(signal, forward_input, "gradient").data,
+                                  [-2, 0, 1, 0])  # negative forward input zeroed
+    np.testing.assert_array_equal(dc.relu_down(signal, forward_input, "guided").data,
+                                  [0, 0, 1, 0])  # both
+
+
+def test_guided_backprop_on_a_tiny_net_by_hand():
+    """One channel, a 5x5 kernel whose only non-zero is its centre (1), bias -2: the conv is
+    x - 2, so every number below can be followed by hand."""
+    model = dc.ConvNet(1, 4, np.random.default_rng(0), widths=(1, 1), hidden=1)
+    model.conv1.weight.data[...] = 0
+    model.conv1.weight.data[0, 0, 2, 2] = 1
+    model.conv1.bias.data[...] = -2
+    x = np.array([[1, 2, 0, 0],
+                  [0, 0, 0, 3],
+                  [5, 0, 1, 1],
+                  [0, 4, 1, 1]], np.float32)
+    # pre-ReLU x - 2: windows TL [[-1 0] [-2 -2]] (all <= 0: the switch takes the first, -1),
+    # TR max at (1, 3) = 1, BL max at (2, 0) = 3, BR all -1 (switch at (2, 2))
+    trace = model.trace(Tensor(x[None, None]))
+    seed = np.array([[[[5, 6], [-4, 7]]]], np.float32)  # a signal with a negative entry
+
+    def down(rule, how="switches"):
+        return dc.project_down(model, trace, seed, 1, rule, how)[0, 0]
+
+    deconvnet, gradient, guided = (np.zeros((4, 4), np.float32) for _ in range(3))
+    deconvnet[0, 0], deconvnet[1, 3], deconvnet[2, 2] = 5, 6, 7  # -4 rectified away
+    gradient[1, 3], gradient[2, 0] = 6, -4  # only where x - 2 > 0, negative signal kept
+    guided[1, 3] = 6  # positive signal and positive input: one pixel
+    np.testing.assert_array_equal(down("deconvnet"), deconvnet)
+    np.testing.assert_array_equal(down("gradient"), gradient)
+    np.testing.assert_array_equal(down("guided"), guided)
+    filled = np.kron(np.array([[5, 6], [0, 7]], np.float32), np.ones((2, 2), np.float32))
+    np.testing.assert_array_equal(down("deconvnet", "fill"), filled)
+
+
+def test_identity_check_switches_exact_fill_off_by_root_three():
+    rng = np.random.default_rng(3)
+    errors = dc.identity_check(rng.random((4, 3, 10, 12)).astype(np.float32))
+    assert errors["switches"] <= 1e-7
+    np.testing.assert_allclose(errors["fill"], np.sqrt(3), rtol=1e-5)  # 3 wrong copies each
+
+
+def test_top_image_is_the_argmax():
+    trace = dc.Trace(pooled=[Tensor(np.zeros((3, 2, 2, 2), np.float32))])
+    trace.pooled[0].data[1, 0, 1, 1] = 5  # feature 0 fires most in image 1
+    trace.pooled[0].data[2, 1, 0, 0] = 2  # feature 1 in image 2
+    trace.pooled[0].data[0, 1, 0, 0] = -9  # (the post's argmin would pick image 0)
+    np.testing.assert_array_equal(dc.top_images(trace, 1), [1, 2])
+
+
+def test_config_refuses_bad_values():
+    with pytest.raises(ConfigError, match="feature"):
+        dc.Config(layer=1, feature=32)
+    dc.Config(layer=2, feature=63)
+    with pytest.raises(ConfigError, match="dataset"):
+        dc.Config(dataset="imagenet")
+    with pytest.raises(ConfigError, match="lr"):
+        dc.Config(lr=0.0)
+
+
+def small_config(tmp_path, **overrides):
+    values = dict(dataset="digits", train_size=60, test_size=20, epochs=2, batch_size=20,
+                  hidden=16, out_dir=str(tmp_path))
+    values.update(overrides)
+    return dc.Config(**values)
+
+
+def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
+    whole = small_config(tmp_path / "a")
+    model_a, state_a, _ = dc.train(whole, *dc.load_data(whole))
+    first = small_config(tmp_path / "b", epochs=1)
+    dc.train(first, *dc.load_data(first))
+    rest = small_config(tmp_path / "b", resume=True)
+    model_b, state_b, _ = dc.train(rest, *dc.load_data(rest))
+    for (name, a), (_, b) in zip(model_a.state_dict().items(), model_b.state_dict().items()):
+        assert np.array_equal(a, b), name
+    assert state_a.history == state_b.history
+
+
+def test_a_nan_stops_training_naming_the_step(tmp_path):
+    config = small_config(tmp_path, epochs=1)
+    train_x, train_y, test_x, test_y = dc.load_data(config)
+    train_x[:] = np.nan
+    with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
+        dc.train(config, train_x, train_y, test_x, test_y)
