@@ -92,24 +92,31 @@ def _values(config: Any, name: str) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
 
-def validate(config: Any, *, counts: Sequence[str] = (), non_negative: Sequence[str] = (),
-             positive: Sequence[str] = (), fractions: Sequence[str] = (),
+def validate(config: Any, *, counts: Sequence[str] = (), whole: Sequence[str] = (),
+             non_negative: Sequence[str] = (), positive: Sequence[str] = (),
+             fractions: Sequence[str] = (),
              finite: Sequence[str] = (), choices: Mapping[str, Sequence[Any]] | None = None,
-             ) -> None:
+             nonempty: Sequence[str] = ()) -> None:
     """Refuse a Config whose fields are out of their domain, with a ConfigError naming the
     field, its flag, the value and what was expected. Tuple fields are checked per element.
 
-    counts: whole numbers >= 1. non_negative: finite numbers >= 0. positive: finite numbers
+    counts: whole numbers >= 1. whole: whole numbers >= 0 (a seed, a count where 0 means
+    "skip"). non_negative: finite numbers >= 0. positive: finite numbers
     > 0. fractions: numbers in [0, 1]. finite: any finite number. choices: field -> allowed
     values (for a tuple field every element must be allowed, and it may not be empty).
+    nonempty: tuple fields that need at least one value (the other kinds accept an empty one).
     """
     def refuse(name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{_flag(name)} must be {expected}, got {value!r}")
 
-    for name in counts:
-        for value in _values(config, name):
-            if not (isinstance(value, int) and not isinstance(value, bool)) or value < 1:
-                refuse(name, getattr(config, name), "a whole number >= 1")
+    for name in nonempty:
+        if not _values(config, name):
+            refuse(name, getattr(config, name), "one or more values, comma-separated")
+    for names, least in ((counts, 1), (whole, 0)):
+        for name in names:
+            for value in _values(config, name):
+                if not (isinstance(value, int) and not isinstance(value, bool)) or value < least:
+                    refuse(name, getattr(config, name), f"a whole number >= {least}")
     checks = [(non_negative, "a finite number >= 0", lambda v: v >= 0),
               (positive, "a finite number > 0", lambda v: v > 0),
               (fractions, "a number from 0 to 1", lambda v: 0 <= v <= 1),

@@ -87,6 +87,12 @@ class Config:
     methods: tuple = METHODS  # which of reinforce, reinforce_baseline, actor_critic to run
     out_dir: str = "outputs/actor_critic"  # where figures are written
 
+    def __post_init__(self):
+        cli.validate(self, whole=("seed",),
+                     counts=("seeds", "max_episodes", "hidden", "update_every", "critic_steps"),
+                     positive=("policy_lr", "critic_lr"), fractions=("gamma",),
+                     finite=("target_average",), choices={"methods": METHODS})
+
 
 QUICK = {"seeds": 2, "max_episodes": 300}
 

@@ -111,6 +111,15 @@ class Config:
     gamma: float = 0.97  # discount of the policy gradient's returns
     out_dir: str = "outputs/cartpole"  # where figures are written
 
+    def __post_init__(self):
+        cli.validate(self, whole=("seed",),
+                     counts=("max_steps", "random_search_trials", "random_search_max_episodes",
+                             "hill_climbing_trials", "hill_climbing_tries", "episodes_per_try",
+                             "check_episodes", "pg_seeds", "pg_max_episodes", "pg_hidden"),
+                     positive=("hill_climbing_noise", "noise_growth", "max_noise",
+                               "pg_policy_lr", "pg_value_lr"),
+                     fractions=("gamma",))
+
 
 QUICK = {"random_search_trials": 200, "hill_climbing_trials": 200, "pg_seeds": 8}
 

@@ -102,6 +102,15 @@ class Config:
     variants: tuple = VARIANTS  # which of dqn, no_replay, no_target to run
     out_dir: str = "outputs/dqn"  # where figures are written
 
+    def __post_init__(self):
+        cli.validate(self, whole=("seed", "learning_starts"),
+                     counts=("seeds", "total_steps", "hidden", "batch_size", "memory_size",
+                             "train_every", "target_sync", "epsilon_decay_steps",
+                             "eval_episodes"),
+                     positive=("lr", "max_grad_norm"),
+                     fractions=("gamma", "epsilon_start", "epsilon_end"),
+                     choices={"loss": ("huber", "mse"), "variants": VARIANTS})
+
 
 # quick: a short run learns faster with a bigger step and the plain squared error
 QUICK = {"seeds": 2, "total_steps": 6000, "epsilon_decay_steps": 3000, "train_every": 2,

@@ -57,6 +57,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minimal import cli, envs, viz
+from minimal.errors import ConfigError
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -72,6 +73,11 @@ class Config:
     lake_gamma: float = 1.0  # FrozenLake discount (1: v*(start) is the chance to reach the goal)
     lake_episodes: int = 5000  # episodes played with the optimal policy to check v*(start)
     out_dir: str = "outputs/dynamic_programming"  # where figures are written
+
+    def __post_init__(self):
+        cli.validate(self, whole=("seed", "figure_sweeps"), counts=("lake_episodes",),
+                     positive=("theta",), fractions=("gamma", "lake_gamma"),
+                     choices={"lake_map": ("4x4", "8x8")})
 
 
 QUICK = {"lake_episodes": 1000}
@@ -320,6 +326,10 @@ def run(config: Config) -> dict[str, float]:
     # Prediction: evaluate the equiprobable random policy, both ways, and exactly.
     uniform = random_policy(P)
     v_sync, history, changes_sync = evaluate_policy(P, uniform, gamma, theta)
+    if max(config.figure_sweeps, default=0) >= len(history):  # known only now; this took 1 s
+        raise ConfigError(f"figure_sweeps (--figure-sweeps): evaluation converged after "
+                          f"{len(history) - 1} sweeps, so no sweep above that can be shown; "
+                          f"got {config.figure_sweeps}")
     v_in_place, _, changes_in_place = evaluate_policy(P, uniform, gamma, theta, in_place=True)
     v_exact = exact_policy_values(P, uniform, gamma)
     print("v_pi of the random policy (synchronous evaluation):")

@@ -96,6 +96,16 @@ class Config:
     dyna2_episodes: int = 30  # episodes per Dyna-2 run
     out_dir: str = "outputs/model_based"  # where figures are written
 
+    def __post_init__(self):
+        cli.validate(self, whole=("seed", "planning_steps", "path_slack"),
+                     counts=("model_steps", "model_runs", "dyna_runs", "dyna_episodes",
+                             "explore_steps", "search_budgets", "search_episodes",
+                             "rollout_depth", "max_real_steps", "dyna2_simulations",
+                             "dyna2_runs", "dyna2_episodes"),
+                     nonempty=("model_steps", "planning_steps", "search_budgets"),
+                     positive=("alpha",), non_negative=("uct_c",),
+                     fractions=("alpha", "gamma", "epsilon"))
+
 
 QUICK = {"model_steps": (100, 300, 1000, 3000, 10000), "model_runs": 3, "dyna_runs": 5,
          "search_budgets": (10, 100), "search_episodes": 2, "dyna2_runs": 3,

@@ -68,6 +68,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minimal import cli, envs, viz
+from minimal.errors import ConfigError
 from minimal.tabular import epsilon_greedy, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -96,6 +97,20 @@ class Config:
     door_runs: int = 1000  # agents in the two-door experiment
     door_tries: int = 1000  # times each agent picks a door
     out_dir: str = "outputs/model_free"  # where figures are written
+
+    def __post_init__(self):
+        cli.validate(self, whole=("seed",),
+                     counts=("walk_runs", "walk_episodes", "long_walk_runs",
+                             "long_walk_episodes", "n_steps", "cliff_runs", "cliff_episodes",
+                             "windy_runs", "windy_episodes", "door_runs", "door_tries"),
+                     nonempty=("td_alphas", "mc_alphas", "n_steps", "lambdas"),
+                     positive=("td_alphas", "mc_alphas", "cliff_alpha", "windy_alpha"),
+                     fractions=("td_alphas", "mc_alphas", "lambdas", "cliff_alpha", "epsilon",
+                                "windy_alpha", "windy_lambda"))
+        cli.validate(self, counts=("alpha_points",))
+        if self.alpha_points < 2:  # a sweep from 0 to 1 needs both ends
+            raise ConfigError(f"alpha_points (--alpha-points) must be a whole number >= 2, "
+                              f"got {self.alpha_points!r}")
 
 
 QUICK = {"walk_runs": 30, "long_walk_runs": 8, "alpha_points": 6, "cliff_runs": 8,

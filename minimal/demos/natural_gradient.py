@@ -86,6 +86,14 @@ class Config:
     move_size: float = 0.05  # their length
     out_dir: str = "outputs/natural_gradient"  # where figures are written
 
+    def __post_init__(self):
+        cli.validate(self, whole=("seed",), counts=("steps", "moves"),
+                     nonempty=("plain_lrs",),
+                     positive=("narrow_std", "wide_std", "target_std", "start_std",
+                               "natural_lr", "max_step_kl", "plain_lrs", "tolerance",
+                               "move_size"),
+                     finite=("shift", "target_mean", "start_mean"))
+
 
 # fewer steps and learning rates: a few seconds (the natural descent fits in about 13 steps)
 QUICK = {"steps": 60, "plain_lrs": (0.03, 0.01, 0.003), "moves": 100}

@@ -82,6 +82,7 @@ default environments are CartPole-v1 and Pendulum-v1.
 
 from __future__ import annotations
 
+import difflib
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -98,6 +99,7 @@ from minimal import cli, nn, viz
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
+from minimal.errors import ConfigError
 from minimal.natural import (
     fisher_vector_product,
     flat_grad,
@@ -137,6 +139,25 @@ class Config:
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
     out_dir: str = "outputs/trpo"  # where figures are written
+
+    def __post_init__(self):
+        cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
+                     counts=("total_steps", "steps_per_update", "cg_iters", "fisher_subsample",
+                             "hidden", "value_epochs", "speed_workers"),
+                     nonempty=("env_ids", "hidden"),
+                     positive=("max_kl", "value_lr"), non_negative=("cg_damping", "margin"),
+                     fractions=("gamma", "gae_lambda"),
+                     choices={"activation": ("relu", "tanh")})
+        # an unknown id is refused here, not by gym.make after the first environment trained
+        named = [("env_ids", env_id) for env_id in self.env_ids] + [("compare_env",
+                                                                     self.compare_env)]
+        for name, env_id in named:
+            if env_id not in gym.registry:
+                close = difflib.get_close_matches(str(env_id), list(gym.registry), n=3)
+                hint = f"did you mean {', '.join(close)}?" if close else \
+                    "expected a gymnasium id such as CartPole-v1"
+                raise ConfigError(f"{name} (--{name.replace('_', '-')}): unknown environment "
+                                  f"{env_id!r}; {hint}")
 
 
 QUICK = {

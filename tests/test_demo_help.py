@@ -1,0 +1,41 @@
+"""Every demo module in minimal/demos/ (found with pkgutil, so a new demo is covered without
+editing this file): `--help` works and shows every field's comment whole, and the defaults and
+the quick preset pass the Config's own validation."""
+
+import dataclasses
+import importlib
+import pkgutil
+
+import pytest
+
+import minimal.demos
+from minimal import cli
+
+DEMOS = sorted(info.name for info in pkgutil.iter_modules(minimal.demos.__path__))
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split())  # argparse re-wraps help; compare without whitespace
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_help_shows_every_field_comment_whole(name, capsys):
+    module = importlib.import_module(f"minimal.demos.{name}")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(module.__name__, ["--help"])  # what `python -m minimal.demos.NAME --help` does
+    assert exit_info.value.code == 0
+    shown = _squeeze(capsys.readouterr().out)
+    comments = cli.field_comments(module.Config)
+    for field in dataclasses.fields(module.Config):
+        comment = comments.get(field.name, "")
+        assert comment, f"{name}: field {field.name} has no comment for --help"
+        assert _squeeze(comment) in shown, f"{name}: --help cuts the comment of {field.name}"
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_defaults_and_quick_preset_pass_validation(name):
+    module = importlib.import_module(f"minimal.demos.{name}")
+    assert "__post_init__" in vars(module.Config), \
+        f"{name}: Config has no __post_init__ calling cli.validate"
+    cli.make_config(module.Config)
+    cli.make_config(module.Config, getattr(module, "QUICK", None))
