@@ -592,3 +592,97 @@ def test_shapes_need_the_shape_but_context_helps():
                              hidden=0, epochs=4)
     print(f"shapes, held-out accuracy of softmax regression: {linear:.3f}")
     assert 0.16 < linear < 0.6
+
+
+# ------------------------------------------------------------------ cache: damage and faults
+
+def test_cache_fuzz_every_single_byte_flip_loads_right_or_is_rebuilt(tmp_path, monkeypatch):
+    """Flip one byte of a real cache file, position by position (a random bit pattern each):
+    the next load returns the right data, either read as it is or rebuilt with a warning, and
+    the load after that reads the file without a word: no flip fails, none fails twice."""
+    import os
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # a thousand rewrites: skip the flush
+    images, labels = data.digits(3, 5, cache=False)
+    truth = {"images": (images * 255).round().astype(np.uint8)[:, 10:18, 10:18],
+             "labels": labels}
+    builds = []
+
+    def build():  # the cache's build step, with the real arrays' dtypes (kept small: fast)
+        builds.append(1)
+        return {name: value.copy() for name, value in truth.items()}
+
+    def load():
+        return _cache.cached("digits", {"n": 3, "seed": 5}, build, tmp_path)
+
+    load()
+    (path,) = tmp_path.glob("digits-*.npz")
+    original = path.read_bytes()
+    rng = np.random.default_rng(0)
+    rebuilt = 0
+    for position in range(len(original)):
+        damaged = bytearray(original)
+        damaged[position] ^= int(rng.integers(1, 256))
+        path.write_bytes(bytes(damaged))
+        before = len(builds)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            arrays = load()
+        caught = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        for name, value in truth.items():
+            np.testing.assert_array_equal(arrays[name], value, err_msg=f"byte {position}")
+        assert len(builds) - before == len(caught) <= 1, f"byte {position}"
+        rebuilt += len(caught)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the next load is clean: read, not rebuilt again
+            arrays = load()
+        np.testing.assert_array_equal(arrays["images"], truth["images"])
+        assert len(builds) - before == len(caught), f"byte {position} failed twice"
+    assert rebuilt > 0.7 * len(original), (rebuilt, len(original))  # measured: 80 percent
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("flag, error", [(0x01, "RuntimeError"), (0x40, "NotImplementedError")])
+def test_cache_zip_flag_damage_is_rebuilt_not_fatal(isolated_data_dir, flag, error):
+    """Flag bits in the zip directory make np.load raise RuntimeError ('password required') or
+    NotImplementedError ('strong encryption'): still damage, so the file is rebuilt."""
+    reference, _ = data.digits(3, 5)
+    (path,) = isolated_data_dir.glob("digits-*.npz")
+    raw = bytearray(path.read_bytes())
+    directory = raw.rfind(b"PK\x01\x02")  # the last central-directory entry
+    raw[directory + 8] |= flag
+    path.write_bytes(bytes(raw))
+    with pytest.warns(RuntimeWarning, match=f"cannot read cache file .*{error}"):
+        images, _ = data.digits(3, 5)
+    np.testing.assert_array_equal(images, reference)
+    _cache.load_arrays(path)  # rewritten whole
+
+
+def test_cache_damaged_file_in_a_read_only_folder_is_built_in_memory(isolated_data_dir,
+                                                                    monkeypatch):
+    import tempfile
+    reference, _ = data.digits(3, 5)
+    (path,) = isolated_data_dir.glob("digits-*.npz")
+    path.write_bytes(path.read_bytes()[:100])
+
+    def refused(*args, **kwargs):  # what a read-only folder answers (tests may run as root)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.warns(RuntimeWarning, match="cannot remove it .*built in memory"):
+        images, _ = data.digits(3, 5)
+    np.testing.assert_array_equal(images, reference)
+    with pytest.warns(RuntimeWarning, match="could not cache digits .*built in memory"):
+        images, _ = data.digits(2, 5)  # no file yet, folder read-only: built in memory too
+    np.testing.assert_array_equal(images, reference[:2])
+
+
+def test_cache_a_folder_where_the_file_should_be_is_built_in_memory(isolated_data_dir):
+    reference, _ = data.digits(3, 5)
+    (path,) = isolated_data_dir.glob("digits-*.npz")
+    path.unlink()
+    path.mkdir()
+    with pytest.warns(RuntimeWarning, match="is a folder where the cache file of digits"):
+        images, _ = data.digits(3, 5)
+    np.testing.assert_array_equal(images, reference)
+    assert path.is_dir()  # left as it was

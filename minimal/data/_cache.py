@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -27,6 +26,10 @@ from minimal.files import atomic_file
 Arrays = dict[str, np.ndarray]
 
 _CHECKSUM_KEY = "__sha256__"
+
+
+class DamagedCacheError(ValueError):
+    """A cache file that cannot be used as it is; the cache rebuilds it."""
 
 
 def default_data_dir() -> Path:
@@ -75,15 +78,23 @@ def load_arrays(path: Path) -> Arrays:
     Raises ValueError saying what is wrong when the file is damaged.
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # our own handle: np.load leaks its file when the archive turns out to be damaged
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        raise ValueError(f"cannot read cache file {path}: {error}") from error
+    except MemoryError:
+        raise
+    # Whatever np.load raises on a damaged file is damage: besides the usual OSError,
+    # ValueError and BadZipFile, a flipped flag bit gives NotImplementedError ("strong
+    # encryption") or RuntimeError ("password required"), a bad compression byte zlib.error.
+    except Exception as error:  # noqa: BLE001
+        raise DamagedCacheError(f"cannot read cache file {path}: {type(error).__name__}: "
+                                f"{error}") from error
     stored = arrays.pop(_CHECKSUM_KEY, None)
     if stored is None:
-        raise ValueError(f"cache file {path} has no checksum")
+        raise DamagedCacheError(f"cache file {path} has no checksum")
     if stored.tobytes().decode(errors="replace") != arrays_checksum(arrays):
-        raise ValueError(f"cache file {path} is damaged: its checksum does not match its contents")
+        raise DamagedCacheError(f"cache file {path} is damaged: its checksum does not match "
+                                "its contents")
     return arrays
 
 
@@ -97,23 +108,35 @@ def cached(
     """Return `build()`'s arrays, from the cache when a valid file for `params` is there.
 
     A damaged file is reported with a warning, deleted and rebuilt. When the cache folder cannot
-    be written (read-only install), the data are built and returned without caching.
+    be written (read-only install), or the damaged file cannot be removed, or a folder sits
+    where the file should be, the data are built in memory and returned without caching.
     """
     if not use_cache:
         return build()
     path = resolve_dir(cache_dir) / cache_key(name, params)
+    if path.is_dir():
+        warnings.warn(f"{path} is a folder where the cache file of {name} should be; building "
+                      "the data in memory (remove the folder to cache them)", RuntimeWarning,
+                      stacklevel=3)
+        return build()
     if path.exists():
         try:
             return load_arrays(path)
-        except ValueError as error:
+        except DamagedCacheError as error:
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as unlink_error:  # read-only folder: rebuild, but keep it in memory
+                warnings.warn(f"{error}; cannot remove it ({unlink_error.strerror}), so the "
+                              "data are built in memory this time", RuntimeWarning,
+                              stacklevel=3)
+                return build()
             warnings.warn(f"{error}; rebuilding it", RuntimeWarning, stacklevel=3)
-            path.unlink(missing_ok=True)
     arrays = build()
     try:
         save_arrays(path, arrays)
     except OSError as error:
-        warnings.warn(f"could not cache {name} in {path.parent}: {error}", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(f"could not cache {name} in {path.parent}: {error}; the data were built "
+                      "in memory", RuntimeWarning, stacklevel=3)
     return arrays
 
 
