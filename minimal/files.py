@@ -6,16 +6,84 @@
 The data go to a temporary file in the same folder; only when writing finished without an error
 is it flushed to disk and renamed over the target (a rename within one folder is atomic). On any
 error, Ctrl-C included, the temporary file is removed and the target is left as it was.
+
+The new file gets the mode a plain ``open(path, "wb")`` would give it: the old file's mode when
+it replaces one, else 0666 minus the umask (not the 0600 of a bare temporary file, which would
+make a shared ``datasets/`` unreadable to others). A process killed mid-write cannot remove its
+temporary file; its name (``NAME.PID.XXXX.tmp``) says which process wrote it, and the next write
+to the same path removes every one whose process is gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+# a temporary file without a process id in its name (older versions) counts as stale after this
+_UNOWNED_STALE_SECONDS = 3600.0
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask can only set it, racing other threads)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    except OSError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that interrupted writes to `path` left beside it (their
+    writer is no longer running); returns what was removed."""
+    path = Path(path)
+    pattern = re.compile(re.escape(path.name) + r"\.(?:(\d+)\.)?[^.]+\.tmp")
+    removed = []
+    try:
+        candidates = list(path.parent.glob(_glob_escape(path.name) + ".*.tmp"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        try:
+            if match.group(1) is not None:
+                if _process_alive(int(match.group(1))):
+                    continue  # a write in progress, perhaps to the same file: leave it
+            elif time.time() - candidate.stat().st_mtime < _UNOWNED_STALE_SECONDS:
+                continue
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", name)
 
 
 @contextlib.contextmanager
@@ -23,9 +91,16 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """A binary file to write that replaces `path` only once the `with` block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp",
+                                         dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), mode)
             yield file
             file.flush()
             os.fsync(file.fileno())
