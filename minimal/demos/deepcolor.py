@@ -1,0 +1,737 @@
+"""deepcolor: colouring line art with a conditional GAN and colour hints.
+
+Follows the deepcolor post (line art in, a coloured picture out), which builds on pix2pix
+(Isola et al., 2017): a U-Net generator sees the line art (and, later, a blurred colour hint)
+and is trained against a discriminator that sees the same inputs next to a real or a generated
+picture, plus 100 x the L1 distance to the real colours. The post climbs a ladder, and so does
+this demo; each rung is trained on the same pictures with the same seed, and all four are shown
+side by side on the same held-out pictures:
+
+    rung 1  a plain encoder-decoder conv net (no skips), line art in, L2 loss only
+            (the post: the colours come out greyish, the average of every plausible colouring)
+    rung 2  a U-Net (skip connections) trained as a conditional GAN + 100 x L1
+    rung 3  + the colour hint as input: the picture box-blurred until only a vague colour
+            layout is left
+    rung 4  + the hint whited out in training (30 random white squares, then the blur), so the
+            net learns to colour where the hint says nothing; in use the hint is the picture
+            faded to 0.3 * picture + 0.7 * white and blurred, no squares (what a user's rough
+            colouring looks like)
+
+Key equations (x = line art and hint, y = the real picture, G(x) = the colouring, D a logit):
+
+    D loss   = bce(D(x, y), 1) + bce(D(x, G(x)), 0)
+    G loss   = bce(D(x, G(x)), 1) + 100 * mean |G(x) - y|       (non-saturating GAN + L1)
+    rung 1   = mean (G(x) - y)^2                                 (no discriminator)
+    Adam 2e-4, beta1 0.5; every conv 5x5 stride 2 "same", weights N(0, 0.02)
+
+Network (REFERENCE.md; widths given for width=64, the original's):
+    generator  encoder 64-128-256-512-512 (no batch norm on the first; leaky ReLU 0.2 before
+               each next conv), decoder transposed convs 512-256-128-64-3 with batch norm and a
+               ReLU before each, each output concatenated with the encoder output of its size
+               (the skips; rung 1 has none), tanh out. Inputs and targets are scaled to [-1, 1]
+               so the tanh range matches the targets.
+    discrim.   line + hint + picture (7 channels; 4 without hints): conv 64-128-256-512 (the
+               last stride 1), batch norm but not on the first, leaky ReLU 0.2, linear to 1.
+    depth      the number of encoder levels; 5 at every size by default, so the bottleneck is
+               size/32 (8 px at 256 as the original, 4 at 128, 2 at 64).
+    sizes      128 px by default (the original trained at 256: --size 256 works, slowly), 64 px
+               in the quick preset; pictures whose sides are not multiples of 2^depth are padded
+               with white paper and the output cropped back.
+
+Colouring your own drawing (loads the rung-4 generator of the checkpoint a run saved):
+
+    python -m minimal.demos.deepcolor --quick                  # trains, saves the checkpoint
+    python -m minimal.demos.deepcolor --colorize LINE.png [--hint HINT.png] --out OUT.png
+
+LINE.png: any size and mode (grey, RGB, RGBA with transparency as white paper). It is resized
+so its longer side is the trained size, traced again with the training's adaptive threshold (so
+it looks like the line art the net learned from), coloured, and scaled back to the input's size;
+the drawing's own lines are then multiplied over the colours so they stay crisp. HINT.png: a
+rough colouring of any size (stretched to the drawing); without one the hint is all white, as
+the post describes. --checkpoint picks another checkpoint than out_dir/checkpoint.npz.
+`colorize(generator, line, hint)` (arrays in, array out) is the same step for other callers.
+
+Run:  python -m minimal.demos.deepcolor [--quick] [--rungs 1,4] [--size 256] [--resume]
+
+Figures (in out_dir):
+    ladder.png      one held-out picture per row: line art, the use-time hint, rung 1, rung 2,
+                    rung 3, rung 4 (rungs 3 and 4 with the hint), rung 4 without a hint, and the
+                    original
+    hints.png       the hint's processing: original, whited out (training), blurred (the
+                    training hint), the use-time hint (faded and blurred)
+    scribble.png    a user-style scribble made by the demo (a few wobbly strokes in colours a
+                    user would pick), the hint it becomes, and rung 4's colouring, next to the
+                    original
+    photo.png       a real photograph's line art coloured by rung 4 without and with a hint
+    losses.png      D loss, G adversarial loss and L1 over training for rungs 2-4, rung 1's L2
+
+Measured (2 cores shared with other jobs, so times are upper bounds):
+    MEASURED
+
+Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
+and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
+evaluation uses the running statistics, not the statistics of a batch of one picture). The
+data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
+--data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
+hours, so the colours are flatter and the GAN's sharpening is modest.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minimal import cli, data, nn, optim, training, viz
+from minimal import functional as F
+from minimal.autograd import Tensor, concatenate, no_grad
+from minimal.errors import CheckpointError, ConfigError, DataError, UserError
+
+RUNGS = (1, 2, 3, 4)
+SIZES = (32, 64, 128, 256)
+RUNG_NAMES = {1: "1 conv net, L2", 2: "2 GAN + U-Net", 3: "3 + hint", 4: "4 + whiteout"}
+TRAIN_COMMAND = "python -m minimal.demos.deepcolor --quick (or without --quick for the full run)"
+MAX_PIXELS = 40_000_000  # larger user images are refused: a small file can hold a huge picture
+
+
+@dataclass
+class Config:
+    seed: int = 0  # seed for every random number in the run
+    size: int = 128  # picture side in pixels (32, 64, 128 or 256)
+    train_images: int = 2048  # training pictures
+    test_images: int = 16  # held-out pictures for the metrics and the ladder
+    iterations: int = 3000  # training steps per rung
+    batch_size: int = 4  # pictures per step
+    width: int = 32  # channels of the first conv (the original 64); doubles per level, cap 8x
+    depth: int = 5  # encoder levels of the generator (bottleneck = size / 2^depth)
+    lr: float = 2e-4  # Adam step for both nets
+    beta1: float = 0.5  # Adam beta1
+    l1_weight: float = 100.0  # weight of the L1 term in the generator's loss
+    rungs: tuple = RUNGS  # which rungs of the ladder to train (1, 2, 3, 4)
+    save_every: int = 100  # steps between checkpoints
+    data: str = ""  # a folder of pictures to colour (empty: the synthetic cartoons)
+    resume: bool = False  # continue from out_dir/checkpoint.npz
+    out_dir: str = "outputs/deepcolor"  # where figures and the checkpoint are written
+    colorize: str = ""  # colour this line-art file with a trained model instead of training
+    hint: str = ""  # with --colorize: a rough colouring of the drawing (empty: all white)
+    out: str = ""  # with --colorize: where the coloured picture is written
+    checkpoint: str = ""  # with --colorize: the checkpoint (empty: out_dir/checkpoint.npz)
+
+    def __post_init__(self):
+        cli.validate(self, counts=("train_images", "test_images", "iterations", "batch_size",
+                                   "width", "depth", "save_every"),
+                     positive=("lr", "l1_weight"), fractions=("beta1",),
+                     choices={"size": SIZES, "rungs": RUNGS})
+        if self.batch_size < 2:
+            raise ConfigError("batch_size (--batch-size) must be at least 2: batch norm "
+                                  f"needs two pictures per step, got {self.batch_size}")
+        if 2 ** self.depth > self.size:
+            raise ConfigError(f"depth (--depth) {self.depth} halves a {self.size} px "
+                                  "picture below one pixel; use a smaller depth")
+        if self.colorize and not self.out:
+            raise ConfigError("--colorize needs --out, the file to write the colouring to")
+
+
+# quick: 64 px, narrower nets, fewer pictures and steps (about a minute on 2 cores)
+QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 150, "width": 16,
+         "depth": 4, "lr": 1e-3, "save_every": 50}
+
+TARGETS = {
+    "l1_rung4_hint": ("<=", 0.0),  # set below from measurement
+}
+
+
+# ===== the networks ========================================================================
+
+def _init_conv(layer: nn.Module, rng: np.random.Generator) -> nn.Module:
+    """The original's initialisation: weights N(0, 0.02), biases 0."""
+    layer.weight.data = nn.normal(layer.weight.shape, 0.02, rng)
+    layer.bias.data = np.zeros(layer.bias.shape, np.float32)
+    return layer
+
+
+def down(in_channels: int, out_channels: int, rng: np.random.Generator) -> nn.Conv2d:
+    """5x5 stride-2 'same' conv: H -> ceil(H / 2)."""
+    return _init_conv(nn.Conv2d(in_channels, out_channels, 5, stride=2, padding=2, rng=rng), rng)
+
+
+def up(in_channels: int, out_channels: int, rng: np.random.Generator) -> nn.ConvTranspose2d:
+    """5x5 stride-2 'same' transposed conv: H -> 2H."""
+    return _init_conv(nn.ConvTranspose2d(in_channels, out_channels, 5, stride=2, padding=2,
+                                         output_padding=1, rng=rng), rng)
+
+
+def level_widths(width: int, depth: int) -> list[int]:
+    """Channels per encoder level: 64-128-256-512-512 for width 64, depth 5."""
+    return [width * min(2 ** level, 8) for level in range(depth)]
+
+
+class Generator(nn.Module):
+    """Encoder-decoder on line art (+ hint). With skips it is the U-Net of pix2pix and the
+    post; without, the plain conv net of rung 1. Input (N, C, H, W) in [-1, 1], H and W
+    multiples of 2^depth (see `generate` for other sizes); output (N, 3, H, W) in [-1, 1]."""
+
+    def __init__(self, in_channels: int, width: int, depth: int, skips: bool,
+                 rng: np.random.Generator):
+        super().__init__()
+        self.skips, self.depth = skips, depth
+        widths = level_widths(width, depth)
+        self.encoder = nn.ModuleList([down(in_channels, widths[0], rng)] + [
+            down(widths[level - 1], widths[level], rng) for level in range(1, depth)])
+        # no batch norm after the first conv (the original's choice, and pix2pix's)
+        self.encoder_norm = nn.ModuleList([nn.BatchNorm2d(w) for w in widths[1:]])
+        self.decoder = nn.ModuleList()
+        self.decoder_norm = nn.ModuleList()
+        channels = widths[-1]
+        for level in range(depth - 2, -1, -1):  # back up to the first level's size
+            self.decoder.append(up(channels, widths[level], rng))
+            self.decoder_norm.append(nn.BatchNorm2d(widths[level]))
+            channels = widths[level] * (2 if skips else 1)  # the skip doubles what comes in
+        self.decoder.append(up(channels, 3, rng))
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = [self.encoder[0](x)]  # (N, w, H/2, W/2)
+        for conv, norm in zip(self.encoder[1:], self.encoder_norm):
+            features.append(norm(conv(features[-1].leaky_relu(0.2))))  # (N, w_l, H/2^l, ...)
+        h = features[-1]
+        for index, (conv, norm) in enumerate(zip(self.decoder[:-1], self.decoder_norm)):
+            h = norm(conv(h.relu()))  # twice the size, the next level's width
+            if self.skips:
+                h = concatenate([h, features[-2 - index]], axis=1)  # (N, 2 w_l, ...)
+        return self.decoder[-1](h.relu()).tanh()  # (N, 3, H, W)
+
+
+class Discriminator(nn.Module):
+    """conv 64-128-256-512 (last stride 1), batch norm except on the first, leaky ReLU 0.2,
+    linear to one logit per picture (not per patch, as the original)."""
+
+    def __init__(self, in_channels: int, width: int, size: int, rng: np.random.Generator):
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.convs = nn.ModuleList([down(in_channels, widths[0], rng), down(widths[0], widths[1],
+                                    rng), down(widths[1], widths[2], rng),
+                                    _init_conv(nn.Conv2d(widths[2], widths[3], 5, stride=1,
+                                                         padding=2, rng=rng), rng)])
+        self.norms = nn.ModuleList([nn.BatchNorm2d(w) for w in widths[1:]])
+        side = -(-size // 8)
+        self.linear = nn.Linear(widths[3] * side * side, 1, rng=rng)
+        self.linear.weight.data = nn.normal(self.linear.weight.shape, 0.02, rng)
+        self.linear.bias.data = np.zeros(1, np.float32)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.convs[0](x).leaky_relu(0.2)  # (N, w, H/2, W/2)
+        for conv, norm in zip(self.convs[1:], self.norms):
+            h = norm(conv(h)).leaky_relu(0.2)  # (N, 8w, H/8, W/8) at the end
+        return self.linear(h.reshape(h.shape[0], -1))  # (N, 1)
+
+
+def uses_hint(rung: int) -> bool:
+    return rung >= 3
+
+
+def make_rung(rung: int, config: Config, rng: np.random.Generator):
+    """The generator (and, from rung 2 on, the discriminator) of one rung."""
+    line_and_hint = 4 if uses_hint(rung) else 1
+    generator = Generator(line_and_hint, config.width, config.depth, skips=rung >= 2, rng=rng)
+    if rung == 1:
+        return generator, None
+    return generator, Discriminator(line_and_hint + 3, config.width, config.size, rng)
+
+
+# ===== pictures in, pictures out ===========================================================
+
+def to_net(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) or (N, H, W) in [0, 1] -> (N, C, H, W) in [-1, 1], as the tanh output."""
+    images = images[..., None] if images.ndim == 3 else images
+    return (images.transpose(0, 3, 1, 2) * 2 - 1).astype(np.float32)
+
+
+def from_net(output: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) in [0, 1]."""
+    return ((output.transpose(0, 2, 3, 1) + 1) / 2).clip(0, 1).astype(np.float32)
+
+
+def blurred(image: np.ndarray) -> np.ndarray:
+    """Rung 3's hint: the picture box-blurred (100 px at 256, scaled) with nothing whited out;
+    data.colour_hint is the same blur after the whiteout (train) or the fading (use)."""
+    from scipy.ndimage import uniform_filter
+
+    side = max(1, round(100 * image.shape[0] / 256))
+    return uniform_filter(np.asarray(image, np.float32), size=(side, side, 1), mode="mirror")
+
+
+def net_input(rung: int, lines: np.ndarray, hints: np.ndarray | None) -> np.ndarray:
+    """The generator's input: line art (N, 1, H, W), with the hint's 3 channels from rung 3."""
+    if not uses_hint(rung):
+        return to_net(lines)
+    return np.concatenate([to_net(lines), to_net(hints)], axis=1)
+
+
+def generate(generator: Generator, inputs: np.ndarray) -> np.ndarray:
+    """Run a generator in evaluation mode (running batch-norm statistics, not those of the
+    batch) on inputs (N, C, H, W) of any size: padded with white paper (+1) up to a multiple of
+    2^depth, cropped back after. Returns (N, 3, H, W) in [-1, 1]."""
+    multiple = 2 ** generator.depth
+    height, width = inputs.shape[2:]
+    pad_h, pad_w = -height % multiple, -width % multiple
+    padded = np.pad(inputs, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), constant_values=1.0)
+    was_training = generator.training
+    generator.eval()
+    try:
+        with no_grad():
+            output = generator(Tensor(padded)).data
+    finally:
+        generator.train(was_training)
+    return output[:, :, :height, :width]
+
+
+def colour(generator: Generator, rung: int, lines: np.ndarray,
+           hints: np.ndarray | None = None) -> np.ndarray:
+    """Colourings (N, H, W, 3) in [0, 1] of line art (N, H, W), hints (N, H, W, 3) or None."""
+    if uses_hint(rung) and hints is None:
+        hints = np.ones(lines.shape + (3,), np.float32)  # all white: "no hint", as the post
+    return from_net(generate(generator, net_input(rung, lines, hints)))
+
+
+def chroma(images: np.ndarray) -> float:
+    """Colourfulness: the mean over pixels of max(R, G, B) - min(R, G, B) (HSV chroma); 0 for
+    any grey picture."""
+    return float((images.max(axis=-1) - images.min(axis=-1)).mean())
+
+
+# ===== training ============================================================================
+
+def prepare(config: Config) -> dict[str, np.ndarray]:
+    """Training and held-out pictures with their line art and rung 3's blurred hints."""
+    total = config.train_images + config.test_images
+    images = data.load("illustrations", total, config.seed, path=config.data or None,
+                       size=config.size)
+    if len(images) < config.test_images + config.batch_size:
+        raise DataError(f"--data {config.data}: {len(images)} pictures; need at least "
+                        f"{config.test_images + config.batch_size} (test images + one batch)")
+    images = images.astype(np.float32)
+    lines = np.stack([data.line_art(image) for image in images])
+    blurs = np.stack([blurred(image) for image in images])
+    split = len(images) - config.test_images
+    return {"train": images[:split], "train_lines": lines[:split], "train_blurs": blurs[:split],
+            "test": images[split:], "test_lines": lines[split:], "test_blurs": blurs[split:]}
+
+
+def training_hints(rung: int, pictures: dict, index: np.ndarray,
+                   rng: np.random.Generator) -> np.ndarray | None:
+    if rung == 3:
+        return pictures["train_blurs"][index]
+    if rung == 4:  # a fresh whiteout for every picture, every time it is drawn
+        return np.stack([data.colour_hint(pictures["train"][i], rng, train=True) for i in index])
+    return None
+
+
+def bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, np.full(logits.shape, target, np.float32))
+
+
+def generator_loss(discriminator: Discriminator, x: Tensor, y: Tensor, fake: Tensor,
+                   l1_weight: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(total, adversarial, l1): bce(D(x, G(x)), 1) + l1_weight * mean |G(x) - y|.
+    Non-saturating: G maximises log D(x, G(x)) rather than minimising log(1 - D(x, G(x)))."""
+    adversarial = bce(discriminator(concatenate([x, fake], axis=1)), 1.0)
+    l1 = F.l1_loss(fake, y)
+    return adversarial + l1_weight * l1, adversarial, l1
+
+
+def train_step(rung: int, generator: Generator, discriminator: Discriminator | None,
+               adam_g: optim.Adam, adam_d: optim.Adam | None, inputs: np.ndarray,
+               targets: np.ndarray, config: Config, state: training.TrainingState,
+               where: str) -> dict[str, float]:
+    """One step of one rung: the discriminator's step, then the generator's. Returns the
+    losses. inputs (N, C, H, W) and targets (N, 3, H, W) in [-1, 1]."""
+    x, y = Tensor(inputs), Tensor(targets)
+    fake = generator(x)  # (N, 3, H, W)
+    if discriminator is None:  # rung 1: the plain regression the post starts from
+        l2 = F.mse_loss(fake, y)
+        state.check_finite(where, l2=l2)
+        adam_g.zero_grad()
+        l2.backward()
+        adam_g.step()
+        return {"l2": float(l2.data)}
+    real_logits = discriminator(concatenate([x, y], axis=1))  # (N, 1)
+    fake_logits = discriminator(concatenate([x, fake.detach()], axis=1))
+    loss_d = bce(real_logits, 1.0) + bce(fake_logits, 0.0)
+    state.check_finite(where, discriminator=loss_d)
+    adam_d.zero_grad()
+    loss_d.backward()
+    adam_d.step()
+    loss_g, adversarial, l1 = generator_loss(discriminator, x, y, fake, config.l1_weight)
+    state.check_finite(where, adversarial=adversarial, l1=l1)
+    adam_g.zero_grad()
+    discriminator.zero_grad()  # D's gradients from G's loss are not used
+    loss_g.backward()
+    adam_g.step()
+    return {"d": float(loss_d.data), "gan": float(adversarial.data), "l1": float(l1.data)}
+
+
+def build(config: Config, rng: np.random.Generator):
+    """Every rung's nets and optimisers, in a fixed order (so the rng draws are the same)."""
+    modules, optimizers = {}, {}
+    for rung in config.rungs:
+        generator, discriminator = make_rung(rung, config, rng)
+        modules[f"rung{rung}"] = generator
+        optimizers[f"rung{rung}"] = optim.Adam(generator.parameters(), config.lr,
+                                               (config.beta1, 0.999))
+        if discriminator is not None:
+            modules[f"disc{rung}"] = discriminator
+            optimizers[f"disc{rung}"] = optim.Adam(discriminator.parameters(), config.lr,
+                                                   (config.beta1, 0.999))
+    return modules, optimizers
+
+
+def train(config: Config, pictures: dict, rng: np.random.Generator,
+          state: training.TrainingState, modules: dict, optimizers: dict,
+          stop_after: int | None = None) -> None:
+    """Train the rungs one after another; a checkpoint every `save_every` steps. stop_after
+    (tests) returns after that many steps in all, as if the run had been interrupted."""
+    done = 0
+    for rung in config.rungs:
+        generator, discriminator = modules[f"rung{rung}"], modules.get(f"disc{rung}")
+        adam_g, adam_d = optimizers[f"rung{rung}"], optimizers.get(f"disc{rung}")
+        start = state.counters.get(f"rung{rung}", 0)
+        progress = cli.Progress(config.iterations, label=f"rung {rung} step")
+        for step in range(start, config.iterations):
+            index = rng.integers(0, len(pictures["train"]), config.batch_size)
+            hints = training_hints(rung, pictures, index, rng)
+            inputs = net_input(rung, pictures["train_lines"][index], hints)
+            targets = to_net(pictures["train"][index])
+            losses = train_step(rung, generator, discriminator, adam_g, adam_d, inputs,
+                                targets, config, state, f"rung {rung}, step {step + 1}")
+            for name, value in losses.items():
+                state.history.setdefault(f"{name}{rung}", []).append(value)
+            progress.update(step + 1, **losses)
+            if (step + 1) % config.save_every == 0 or step + 1 == config.iterations:
+                state.counters[f"rung{rung}"] = step + 1
+                state.save()
+            done += 1
+            if stop_after is not None and done == stop_after:
+                return
+
+
+# ===== evaluation ==========================================================================
+
+def use_hints(pictures: dict, split: str = "test") -> np.ndarray:
+    """Rung 4's use-time hints: each picture faded to 0.3 + 0.7 white, then blurred."""
+    return np.stack([data.colour_hint(image, train=False) for image in pictures[split]])
+
+
+def evaluate(config: Config, modules: dict, pictures: dict) -> tuple[dict, dict]:
+    """Per rung, mean L1 to the originals and mean chroma on the held-out pictures, with and
+    without hints. Returns (metrics, colourings by name for the figures)."""
+    originals, lines = pictures["test"], pictures["test_lines"]
+    hints = {3: pictures["test_blurs"], 4: use_hints(pictures)}
+    metrics = {"chroma_originals": chroma(originals),
+               "l1_hint_alone": float(np.abs(hints[4] - originals).mean()),
+               "l1_blur_alone": float(np.abs(hints[3] - originals).mean())}
+    outputs = {}
+    for rung in config.rungs:
+        generator = modules[f"rung{rung}"]
+        outputs[rung] = colour(generator, rung, lines)  # rungs 3-4: an all-white hint
+        metrics[f"l1_rung{rung}"] = float(np.abs(outputs[rung] - originals).mean())
+        metrics[f"chroma_rung{rung}"] = chroma(outputs[rung])
+        if uses_hint(rung):
+            outputs[f"{rung}_hint"] = colour(generator, rung, lines, hints[rung])
+            metrics[f"l1_rung{rung}_hint"] = float(np.abs(outputs[f"{rung}_hint"]
+                                                          - originals).mean())
+            metrics[f"chroma_rung{rung}_hint"] = chroma(outputs[f"{rung}_hint"])
+    return metrics, outputs
+
+
+# ===== figures =============================================================================
+
+def _labelled_grid(columns: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
+    """A grid of pictures, one column per (label, (N, H, W[, 3]) batch), labels on top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = len(columns[0][1])
+    figure, axes = plt.subplots(rows, len(columns), figsize=(1.35 * len(columns), 1.35 * rows),
+                                squeeze=False)
+    for col, (label, batch) in enumerate(columns):
+        for row in range(rows):
+            axis = axes[row, col]
+            picture = batch[row]
+            axis.imshow(picture, cmap="gray" if picture.ndim == 2 else None, vmin=0, vmax=1,
+                        interpolation="nearest")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(label, fontsize=7)
+    if title:
+        figure.suptitle(title, fontsize=8)
+    viz.save_figure(figure, path, dpi=120)
+
+
+def ladder_figure(config: Config, pictures: dict, outputs: dict, metrics: dict,
+                  path: Path, rows: int = 6) -> None:
+    n = min(rows, len(pictures["test"]))
+    columns = [("line art", pictures["test_lines"][:n]), ("hint (use)", use_hints(pictures)[:n])]
+    for rung in config.rungs:
+        key = f"{rung}_hint" if uses_hint(rung) else rung
+        l1 = metrics[f"l1_rung{rung}_hint" if uses_hint(rung) else f"l1_rung{rung}"]
+        columns.append((f"{RUNG_NAMES[rung]}\nL1 {l1:.3f}", outputs[key][:n]))
+    if 4 in config.rungs:
+        columns.append((f"4, no hint\nL1 {metrics['l1_rung4']:.3f}", outputs[4][:n]))
+    columns.append(("original", pictures["test"][:n]))
+    _labelled_grid(columns, path, "held-out pictures: the ladder (mean L1 over all held-out)")
+
+
+def hint_steps_figure(pictures: dict, rng: np.random.Generator, path: Path, rows: int = 3):
+    """original, whited out, whited out and blurred (training), faded and blurred (use)."""
+    originals = pictures["test"][:rows]
+    whited = np.stack([_whiteout(image, rng) for image in originals])
+    columns = [("original", originals), ("whited out", whited),
+               ("blurred: training hint", np.stack([blurred(image) for image in whited])),
+               ("0.3 x + 0.7 white, blurred:\nhint in use", use_hints(pictures)[:rows])]
+    _labelled_grid(columns, path)
+
+
+def _whiteout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The 30 white squares of data.colour_hint, before its blur (for the figure)."""
+    image = image.copy()
+    side = max(1, round(50 * image.shape[0] / 256))
+    rows = rng.integers(0, max(1, image.shape[0] - side + 1), 30)
+    cols = rng.integers(0, max(1, image.shape[1] - side + 1), 30)
+    for row, col in zip(rows, cols):
+        image[row:row + side, col:col + side] = 1.0
+    return image
+
+
+def scribble(image: np.ndarray, line: np.ndarray, rng: np.random.Generator,
+             strokes: int = 7) -> np.ndarray:
+    """A hint as a user would draw it: a few wobbly thick strokes on white paper, each in the
+    colour the picture has where the stroke starts (a user picks the colour they want there)."""
+    from PIL import Image, ImageDraw
+
+    size = image.shape[0]
+    canvas = Image.new("RGB", (image.shape[1], size), (255, 255, 255))
+    pen = ImageDraw.Draw(canvas)
+    paper = np.argwhere(line > 0.5)  # start inside regions, not on the lines
+    for start in paper[rng.integers(0, len(paper), strokes)]:
+        y, x = start
+        colour_at = image[max(0, y - 1):y + 2, max(0, x - 1):x + 2].reshape(-1, 3).mean(0)
+        points = [(float(x), float(y))]
+        heading = rng.uniform(0, 2 * np.pi)
+        for _ in range(5):
+            heading += rng.normal(0, 0.6)
+            step = size * rng.uniform(0.04, 0.1)
+            x, y = x + step * np.cos(heading), y + step * np.sin(heading)
+            points.append((float(np.clip(x, 0, size - 1)), float(np.clip(y, 0, size - 1))))
+        pen.line(points, fill=tuple(int(255 * c) for c in colour_at),
+                 width=max(2, size // 20), joint="curve")
+    return np.asarray(canvas, np.float32) / 255.0
+
+
+def scribble_figure(modules: dict, pictures: dict, rng: np.random.Generator, path: Path,
+                    rows: int = 3) -> None:
+    originals, lines = pictures["test"][:rows], pictures["test_lines"][:rows]
+    scribbles = np.stack([scribble(image, line, rng) for image, line in zip(originals, lines)])
+    hints = np.stack([data.colour_hint(s, train=False) for s in scribbles])
+    generator = modules["rung4"]
+    columns = [("line art", lines), ("user scribble", scribbles), ("hint it becomes", hints),
+               ("rung 4 with it", colour(generator, 4, lines, hints)),
+               ("rung 4, no hint", colour(generator, 4, lines)), ("original", originals)]
+    _labelled_grid(columns, path)
+
+
+def photo_figure(config: Config, modules: dict, path: Path) -> None:
+    photo = data.sample_photo(config.size)
+    line = data.line_art(photo)
+    hint = data.colour_hint(photo, train=False)
+    generator = modules["rung4"]
+    columns = [("photograph", photo[None]), ("its line art", line[None]),
+               ("rung 4, no hint", colour(generator, 4, line[None])),
+               ("hint", hint[None]), ("rung 4 with the hint", colour(generator, 4, line[None],
+                                                                     hint[None]))]
+    _labelled_grid(columns, path)
+
+
+def losses_figure(history: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gan_rungs = [r for r in (2, 3, 4) if f"d{r}" in history]
+    panels = [("discriminator loss", "d"), ("generator adversarial loss", "gan"),
+              ("L1 (train), rung 1: sqrt L2", "l1")]
+    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4))
+    for axis, (title, key) in zip(axes, panels):
+        for rung in gan_rungs:
+            axis.plot(viz.smooth(history[f"{key}{rung}"], 20), label=f"rung {rung}",
+                      color=f"C{rung - 1}")
+        if key == "l1" and "l21" in history:  # history keys are the loss's name + the rung
+            axis.plot(viz.smooth(np.sqrt(history["l21"]), 20), label="rung 1 (sqrt L2)",
+                      color="C0")
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        if gan_rungs or key == "l1":
+            axis.legend(fontsize=7)
+    viz.save_figure(figure, path)
+
+
+# ===== the run =============================================================================
+
+def run(config: Config) -> dict[str, float]:
+    if config.colorize:
+        colorize_file(config)
+        return {}
+    rng = np.random.default_rng(config.seed)
+    out_dir = Path(config.out_dir)
+    pictures = prepare(config)
+    modules, optimizers = build(config, rng)
+    state = training.TrainingState("deepcolor", config, modules, optimizers, rng)
+    top = max(config.rungs)
+    untrained = colour(modules[f"rung{top}"], top, pictures["test_lines"],
+                       use_hints(pictures) if uses_hint(top) else None)
+    if config.resume:
+        state.resume()
+    train(config, pictures, rng, state, modules, optimizers)
+
+    metrics, outputs = evaluate(config, modules, pictures)
+    metrics[f"l1_untrained_rung{top}"] = float(np.abs(untrained - pictures["test"]).mean())
+    figure_rng = np.random.default_rng([config.seed, 1])  # figures do not move the training rng
+    ladder_figure(config, pictures, outputs, metrics, out_dir / "ladder.png")
+    hint_steps_figure(pictures, figure_rng, out_dir / "hints.png")
+    losses_figure(state.history, out_dir / "losses.png")
+    if 4 in config.rungs:
+        scribble_figure(modules, pictures, figure_rng, out_dir / "scribble.png")
+        photo_figure(config, modules, out_dir / "photo.png")
+    return metrics
+
+
+# ===== colorize: a user's drawing in, a coloured picture out ===============================
+
+def load_colorizer(path: str | Path) -> tuple[Generator, int, int]:
+    """The best generator of a training checkpoint (rung 4, else the highest rung trained),
+    its rung and its training size; the error says how to train one when there is none."""
+    path = Path(path)
+    if not path.is_file():
+        training.load_for_use(path, {}, TRAIN_COMMAND)  # raises, saying how to train one
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            saved = json.loads(str(arrays["config"][()]))
+    except (OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); "
+                              f"train one with: {TRAIN_COMMAND}") from None
+    fields = {name: saved[name] for name in ("size", "width", "depth") if name in saved}
+    rung = max(saved.get("rungs", [1]))
+    config = Config(**fields, rungs=(rung,))
+    generator, _ = make_rung(rung, config, np.random.default_rng(0))
+    training.load_for_use(path, {f"rung{rung}": generator}, TRAIN_COMMAND)
+    return generator, rung, config.size
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a float image in [0, 1] (H, W) or (H, W, 3); area averaging when shrinking."""
+    from PIL import Image
+
+    if image.shape[:2] == (height, width):
+        return image.astype(np.float32)
+    channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
+    shrinking = height * width < image.shape[0] * image.shape[1]
+    method = Image.BOX if shrinking else Image.BICUBIC
+    planes = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
+        (width, height), method)) for c in channels]
+    out = planes[0] if image.ndim == 2 else np.stack(planes, axis=-1)
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = None,
+             size: int = 128, rung: int = 4) -> np.ndarray:
+    """Colour a drawing: line (H, W) grey or (H, W, 3) in [0, 1], hint (h, w, 3) in [0, 1] or
+    None (all white). Returns (H, W, 3) float32 in [0, 1], the drawing's size.
+
+    The drawing is scaled so its longer side is `size` (the size the net was trained at), traced
+    with the training's adaptive threshold, coloured with the hint faded and blurred as in the
+    post (0.3 * hint + 0.7 * white), scaled back, and its own lines multiplied over the colours.
+    """
+    line = np.asarray(line, np.float32)
+    grey = line if line.ndim == 2 else line @ np.array([0.299, 0.587, 0.114], np.float32)
+    height, width = grey.shape
+    scale = size / max(height, width)
+    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
+    traced = data.line_art(_resize(grey, small_h, small_w))
+    hints = None
+    if uses_hint(rung) and hint is not None:
+        hint = np.asarray(hint, np.float32)
+        hints = data.colour_hint(_resize(hint, small_h, small_w), train=False)[None]
+    coloured = colour(generator, rung, traced[None], hints)[0]
+    return (_resize(coloured, height, width) * grey[..., None]).astype(np.float32)
+
+
+def read_user_image(path: str | Path, what: str) -> np.ndarray:
+    """A user's picture as float32 RGB (H, W, 3) in [0, 1] (transparency as white paper), or a
+    DataError in one line: missing, empty, not an image, or too many pixels to decode safely."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what} {path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{what} {path}: the file is empty (0 bytes); expected a PNG or JPEG")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only: the size is known cheaply
+                pixels = image.size[0] * image.size[1]
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        pixels = MAX_PIXELS + 1
+    except (OSError, SyntaxError, ValueError):
+        raise DataError(f"{what} {path}: not an image PIL can read; expected a PNG or JPEG "
+                        "file") from None
+    if pixels > MAX_PIXELS:
+        raise DataError(f"{what} {path}: claims more than {MAX_PIXELS:,} pixels (a "
+                        "decompression bomb, or simply too big); scale it down first")
+    try:
+        return data.read_image(path)
+    except ValueError as error:
+        raise DataError(f"{what} {path}: cannot decode it ({error.__cause__ or error})") \
+            from None
+
+
+def colorize_file(config: Config) -> Path:
+    """--colorize LINE --out OUT [--hint HINT]: write the colouring at the drawing's size."""
+    line = read_user_image(config.colorize, "--colorize")
+    hint = read_user_image(config.hint, "--hint") if config.hint else None
+    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
+    generator, rung, size = load_colorizer(checkpoint)
+    result = colorize(generator, line, hint, size, rung)
+    out = Path(config.out)
+    try:
+        viz.save_image(result, out)
+    except (OSError, KeyError, ValueError) as error:
+        raise DataError(f"--out {out}: cannot write the picture there ({error})") from None
+    print(f"coloured {config.colorize} ({line.shape[1]}x{line.shape[0]}) with rung {rung} of "
+          f"{checkpoint}{' and the hint ' + config.hint if config.hint else ''}: {out}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """--colorize colours a file (no run record, no training); anything else trains."""
+    config = cli.parse_config(Config, QUICK, argv, (__doc__ or "").strip())
+    if not config.colorize:
+        cli.main(__name__, argv)
+        return
+    try:
+        colorize_file(config)
+    except UserError as error:
+        print(f"deepcolor: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
