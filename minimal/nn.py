@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
 from minimal.conv import _pair
+from minimal.errors import CheckpointError
 from minimal.files import atomic_file
 from minimal.parallel import for_blocks
 
@@ -152,26 +152,21 @@ class Module:
                 state[prefix + name] = np.array(buffer, copy=True)
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        """Copy arrays into the parameters and buffers; names and shapes must match exactly."""
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise KeyError(f"load_state_dict: missing {missing}, unexpected {unexpected}")
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Copy arrays into the parameters and buffers; names and shapes must match exactly.
+
+        Everything is checked before anything is assigned (names, shapes, real finite numbers),
+        so a refused state dict leaves the model as it was; the error (CheckpointError, a
+        ValueError) names the first entry that does not fit.
+        """
+        expected = {name: (np.shape(value), np.asarray(value).dtype)
+                    for name, value in self.state_dict().items()}
+        checked = check_state(state, expected, "load_state_dict")
         for prefix, module in self.named_modules():
             for name, param in module._parameters.items():
-                value = np.asarray(state[prefix + name])
-                if value.shape != param.shape:
-                    raise ValueError(f"load_state_dict: {prefix + name} has shape "
-                                     f"{value.shape}, the model expects {param.shape}")
-                param.data = value.astype(param.dtype, copy=True)
-            for name, buffer in module._buffers.items():
-                value = np.asarray(state[prefix + name])
-                if value.shape != np.shape(buffer):
-                    raise ValueError(f"load_state_dict: {prefix + name} has shape "
-                                     f"{value.shape}, the model expects {np.shape(buffer)}")
-                module._set_buffer(name, value.astype(np.asarray(buffer).dtype, copy=True))
+                param.data = checked[prefix + name]
+            for name in module._buffers:
+                module._set_buffer(name, checked[prefix + name])
 
     def save(self, path: str | os.PathLike) -> None:
         save_arrays(path, self.state_dict())
@@ -186,6 +181,45 @@ class Module:
 
     def extra_repr(self) -> str:
         return ""
+
+
+def check_state(state: Mapping[str, object], expected: Mapping[str, tuple[tuple, np.dtype]],
+                what: str) -> dict[str, np.ndarray]:
+    """Check a state dict against name -> (shape, dtype) and return converted copies.
+
+    Refuses, with CheckpointError naming the entry: missing or extra names, another shape (no
+    broadcasting), anything but real numbers (strings, complex, objects), NaN or inf. Nothing
+    is assigned here, so a caller that assigns only after this returns changes nothing on error.
+    """
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{what}: expected a mapping of name -> array, got "
+                              f"{type(state).__name__}")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{what}: the state does not fit: missing {missing}, "
+                              f"unexpected {unexpected}")
+    checked = {}
+    for name, (shape, dtype) in expected.items():
+        try:
+            value = np.asarray(state[name])
+        except (ValueError, TypeError) as error:
+            raise CheckpointError(f"{what}: {name} is not an array ({error})") from None
+        if value.dtype.kind not in "biuf":
+            raise CheckpointError(f"{what}: {name} holds {value.dtype} values; expected real "
+                                  f"numbers ({np.dtype(dtype)})")
+        if value.shape != tuple(shape):
+            raise CheckpointError(f"{what}: {name} has shape {value.shape}, expected "
+                                  f"{tuple(shape)}")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{what}: {name} holds NaN or inf; expected finite numbers")
+        converted = value.astype(dtype, copy=True)
+        if converted.dtype.kind in "biu" and value.dtype.kind == "f" and \
+                not np.array_equal(converted, value):
+            raise CheckpointError(f"{what}: {name} holds fractions; expected whole numbers "
+                                  f"({np.dtype(dtype)})")
+        checked[name] = converted
+    return checked
 
 
 def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
@@ -203,20 +237,52 @@ def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
         np.savez(file, **arrays)
 
 
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an .npz of plain numeric arrays; object arrays (pickles) are refused."""
+def _what_file_is(head: bytes) -> str:
+    """A guess at what a file that is not an .npz is, from its first bytes."""
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array (np.save), not an archive of named arrays"
+    if head.startswith(b"\x1f\x8b"):
+        return "it is gzip-compressed"
+    if head.startswith((b"\x80", b"(dp", b"(lp")):
+        return "it looks like a Python pickle, which is never loaded (it can run code)"
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+        head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.start < len(head) - 4:  # not just a character cut at the end of the sample
+            return f"it starts with the bytes {head[:8].hex(' ')}"
+    return "it looks like a text file"
+
+
+def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read an .npz of plain numeric arrays; object arrays (pickles) are refused.
+
+    A file that is not an .npz archive is reported as what it looks like (a text file, a single
+    .npy array, ...); a damaged archive or an object array is a CheckpointError (a ValueError).
+    """
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+                raise CheckpointError(f"{path}: not an .npz archive: {_what_file_is(head)}")
+            file.seek(0)
+            with np.load(file, allow_pickle=False) as archive:
+                return {name: archive[name] for name in archive.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError, CheckpointError):
+        raise
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise ValueError(f"{path}: holds an object array (a pickle); only plain numeric "
-                             "arrays are loaded, since unpickling can run arbitrary code") from None
-        raise ValueError(f"{path}: not a readable .npz checkpoint ({error})") from None
-    except (zipfile.BadZipFile, EOFError, OSError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
-        raise ValueError(f"{path}: not a readable .npz checkpoint ({error})") from None
+            raise CheckpointError(
+                f"{path}: holds an object array (a pickle); only plain numeric arrays are "
+                "loaded, since unpickling can run arbitrary code") from None
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({error})") from None
+    except MemoryError:
+        raise
+    # zipfile can also raise NotImplementedError, RuntimeError, zlib.error on damaged bytes
+    except Exception as error:  # noqa: BLE001
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint, the file is damaged "
+                              f"({type(error).__name__}: {error})") from None
 
 
 # ===== layers =============================================================================

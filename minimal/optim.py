@@ -8,11 +8,25 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from minimal.autograd import Parameter
+from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
+from minimal.nn import check_state
+
+
+def _check_setting(owner: str, name: str, value: float, low: float = 0.0,
+                   high: float = math.inf, high_open: bool = False) -> float:
+    """A hyperparameter must be a finite real number in [low, high] (or [low, high))."""
+    is_number = isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool)
+    if not is_number or not math.isfinite(value) or value < low or value > high or \
+            (high_open and value >= high):
+        bound = f"[{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{owner}: {name} must be a finite number in {bound}, got {value!r}")
+    return value
 
 
 class Optimizer:
@@ -20,13 +34,26 @@ class Optimizer:
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        if lr < 0:
-            raise ValueError(f"{type(self).__name__}: learning rate must be >= 0, got {lr}")
-        self.lr = lr
+        self.lr = _check_setting(type(self).__name__, "learning rate", lr)
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
+
+    def _check_gradients(self) -> None:
+        """Refuse a step with a NaN or inf in any gradient, before any parameter (or moment)
+        changes: one bad step would otherwise write NaN into every weight it touches."""
+        for index, p in enumerate(self.params):
+            g = p.grad
+            # the sum is one fast pass and is non-finite whenever an entry is (or, rarely,
+            # when finite entries overflow it: then the exact test below clears them)
+            if g is not None and not math.isfinite(float(np.sum(g))) and \
+                    not np.all(np.isfinite(g)):
+                bad = np.asarray(g).ravel()[~np.isfinite(np.asarray(g).ravel())][0]
+                raise NonFiniteLossError(
+                    f"{type(self).__name__}.step: the gradient of parameter {index} (shape "
+                    f"{p.shape}) holds {float(bad)}; no parameter was changed. The loss or a "
+                    "layer produced a non-finite value (check the inputs and the learning rate)")
 
     def step(self) -> None:
         raise NotImplementedError
@@ -37,10 +64,23 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr)
-        self.momentum, self.weight_decay = momentum, weight_decay
+        self.momentum = _check_setting("SGD", "momentum", momentum)
+        self.weight_decay = _check_setting("SGD", "weight_decay", weight_decay)
         self.velocity = [None] * len(self.params)
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The momentum buffers that exist so far, as velocity.<i>."""
+        return {f"velocity.{i}": v.copy() for i, v in enumerate(self.velocity) if v is not None}
+
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Checked whole before anything is assigned (see nn.check_state)."""
+        present = {f"velocity.{i}": (p.shape, p.dtype) for i, p in enumerate(self.params)
+                   if f"velocity.{i}" in state}
+        checked = check_state(state, present, "SGD.load_state_dict")
+        self.velocity = [checked.get(f"velocity.{i}") for i in range(len(self.params))]
+
     def step(self) -> None:
+        self._check_gradients()
         for i, p in enumerate(self.params):
             if p.grad is None:
                 continue
@@ -67,13 +107,20 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0):
         super().__init__(params, lr)
-        self.beta1, self.beta2 = betas
-        self.eps, self.weight_decay = eps, weight_decay
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ConfigError(f"Adam: betas must be a pair (beta1, beta2), got {betas!r}")
+        self.beta1 = _check_setting("Adam", "beta1", betas[0], 0.0, 1.0, high_open=True)
+        self.beta2 = _check_setting("Adam", "beta2", betas[1], 0.0, 1.0, high_open=True)
+        self.eps = _check_setting("Adam", "eps", eps)
+        if self.eps == 0:  # a parameter whose gradient is still 0 would step by 0 / 0
+            raise ConfigError("Adam: eps must be > 0 (it keeps m / sqrt(v) defined), got 0")
+        self.weight_decay = _check_setting("Adam", "weight_decay", weight_decay)
         self.m = [np.zeros_like(p.data) for p in self.params]
         self.v = [np.zeros_like(p.data) for p in self.params]
         self.t = 0
 
     def step(self) -> None:
+        self._check_gradients()
         self.t += 1
         correction1 = 1 - self.beta1 ** self.t
         correction2 = 1 - self.beta2 ** self.t
@@ -96,11 +143,23 @@ class Adam(Optimizer):
             state[f"m.{i}"], state[f"v.{i}"] = m.copy(), v.copy()
         return state
 
-    def load_state_dict(self, state: dict) -> None:
-        self.t = int(state["t"])
-        for i in range(len(self.params)):
-            self.m[i][...] = state[f"m.{i}"]
-            self.v[i][...] = state[f"v.{i}"]
+    def load_state_dict(self, state: Mapping[str, object]) -> None:
+        """Checked whole (names, exact shapes, real finite numbers, t a whole number >= 0,
+        v >= 0) before anything is assigned, so a refused state leaves Adam as it was."""
+        expected = {"t": ((), np.int64)}
+        for i, p in enumerate(self.params):
+            expected[f"m.{i}"] = expected[f"v.{i}"] = (p.shape, p.dtype)
+        checked = check_state(state, expected, "Adam.load_state_dict")
+        if checked["t"] < 0:
+            raise CheckpointError(f"Adam.load_state_dict: t is {int(checked['t'])}; expected "
+                                  "a step count >= 0")
+        negative = [f"v.{i}" for i in range(len(self.params)) if np.any(checked[f"v.{i}"] < 0)]
+        if negative:
+            raise CheckpointError(f"Adam.load_state_dict: {negative[0]} holds negative values; "
+                                  "a second moment is >= 0")
+        self.t = int(checked["t"])
+        self.m = [checked[f"m.{i}"] for i in range(len(self.params))]
+        self.v = [checked[f"v.{i}"] for i in range(len(self.params))]
 
 
 def clip_grad_norm(params: Iterable[Parameter], max_norm: float) -> float:

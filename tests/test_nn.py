@@ -74,7 +74,7 @@ def test_load_rejects_wrong_names_and_shapes(tmp_path):
     with pytest.raises(ValueError, match=r"body.0.weight.*\(9, 9\)"):
         model.load_state_dict(state)
     del state["count"]
-    with pytest.raises(KeyError, match="count"):
+    with pytest.raises(ValueError, match=r"missing \['count'\]"):
         model.load_state_dict(state)
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="not a readable"):
@@ -149,3 +149,66 @@ def test_training_step_graph_is_freed_without_the_cycle_collector():
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+# ---------------------------------------------------- a refused state dict changes nothing
+
+def _same(before, model):
+    after = model.state_dict()
+    return list(before) == list(after) and all(np.array_equal(before[k], after[k])
+                                               for k in before)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("embed.weight", np.zeros((5, 4)), r"embed.weight has shape \(5, 4\), expected \(5, 3\)"),
+    ("embed.weight", np.full((5, 3), "a"), r"embed.weight holds <U1 values; expected real"),
+    ("embed.weight", np.zeros((5, 3), complex), r"holds complex128 values; expected real"),
+    ("embed.weight", np.array([[{}] * 3] * 5, dtype=object), r"holds object values"),
+    ("embed.weight", np.full((5, 3), np.nan), r"embed.weight holds NaN or inf"),
+    ("body.2.bias", np.array([0.0, np.inf]), r"body.2.bias holds NaN or inf"),
+    ("count", np.zeros((1, 2)), r"count has shape \(1, 2\), expected \(2,\)"),
+])
+def test_a_bad_entry_late_in_the_state_dict_is_refused_before_anything_changes(key, value,
+                                                                              message):
+    """A user loads weights where the last entry does not fit: the error names it, and the
+    earlier entries were not overwritten on the way (a later, working load starts clean)."""
+    model = TwoLayer(np.random.default_rng(0))
+    before = model.state_dict()
+    state = {k: v + 1 for k, v in before.items()}  # every entry differs from the model's
+    state[key] = value
+    with pytest.raises(ValueError, match=message):
+        model.load_state_dict(state)
+    assert _same(before, model)
+
+
+def test_a_missing_or_extra_name_is_refused_naming_it():
+    model = TwoLayer(np.random.default_rng(0))
+    before = model.state_dict()
+    state = {k: v + 1 for k, v in before.items()}
+    state["head.weight"] = np.zeros(2)
+    with pytest.raises(ValueError, match=r"missing \[\], unexpected \['head.weight'\]"):
+        model.load_state_dict(state)
+    del state["head.weight"], state["body.0.bias"]
+    with pytest.raises(ValueError, match=r"missing \['body.0.bias'\], unexpected \[\]"):
+        model.load_state_dict(state)
+    assert _same(before, model)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"step 10, loss 0.25\n", "not an .npz archive: it looks like a text file"),
+    (b"", "not an .npz archive: it is empty"),
+    (b"\x80\x04\x95 pickled", "looks like a Python pickle"),
+    (None, "it is a single .npy array"),
+])
+def test_a_file_that_is_not_an_npz_is_reported_as_what_it_is(tmp_path, content, message):
+    path = tmp_path / "model.npz"
+    if content is None:
+        with open(path, "wb") as file:
+            np.save(file, np.zeros(3))  # np.save to a handle keeps the name
+    else:
+        path.write_bytes(content)
+    model = TwoLayer(np.random.default_rng(0))
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=message):
+        model.load(path)
+    assert _same(before, model)

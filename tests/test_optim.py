@@ -70,3 +70,92 @@ def test_clip_grad_norm():
     b.grad = np.array([0.4])
     optim.clip_grad_norm([a, b], 1.0)
     np.testing.assert_allclose(a.grad, [0.3, 0.0])  # under the limit: unchanged
+
+
+# ------------------------------------------------------------ refused settings and states
+
+import math  # noqa: E402
+
+import pytest  # noqa: E402
+
+from minimal.errors import ConfigError, NonFiniteLossError  # noqa: E402
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.Adam(p, lr=math.nan), r"learning rate must be a finite number .* nan"),
+    (lambda p: optim.Adam(p, lr=-1e-3), r"learning rate must be a finite number in \[0, inf\]"),
+    (lambda p: optim.Adam(p, betas=(0.9, 1.0)), r"beta2 must be a finite number in \[0, 1\)"),
+    (lambda p: optim.Adam(p, eps=0.0), r"eps must be > 0"),
+    (lambda p: optim.Adam(p, weight_decay=math.inf), r"weight_decay must be a finite"),
+    (lambda p: optim.SGD(p, lr=math.inf), r"learning rate must be a finite"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=-0.5), r"momentum must be a finite number"),
+])
+def test_a_bad_hyperparameter_is_refused_at_construction(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make([Parameter(np.zeros(3))])
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.Adam(p, lr=0.1),
+                                  lambda p: optim.SGD(p, lr=0.1, momentum=0.9)])
+def test_a_step_with_a_nan_gradient_changes_nothing_and_names_the_parameter(make):
+    layer = nn.Linear(3, 2, rng=np.random.default_rng(0))
+    optimizer = make(layer.parameters())
+    for p in layer.parameters():
+        p.grad = np.ones_like(p.data)
+    optimizer.step()  # one good step, so the moments / velocities hold something
+    before = [p.data.copy() for p in layer.parameters()]
+    state = optimizer.state_dict()
+    layer.weight.grad = np.ones_like(layer.weight.data)
+    layer.bias.grad = np.array([1.0, np.nan], np.float32)
+    with pytest.raises(NonFiniteLossError, match=r"gradient of parameter 1 \(shape \(2,\)\) "
+                                                 r"holds nan; no parameter was changed"):
+        optimizer.step()
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, layer.parameters()))
+    after = optimizer.state_dict()
+    assert all(np.array_equal(state[k], after[k]) for k in state)
+
+
+def test_adam_refuses_a_state_that_does_not_fit_and_changes_nothing():
+    params = [Parameter(np.ones((4, 3), np.float32)), Parameter(np.ones(2, np.float32))]
+    adam = optim.Adam(params, lr=0.1)
+    for p in params:
+        p.grad = np.full_like(p.data, 0.5)
+    adam.step()
+    good = adam.state_dict()
+
+    def changed(**edits):
+        state = {k: v.copy() + 1 for k, v in good.items()}
+        state.update(edits)
+        return state
+
+    cases = [
+        (changed(**{"v.0": np.ones((1, 3))}), r"v.0 has shape \(1, 3\), expected \(4, 3\)"),
+        (changed(extra=np.zeros(1)), r"unexpected \['extra'\]"),
+        ({k: v for k, v in changed().items() if k != "m.1"}, r"missing \['m.1'\]"),
+        (changed(**{"m.1": np.array([0.0, np.nan])}), r"m.1 holds NaN or inf"),
+        (changed(**{"m.0": np.ones((4, 3), complex)}), r"m.0 holds complex128 values"),
+        (changed(**{"v.1": np.array([-1.0, 1.0])}), r"v.1 holds negative values"),
+        (changed(t=np.array(2.5)), r"t holds fractions"),
+        (changed(t=np.array(-3)), r"t is -3"),
+    ]
+    for state, message in cases:
+        with pytest.raises(ValueError, match=message):
+            adam.load_state_dict(state)
+        now = adam.state_dict()
+        assert all(np.array_equal(good[k], now[k]) for k in good), message
+    adam.load_state_dict(changed())
+    assert adam.t == 2 and np.array_equal(adam.m[0], good["m.0"] + 1)
+
+
+def test_sgd_state_round_trip_and_refusal():
+    p = Parameter(np.ones(3))
+    sgd = optim.SGD([p], lr=0.1, momentum=0.9)
+    assert sgd.state_dict() == {}
+    p.grad = np.ones(3)
+    sgd.step()
+    state = sgd.state_dict()
+    other = optim.SGD([Parameter(np.ones(3))], lr=0.1, momentum=0.9)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.velocity[0], sgd.velocity[0])
+    with pytest.raises(ValueError, match="unexpected"):
+        other.load_state_dict({"velocity.3": np.ones(3)})
