@@ -98,7 +98,7 @@ class Config:
     n_test: int = 10000  # test images (at most this many from --data)
     binarize: bool = True  # binary pixels drawn with p = grey level, so p(x) is a likelihood
     iw_samples: int = 1000  # k, importance samples per test image for the NLL estimate
-    iw_images: int = 1000  # test images in the importance-weighted NLL estimate
+    iw_images: int = 500  # test images in the importance-weighted NLL estimate
     frames_per_epoch: int = 4  # reconstruction snapshots per epoch for the GIF
     data: str = ""  # folder of MNIST IDX files or of images; empty = synthetic digits
     resume: bool = False  # continue the run stopped in out_dir, bit for bit
@@ -482,8 +482,13 @@ def plot_reconstructions(trained: Trained, config: Config) -> None:
                                 for i in chosen_frames(epochs, config.epochs)]
     _image_rows(rows, labels, "Reconstructions (decoded posterior means) over training",
                 os.path.join(config.out_dir, "reconstructions.png"))
-    gif = [viz.image_grid(np.concatenate([originals, frame])[:, None], nrow=len(originals),
-                          padding=2) for frame in frames]
+    gif = []
+    for frame, epoch in zip(frames, epochs):
+        grid = viz.image_grid(np.concatenate([originals, frame])[:, None], nrow=len(originals),
+                              padding=2)
+        bar = np.ones((4, grid.shape[1]), np.float32)  # training progress, filled in grey
+        bar[1:3, :round(grid.shape[1] * epoch / config.epochs)] = 0.5
+        gif.append(np.concatenate([grid, bar]))
     viz.save_gif(gif, os.path.join(config.out_dir, "reconstructions.gif"), duration=0.25,
                  scale=3)
 
@@ -560,7 +565,7 @@ def plot_curves(trained: Trained, config: Config) -> None:
         test_epoch = (np.add(history["test_reconstruction"], history["test_kl"]) if index == 0
                       else np.asarray(history[["", "test_reconstruction", "test_kl"][index]]))
         ax.plot(steps_x, per_step, color="C0", alpha=0.25, lw=0.6, label="train, per step")
-        ax.plot(epochs_x, train_epoch, "o-", color="C0", label="train, epoch mean")
+        ax.plot(epochs_x - 0.5, train_epoch, "o-", color="C0", label="train, epoch mean")
         ax.plot(epochs_x, test_epoch, "s-", color="C1", label="test, end of epoch")
         ax.set(xlabel="epoch", ylabel="nats per image", title=name)
         if index < 2:  # the untrained model sits far above; say so instead of squashing
