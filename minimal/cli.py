@@ -251,7 +251,10 @@ def main(module_name: str, argv: Sequence[str] | None = None) -> dict[str, float
         config = config_from_args(parser, module.Config, getattr(module, "QUICK", None), argv)
     except ConfigError as error:
         parser.error(str(error))
-    name = module_name.rsplit(".", 1)[-1]
+    # run as `python -m minimal.demos.NAME` the module is __main__; its spec has the real name
+    spec = getattr(module, "__spec__", None)
+    full_name = spec.name if module_name == "__main__" and spec is not None else module_name
+    name = full_name.rsplit(".", 1)[-1]
     try:
         with RunRecord(name, config) as record:
             metrics = module.run(config)

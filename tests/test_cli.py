@@ -119,3 +119,30 @@ def test_a_malformed_tuple_is_a_usage_error(capsys):
         cli.parse_config(Awkward, None, ["--widths", "4,x"])
     assert exit_info.value.code == 2
     assert "comma-separated list of int" in capsys.readouterr().err
+
+
+def test_main_names_a_demo_run_with_dash_m_by_its_module(tmp_path, monkeypatch, capsys):
+    """`python -m minimal.demos.toy` runs the module as __main__: errors and run.json still
+    say "toy", not "__main__"."""
+    import importlib.machinery
+    import json
+    import sys
+    import types
+
+    from minimal.errors import DataError
+
+    @dataclass
+    class ToyConfig:
+        out_dir: str = str(tmp_path)
+
+    def run(config):
+        raise DataError("no digits here")
+
+    module = types.ModuleType("__main__")
+    module.__spec__ = importlib.machinery.ModuleSpec("minimal.demos.toy", None)
+    module.Config, module.run = ToyConfig, run
+    monkeypatch.setitem(sys.modules, "__main__", module)
+    with pytest.raises(SystemExit):
+        cli.main("__main__", [])
+    assert capsys.readouterr().err.strip() == "toy: no digits here"
+    assert json.loads((tmp_path / "run.json").read_text())["demo"] == "toy"
