@@ -354,10 +354,12 @@ def test_load_cifar10_binary(tmp_path):
     folder.mkdir()
     first = write_cifar(folder / "data_batch_1.bin", [0, 9, 4], seed=1)
     second = write_cifar(folder / "data_batch_2.bin", [7], seed=2)
+    rest = [write_cifar(folder / f"data_batch_{i}.bin", [i], seed=i) for i in (3, 4, 5)]
     test = write_cifar(folder / "test_batch.bin", [2, 2], seed=3)
     x, y = data.load_cifar10(tmp_path, "train")  # the parent folder works too
-    assert x.shape == (4, 32, 32, 3) and x.dtype == np.float32 and list(y) == [0, 9, 4, 7]
-    np.testing.assert_allclose(x, np.concatenate([first, second]) / 255.0, atol=1e-7)
+    assert x.shape == (7, 32, 32, 3) and x.dtype == np.float32 and list(y) == [0, 9, 4, 7,
+                                                                                3, 4, 5]
+    np.testing.assert_allclose(x, np.concatenate([first, second, *rest]) / 255.0, atol=1e-7)
     x, y = data.load_cifar10(folder, "test")
     np.testing.assert_allclose(x, test / 255.0, atol=1e-7)
 
@@ -365,6 +367,8 @@ def test_load_cifar10_binary(tmp_path):
 def test_load_cifar10_rejects_bad_files(tmp_path):
     folder = tmp_path / "cifar"
     folder.mkdir()
+    for i in (2, 3, 4, 5):
+        write_cifar(folder / f"data_batch_{i}.bin", [1])
     write_cifar(folder / "data_batch_1.bin", [1, 2])
     (folder / "data_batch_1.bin").write_bytes((folder / "data_batch_1.bin").read_bytes()[:-7])
     with pytest.raises(ValueError, match="3073-byte records"):
@@ -686,3 +690,88 @@ def test_cache_a_folder_where_the_file_should_be_is_built_in_memory(isolated_dat
         images, _ = data.digits(3, 5)
     np.testing.assert_array_equal(images, reference)
     assert path.is_dir()  # left as it was
+
+
+# ------------------------------------------------------------ loaders: limits and oddities
+
+def test_a_gz_idx_that_inflates_beyond_its_header_stops_reading_at_once(tmp_path):
+    """Header: 2 labels. Inflated: 64 MB more. The loader refuses after reading 3 bytes of
+    data, so its memory stays far below what the file would inflate to."""
+    import tracemalloc
+    from minimal.errors import DataError
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=1) as file:
+        file.write(bytes([0, 0, 0x08, 1]) + (2).to_bytes(4, "big") + bytes([3, 1]))
+        block = bytes(1 << 20)
+        for _ in range(64):
+            file.write(block)
+    assert path.stat().st_size < 1 << 20  # small on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"header says shape \(2,\) \(2 bytes of data\), "
+                                            r"found more"):
+            data.read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # reading it all first would take 64 MB
+
+
+def test_an_idx_header_whose_dimensions_overflow_is_a_clear_error(tmp_path):
+    from minimal.errors import DataError
+    header = bytes([0, 0, 0x08, 3]) + (0xFFFFFFFF).to_bytes(4, "big") * 3
+    for name, raw in (("plain-idx3-ubyte", header + bytes(10)),
+                      ("gz-idx3-ubyte.gz", gzip.compress(header + bytes(10)))):
+        (tmp_path / name).write_bytes(raw)
+        with pytest.raises(DataError, match=r"header says shape \(4294967295, 4294967295, "
+                                            r"4294967295\).*the header is damaged"):
+            data.read_idx(tmp_path / name, expected_dims=3)
+
+
+def _png_claiming(path: Path, width: int, height: int) -> None:
+    """A valid 1x1 PNG whose IHDR then claims width x height (CRC fixed, so only the size
+    is wrong: what a decompression bomb or a damaged header looks like)."""
+    import struct
+    import zlib
+    Image.new("RGB", (1, 1)).save(path)
+    raw = bytearray(path.read_bytes())
+    start = raw.index(b"IHDR")
+    raw[start + 4:start + 12] = struct.pack(">II", width, height)
+    raw[start + 17:start + 21] = struct.pack(">I", zlib.crc32(bytes(raw[start:start + 17])))
+    path.write_bytes(bytes(raw))
+
+
+def test_a_png_claiming_100000_by_100000_pixels_is_a_data_error_naming_it(tmp_path):
+    from minimal.errors import DataError
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    Image.new("RGB", (8, 8), (200, 10, 10)).save(folder / "a.png")
+    _png_claiming(folder / "b.png", 100_000, 100_000)
+    with pytest.raises(DataError, match=r"cannot read image .*b\.png: Image size "
+                                        r"\(10000000000 pixels\) exceeds limit"):
+        data.load_image_folder(folder, size=8)
+
+
+def test_a_folder_or_dangling_link_named_like_an_image_is_skipped_with_a_warning(tmp_path):
+    folder = tmp_path / "faces"
+    (folder / "album.png").mkdir(parents=True)  # a folder named like an image
+    (folder / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")  # a dangling link
+    Image.new("RGB", (8, 8), (10, 200, 10)).save(folder / "real.png")
+    with pytest.warns(RuntimeWarning, match=r"skipping 2 entries .*album.png \(a folder\).*"
+                                            r"gone.jpg \(a dangling link\)"):
+        images = data.load_image_folder(folder, size=4)
+    assert images.shape == (1, 4, 4, 3) and images[0, 0, 0, 1] > 0.7
+
+
+def test_cifar10_with_only_some_training_batches_names_the_missing_ones(tmp_path):
+    from minimal.errors import DataError
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for i in (1, 2, 4):
+        write_cifar(folder / f"data_batch_{i}.bin", [1])
+    with pytest.raises(DataError, match=r"incomplete: data_batch_3.bin, data_batch_5.bin "
+                                        r"missing \(found data_batch_1.bin, data_batch_2.bin, "
+                                        r"data_batch_4.bin\)"):
+        data.load_cifar10(tmp_path)
+    with pytest.raises(FileNotFoundError):  # still a FileNotFoundError for older callers
+        data.load_cifar10(tmp_path)
