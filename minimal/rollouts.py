@@ -55,6 +55,8 @@ from multiprocessing.connection import wait
 import gymnasium as gym
 import numpy as np
 
+from minimal.errors import NonFiniteLossError
+
 # A forkserver worker re-runs the learner's main module by name although the server has
 # preloaded it (see _modules_to_preload); runpy warns about exactly that, harmlessly.
 warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after import of package",
@@ -326,6 +328,7 @@ class RolloutPool:
         self.generation = 0          # the iteration number, tags replies
         self.stats = CollectStats()
         self.workers: list[_Worker] = []
+        self._stopped: str | None = None  # why collect() can no longer work, once it can't
         # a pool that is never closed is still cleaned up when it is garbage-collected or, at
         # the latest, when the interpreter exits (weakref.finalize registers an atexit hook)
         self._finalizer = weakref.finalize(self, _shutdown, self.workers)
@@ -357,6 +360,8 @@ class RolloutPool:
 
     def close(self) -> None:
         """Stop the workers: ask, wait a second, then terminate; close the pipes."""
+        if self._stopped is None:
+            self._stopped = "the pool was closed"
         _shutdown(self.workers)
         if self._env is not None:
             self._env.close()
@@ -365,8 +370,20 @@ class RolloutPool:
     # ----- collecting --------------------------------------------------------------------
     def collect(self, flat_params: np.ndarray, min_steps: int) -> list[Episode]:
         """Episodes next_index, next_index + 1, ... until they hold >= min_steps steps."""
+        if self._stopped is not None:
+            raise (WorkerError if self._stopped != "the pool was closed" else RuntimeError)(
+                f"RolloutPool.collect: {self._stopped}; make a new RolloutPool to go on")
         start = time.perf_counter()
         flat_params = np.asarray(flat_params, dtype=np.float64)
+        if flat_params.shape != (self.spec.num_parameters(),):
+            raise ValueError(f"RolloutPool.collect: expected {self.spec.num_parameters()} "
+                             f"parameters for {self.spec}, got shape {flat_params.shape}")
+        bad = np.flatnonzero(~np.isfinite(flat_params))
+        if len(bad):  # a diverged update: acting on it would give garbage episodes, not errors
+            raise NonFiniteLossError(
+                f"RolloutPool.collect: the policy parameters hold {len(bad)} NaN or inf values "
+                f"(the first at index {bad[0]}); nothing was collected. The last policy update "
+                "diverged (try a smaller step size)")
         if self.workers:
             episodes = self._collect_parallel(flat_params, min_steps)
         else:
@@ -460,6 +477,8 @@ class RolloutPool:
                    f"{worker.process.exitcode}); stopping the other workers")
 
     def _fail(self, message: str) -> None:
+        summary = message.strip().splitlines()[-1] if message.strip() else message  # the error
+        self._stopped = f"the pool stopped after a worker failure ({summary})"
         self.close()
         raise WorkerError(message)
 

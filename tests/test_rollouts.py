@@ -129,6 +129,34 @@ def test_killed_worker_raises_in_the_learner_within_seconds_and_the_rest_stop():
         pool.collect(random_params(CARTPOLE, 0), 10**9)  # would never end on its own
     assert time.perf_counter() - start < 5.0
     assert not any(process.is_alive() for process in processes)
+    # going on with the broken pool: a clear error, not an AttributeError
+    with pytest.raises(WorkerError, match=r"the pool stopped after a worker failure \(rollout "
+                                          r"worker \d+ died .*\); make a new RolloutPool"):
+        pool.collect(random_params(CARTPOLE, 0), 200)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_collect_after_close_is_a_clear_error(workers):
+    pool = RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=workers)
+    pool.collect(random_params(CARTPOLE, 0), 50)
+    pool.close()
+    with pytest.raises(RuntimeError, match="RolloutPool.collect: the pool was closed; make a "
+                                           "new RolloutPool"):
+        pool.collect(random_params(CARTPOLE, 0), 50)
+
+
+def test_nan_policy_parameters_are_refused_before_collecting():
+    from minimal.errors import NonFiniteLossError
+    with RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=0) as pool:
+        params = random_params(CARTPOLE, 0)
+        params[[7, 20]] = np.nan, np.inf
+        with pytest.raises(NonFiniteLossError, match=r"hold 2 NaN or inf values \(the first "
+                                                     r"at index 7\); nothing was collected"):
+            pool.collect(params, 50)
+        with pytest.raises(ValueError, match=r"expected \d+ parameters .* got shape \(3,\)"):
+            pool.collect(np.zeros(3), 50)
+        assert pool.next_index == 0
+        assert len(pool.collect(random_params(CARTPOLE, 0), 50)) >= 1  # still usable
 
 
 def test_worker_exception_is_reported_with_its_traceback():
