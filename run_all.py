@@ -21,6 +21,7 @@ from pathlib import Path
 
 import minimal.demos
 from minimal.cli import make_config
+from minimal.errors import UserError
 from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
@@ -60,6 +61,9 @@ def run_demo(name: str, quick: bool) -> dict:
         missed = check_targets(row["metrics"], getattr(module, "TARGETS", {}))
         if missed:
             row["status"], row["detail"] = "FAIL", "; ".join(missed)
+    except UserError as error:  # the user's to fix (a bad data file, ...): one line says what
+        print(f"{name}: {error}", file=sys.stderr, flush=True)
+        row["status"], row["detail"] = "ERROR", str(error)
     except Exception as error:  # noqa: BLE001 - a broken demo is reported, the others still run
         traceback.print_exc()
         row["status"], row["detail"] = "ERROR", f"{type(error).__name__}: {error}"
@@ -97,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown demo(s) {unknown}; available: {available}")
     names = args.names or available
+    if OUTPUTS.exists() and not OUTPUTS.is_dir():
+        parser.error(f"{OUTPUTS.resolve()} is a file; run_all.py writes each demo's figures and "
+                     f"summary.md into the folder {OUTPUTS}/ here: move the file away")
     rows = []
     for name in names:
         print(f"== {name}", flush=True)

@@ -1,4 +1,11 @@
+import dataclasses
+import sys
+import types
+
+import pytest
+
 import run_all
+from minimal.errors import DataError
 
 
 def test_targets():
@@ -19,3 +26,36 @@ def test_broken_demo_is_reported(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     row = run_all.run_demo("does_not_exist", quick=True)
     assert row["status"] == "ERROR"
+
+
+def test_outputs_being_a_file_is_a_usage_error_before_any_demo_runs(tmp_path, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").write_text("not a folder")
+    monkeypatch.setattr(run_all, "run_demo", lambda *a: pytest.fail("a demo started"))
+    with pytest.raises(SystemExit) as exit_info:
+        run_all.main(["dqn"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "outputs is a file; run_all.py writes each demo's figures" in err
+    assert "Traceback" not in err
+
+
+def test_a_user_error_in_a_demo_is_one_line_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    module = types.ModuleType("minimal.demos.fake")
+
+    @dataclasses.dataclass
+    class Config:
+        out_dir: str = "outputs/fake"  # where figures go
+
+    def run(config):
+        raise DataError("datasets/mnist/train-images-idx3-ubyte.gz is truncated")
+
+    module.Config, module.run, module.QUICK = Config, run, {}
+    monkeypatch.setitem(sys.modules, "minimal.demos.fake", module)
+    row = run_all.run_demo("fake", quick=True)
+    assert row["status"] == "ERROR" and "is truncated" in row["detail"]
+    err = capsys.readouterr().err
+    assert err.strip() == "fake: datasets/mnist/train-images-idx3-ubyte.gz is truncated"
+    assert '"status": "failed"' in (tmp_path / "outputs" / "fake" / "run.json").read_text()
