@@ -775,3 +775,23 @@ def test_cifar10_with_only_some_training_batches_names_the_missing_ones(tmp_path
         data.load_cifar10(tmp_path)
     with pytest.raises(FileNotFoundError):  # still a FileNotFoundError for older callers
         data.load_cifar10(tmp_path)
+
+
+def test_download_without_a_network_is_one_line_without_a_traceback(tmp_path, monkeypatch,
+                                                                    capsys):
+    import urllib.error
+    import urllib.request
+
+    from minimal.data import download
+
+    def unreachable(url, timeout=None):
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))
+
+    monkeypatch.setattr(urllib.request, "urlopen", unreachable)
+    with pytest.raises(SystemExit) as exit_info:
+        download.main(["mnist", "--root", str(tmp_path)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("download: cannot download https://") and "Network is unreachable" \
+        in err and "Is there a network?" in err and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "mnist").glob("*"))  # no partial file left

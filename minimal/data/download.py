@@ -19,9 +19,13 @@ import hashlib
 import os
 import shutil
 import tarfile
+import sys
 import tempfile
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+from minimal.errors import DataError, UserError
 
 from ._cache import default_data_dir
 
@@ -55,11 +59,18 @@ def fetch(url: str, destination: Path, expected_md5: str, timeout: float = 60.0)
                                          dir=destination.parent)
     temp = Path(temp_name)
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as src:
-            shutil.copyfileobj(src, out, 1 << 20)
+        try:
+            with os.fdopen(handle, "wb") as out, \
+                    urllib.request.urlopen(url, timeout=timeout) as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", None) or error
+            raise UserError(f"cannot download {url}: {reason}. Is there a network? Without "
+                            "one, put the files in place by hand (see datasets/README.md)") \
+                from None
         found = md5_of(temp)
         if found != expected_md5:
-            raise ValueError(f"{url}: MD5 {found} does not match the published {expected_md5}; "
+            raise DataError(f"{url}: MD5 {found} does not match the published {expected_md5}; "
                              f"the download is damaged or the mirror serves another file")
         os.replace(temp, destination)
     finally:
@@ -83,7 +94,7 @@ def download_cifar10(folder: Path, base_url: str = CIFAR_URL) -> Path:
                    if m.isfile() and Path(m.name).name in CIFAR_MEMBERS}
         missing = sorted(set(CIFAR_MEMBERS) - set(members))
         if missing:
-            raise ValueError(f"{archive} lacks {missing}: not the CIFAR-10 binary archive")
+            raise DataError(f"{archive} lacks {missing}: not the CIFAR-10 binary archive")
         for name, member in members.items():
             handle, temp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
             try:  # as in fetch: an interrupted extraction leaves no .part file behind
@@ -112,7 +123,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("name", choices=("mnist", "cifar10"))
     parser.add_argument("--root", default=None, help="data folder (default: datasets/)")
     args = parser.parse_args(argv)
-    print(download(args.name, args.root))
+    try:
+        print(download(args.name, args.root))
+    except UserError as error:  # no network, a damaged download: one line, no traceback
+        print(f"download: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
