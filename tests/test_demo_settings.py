@@ -67,3 +67,64 @@ def test_figure_sweeps_beyond_convergence_is_refused_after_the_one_second_evalua
     config = dp.Config(theta=1e-2, figure_sweeps=(0, 500), out_dir=str(tmp_path))
     with pytest.raises(ConfigError, match=r"converged after \d+ sweeps.*got \(0, 500\)"):
         dp.run(config)
+
+
+@pytest.mark.parametrize("name", ["dqn", "actor_critic"])
+@pytest.mark.parametrize("where, message", [
+    ("file", "is a file; expected a folder for the figures"),
+    ("under_a_file", "is not writable"),
+])
+def test_an_unusable_out_dir_is_one_line_before_any_training(name, where, message, tmp_path,
+                                                            monkeypatch, capsys):
+    """Used to train to the end and die on the first figure, metrics lost."""
+    module = importlib.import_module(f"minimal.demos.{name}")
+    monkeypatch.setattr(module, "run", lambda config: pytest.fail("training started"))
+    (tmp_path / "file").write_text("x")
+    out_dir = tmp_path / "file" if where == "file" else tmp_path / "file" / "figures"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(module.__name__, ["--quick", "--out-dir", str(out_dir)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_interrupted_demo_leaves_a_record_saying_so(tmp_path, monkeypatch):
+    """Figures of two runs mixed in one folder: run.json says the last one was interrupted."""
+    import json
+    module = importlib.import_module("minimal.demos.natural_gradient")
+
+    def interrupted(config):
+        (tmp_path / "figure.png").write_bytes(b"half of the figures")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(module.__name__, ["--quick", "--out-dir", str(tmp_path)])
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "interrupted" and record["config"]["steps"] == 60
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"epoch 3 loss 0.2\n", "not an .npz archive: it looks like a text file"),
+    (None, "not an .npz archive: it is a single .npy array"),
+])
+def test_a_text_file_or_npy_given_as_a_checkpoint_is_reported_as_what_it_is(tmp_path, content,
+                                                                            message):
+    import numpy as np
+
+    from minimal import nn, optim, training
+    from minimal.errors import CheckpointError
+    config = cli.make_config(importlib.import_module("minimal.demos.natural_gradient").Config,
+                             out_dir=str(tmp_path))
+    path = tmp_path / training.CHECKPOINT_NAME
+    if content is None:
+        with open(path, "wb") as file:
+            np.save(file, np.zeros(4))
+    else:
+        path.write_bytes(content)
+    model = nn.Linear(2, 2, rng=np.random.default_rng(0))
+    state = training.TrainingState("t", config, {"model": model},
+                                   {"adam": optim.Adam(model.parameters())},
+                                   np.random.default_rng(0))
+    with pytest.raises(CheckpointError, match=message):
+        state.resume()
