@@ -269,8 +269,12 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             file.seek(0)
             with np.load(file, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-    except (FileNotFoundError, IsADirectoryError, PermissionError, CheckpointError):
+    except (FileNotFoundError, CheckpointError):
         raise
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder; expected an .npz file") from None
+    except OSError as error:  # no permission, an I/O error
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
     except ValueError as error:
         if "allow_pickle" in str(error) or "Object arrays" in str(error):
             raise CheckpointError(
