@@ -101,10 +101,10 @@ def validate(config: Any, *, counts: Sequence[str] = (), whole: Sequence[str] = 
     field, its flag, the value and what was expected. Tuple fields are checked per element.
 
     counts: whole numbers >= 1. whole: whole numbers >= 0 (a seed, a count where 0 means
-    "skip"). non_negative: finite numbers >= 0. positive: finite numbers
-    > 0. fractions: numbers in [0, 1]. finite: any finite number. choices: field -> allowed
-    values (for a tuple field every element must be allowed, and it may not be empty).
-    nonempty: tuple fields that need at least one value (the other kinds accept an empty one).
+    "skip"). non_negative: finite numbers >= 0. positive: finite numbers > 0. fractions:
+    numbers in [0, 1]. finite: any finite number. choices: field -> allowed values (for a
+    tuple field every element must be allowed, and it may not be empty). nonempty: tuple
+    fields that need at least one value (the other kinds accept an empty tuple).
     """
     def refuse(name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{_flag(name)} must be {expected}, got {value!r}")
