@@ -9,6 +9,10 @@ from minimal.autograd import Tensor, grad
 from minimal.demos import deconvnet as dc
 from minimal.errors import ConfigError, NonFiniteLossError
 
+# held-out accuracy of the tiny learning run below: measured 0.736 (seed 0, 1 thread; the
+# untrained net 0.076); the threshold leaves room for other BLAS builds
+THRESHOLD = 0.6
+
 
 def random_net(rng, channels=2, side=12, widths=(3, 4)):
     """A small ConvNet whose every parameter, biases included, is random."""
@@ -105,7 +109,7 @@ def test_relu_rules_by_hand():
 def test_guided_backprop_on_a_tiny_net_by_hand():
     """One channel, a 5x5 kernel whose only non-zero is its centre (1), bias -2: the conv is
     x - 2, so every number below can be followed by hand."""
-    model = dc.ConvNet(1, 4, np.random.default_rng(0), widths=(1, 1), hidden=1)
+    model = dc.ConvNet(1, 4, np.random.default_rng(0), widths=(1, 1), hidden=1, centre=0.0)
     model.conv1.weight.data[...] = 0
     model.conv1.weight.data[0, 0, 2, 2] = 1
     model.conv1.bias.data[...] = -2
@@ -182,3 +186,13 @@ def test_a_nan_stops_training_naming_the_step(tmp_path):
     train_x[:] = np.nan
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 1"):
         dc.train(config, train_x, train_y, test_x, test_y)
+
+
+def test_the_convnet_learns_digits_with_a_fixed_seed(tmp_path):
+    """A tiny run (500 synthetic digits, 2 epochs, Adam 1e-3; the quick preset is too long for
+    a test): held-out accuracy 0.74 measured, the untrained net's 0.08."""
+    config = dc.Config(dataset="digits", train_size=500, test_size=500, epochs=2, lr=1e-3,
+                       out_dir=str(tmp_path))
+    _, state, untrained = dc.train(config, *dc.load_data(config))
+    assert untrained < 0.2
+    assert state.history["held_out_accuracy"][-1] >= THRESHOLD
