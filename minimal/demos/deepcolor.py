@@ -47,9 +47,11 @@ LINE.png: any size and mode (grey, RGB, RGBA with transparency as white paper). 
 so its longer side is the trained size, traced again with the training's adaptive threshold (so
 it looks like the line art the net learned from), coloured, and scaled back to the input's size;
 the drawing's own lines are then multiplied over the colours so they stay crisp. HINT.png: a
-rough colouring of any size (stretched to the drawing); without one the hint is all white, as
-the post describes. --checkpoint picks another checkpoint than out_dir/checkpoint.npz.
-`colorize(generator, line, hint)` (arrays in, array out) is the same step for other callers.
+rough colouring of any size (stretched to the drawing), faded to 0.3 * hint + 0.7 * white and
+blurred as the post does (--hint-fade 1 keeps a sparse scribble's full strength, blur only);
+without one the hint is all white, as the post describes. --checkpoint picks another checkpoint
+than out_dir/checkpoint.npz. `load_colorizer(path)` and `colorize(generator, line, hint)`
+(arrays in, array out) are the same steps for other callers (a web page, say).
 
 Run:  python -m minimal.demos.deepcolor [--quick] [--rungs 1,4] [--size 256] [--resume]
 
@@ -59,11 +61,13 @@ Figures (in out_dir):
                     original
     hints.png       the hint's processing: original, whited out (training), blurred (the
                     training hint), the use-time hint (faded and blurred)
-    scribble.png    a user-style scribble made by the demo (a few wobbly strokes in colours a
-                    user would pick), the hint it becomes, and rung 4's colouring, next to the
-                    original
+    scribble.png    a user-style scribble made by the demo (wobbly broad strokes in colours a
+                    user would pick), the hint it becomes with the post's 0.3 fading and with
+                    the blur only (--hint-fade 1), rung 4's colouring with each, without a
+                    hint, and the original
     photo.png       a real photograph's line art coloured by rung 4 without and with a hint
     losses.png      D loss, G adversarial loss and L1 over training for rungs 2-4, rung 1's L2
+                    (as its square root, to share the L1 panel), in the nets' [-1, 1] units
 
 Measured (2 cores shared with other jobs, so times are upper bounds):
     MEASURED
@@ -120,12 +124,14 @@ class Config:
     hint: str = ""  # with --colorize: a rough colouring of the drawing (empty: all white)
     out: str = ""  # with --colorize: where the coloured picture is written
     checkpoint: str = ""  # with --colorize: the checkpoint (empty: out_dir/checkpoint.npz)
+    hint_fade: float = 0.3  # with --hint: share of the hint's colour over white before the blur
 
     def __post_init__(self):
         cli.validate(self, counts=("train_images", "test_images", "iterations", "batch_size",
                                    "width", "depth", "save_every"),
-                     positive=("lr", "l1_weight"), fractions=("beta1",),
+                     positive=("lr", "l1_weight", "hint_fade"), fractions=("beta1", "hint_fade"),
                      choices={"size": SIZES, "rungs": RUNGS})
+        self.rungs = tuple(sorted(set(self.rungs)))  # each rung once, bottom of the ladder first
         if self.batch_size < 2:
             raise ConfigError("batch_size (--batch-size) must be at least 2: batch norm "
                                   f"needs two pictures per step, got {self.batch_size}")
@@ -137,8 +143,8 @@ class Config:
 
 
 # quick: 64 px, narrower nets, fewer pictures and steps (about a minute on 2 cores)
-QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 150, "width": 16,
-         "depth": 4, "lr": 1e-3, "save_every": 50}
+QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 300, "width": 8,
+         "depth": 4, "lr": 1e-3, "save_every": 100}
 
 TARGETS = {
     "l1_rung4_hint": ("<=", 0.0),  # set below from measurement
@@ -365,11 +371,16 @@ def train_step(rung: int, generator: Generator, discriminator: Discriminator | N
     adam_d.zero_grad()
     loss_d.backward()
     adam_d.step()
-    loss_g, adversarial, l1 = generator_loss(discriminator, x, y, fake, config.l1_weight)
-    state.check_finite(where, adversarial=adversarial, l1=l1)
-    adam_g.zero_grad()
-    discriminator.zero_grad()  # D's gradients from G's loss are not used
-    loss_g.backward()
+    for param in discriminator.parameters():  # G's step needs no gradient for D's weights
+        param.requires_grad = False
+    try:
+        loss_g, adversarial, l1 = generator_loss(discriminator, x, y, fake, config.l1_weight)
+        state.check_finite(where, adversarial=adversarial, l1=l1)
+        adam_g.zero_grad()
+        loss_g.backward()
+    finally:
+        for param in discriminator.parameters():
+            param.requires_grad = True
     adam_g.step()
     return {"d": float(loss_d.data), "gan": float(adversarial.data), "l1": float(l1.data)}
 
@@ -420,6 +431,13 @@ def train(config: Config, pictures: dict, rng: np.random.Generator,
 
 # ===== evaluation ==========================================================================
 
+def faded_hint(hint: np.ndarray, fade: float = 0.3) -> np.ndarray:
+    """A hint at use time: fade * hint + (1 - fade) * white, then the blur. fade 0.3 is the
+    post's (data.colour_hint(hint, train=False)); a sparse scribble on white paper is already
+    mostly white, like a whited-out picture, and may keep its full strength (fade 1)."""
+    return blurred(fade * np.asarray(hint, np.float32) + (1 - fade))
+
+
 def use_hints(pictures: dict, split: str = "test") -> np.ndarray:
     """Rung 4's use-time hints: each picture faded to 0.3 + 0.7 white, then blurred."""
     return np.stack([data.colour_hint(image, train=False) for image in pictures[split]])
@@ -449,7 +467,8 @@ def evaluate(config: Config, modules: dict, pictures: dict) -> tuple[dict, dict]
 
 # ===== figures =============================================================================
 
-def _labelled_grid(columns: list[tuple[str, np.ndarray]], path: Path, title: str = "") -> None:
+def _labelled_grid(columns: list[tuple[str, np.ndarray]], path: Path, title: str = "",
+                   inches: float = 1.35) -> None:
     """A grid of pictures, one column per (label, (N, H, W[, 3]) batch), labels on top."""
     import matplotlib
 
@@ -457,8 +476,8 @@ def _labelled_grid(columns: list[tuple[str, np.ndarray]], path: Path, title: str
     import matplotlib.pyplot as plt
 
     rows = len(columns[0][1])
-    figure, axes = plt.subplots(rows, len(columns), figsize=(1.35 * len(columns), 1.35 * rows),
-                                squeeze=False)
+    figure, axes = plt.subplots(rows, len(columns), squeeze=False,
+                                figsize=(inches * len(columns), inches * rows))
     for col, (label, batch) in enumerate(columns):
         for row in range(rows):
             axis = axes[row, col]
@@ -477,7 +496,8 @@ def _labelled_grid(columns: list[tuple[str, np.ndarray]], path: Path, title: str
 def ladder_figure(config: Config, pictures: dict, outputs: dict, metrics: dict,
                   path: Path, rows: int = 6) -> None:
     n = min(rows, len(pictures["test"]))
-    columns = [("line art", pictures["test_lines"][:n]), ("hint (use)", use_hints(pictures)[:n])]
+    columns = [("line art", pictures["test_lines"][:n]),
+               ("hint in use\n(rung 4)", use_hints(pictures)[:n])]
     for rung in config.rungs:
         key = f"{rung}_hint" if uses_hint(rung) else rung
         l1 = metrics[f"l1_rung{rung}_hint" if uses_hint(rung) else f"l1_rung{rung}"]
@@ -510,9 +530,10 @@ def _whiteout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def scribble(image: np.ndarray, line: np.ndarray, rng: np.random.Generator,
-             strokes: int = 7) -> np.ndarray:
-    """A hint as a user would draw it: a few wobbly thick strokes on white paper, each in the
-    colour the picture has where the stroke starts (a user picks the colour they want there)."""
+             strokes: int = 10) -> np.ndarray:
+    """A hint as a user would draw it: wobbly strokes of a broad brush on white paper, each in
+    the colour the picture has where the stroke starts (a user picks the colour they want
+    there), running off regardless of the lines, as a quick scribble does."""
     from PIL import Image, ImageDraw
 
     size = image.shape[0]
@@ -530,7 +551,7 @@ def scribble(image: np.ndarray, line: np.ndarray, rng: np.random.Generator,
             x, y = x + step * np.cos(heading), y + step * np.sin(heading)
             points.append((float(np.clip(x, 0, size - 1)), float(np.clip(y, 0, size - 1))))
         pen.line(points, fill=tuple(int(255 * c) for c in colour_at),
-                 width=max(2, size // 20), joint="curve")
+                 width=max(2, size // 7), joint="curve")
     return np.asarray(canvas, np.float32) / 255.0
 
 
@@ -538,10 +559,14 @@ def scribble_figure(modules: dict, pictures: dict, rng: np.random.Generator, pat
                     rows: int = 3) -> None:
     originals, lines = pictures["test"][:rows], pictures["test_lines"][:rows]
     scribbles = np.stack([scribble(image, line, rng) for image, line in zip(originals, lines)])
-    hints = np.stack([data.colour_hint(s, train=False) for s in scribbles])
+    faded = np.stack([faded_hint(s, 0.3) for s in scribbles])
+    full = np.stack([faded_hint(s, 1.0) for s in scribbles])
     generator = modules["rung4"]
-    columns = [("line art", lines), ("user scribble", scribbles), ("hint it becomes", hints),
-               ("rung 4 with it", colour(generator, 4, lines, hints)),
+    columns = [("line art", lines), ("user scribble", scribbles),
+               ("hint: faded 0.3,\nblurred (post)", faded),
+               ("rung 4 with it", colour(generator, 4, lines, faded)),
+               ("hint: blurred\nonly (fade 1)", full),
+               ("rung 4 with it", colour(generator, 4, lines, full)),
                ("rung 4, no hint", colour(generator, 4, lines)), ("original", originals)]
     _labelled_grid(columns, path)
 
@@ -555,7 +580,8 @@ def photo_figure(config: Config, modules: dict, path: Path) -> None:
                ("rung 4, no hint", colour(generator, 4, line[None])),
                ("hint", hint[None]), ("rung 4 with the hint", colour(generator, 4, line[None],
                                                                      hint[None]))]
-    _labelled_grid(columns, path)
+    _labelled_grid(columns, path, "a photograph (far from the training pictures), coloured",
+                   inches=2.4)
 
 
 def losses_figure(history: dict, path: Path) -> None:
@@ -651,13 +677,14 @@ def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = None,
-             size: int = 128, rung: int = 4) -> np.ndarray:
+             size: int = 128, rung: int = 4, fade: float = 0.3) -> np.ndarray:
     """Colour a drawing: line (H, W) grey or (H, W, 3) in [0, 1], hint (h, w, 3) in [0, 1] or
     None (all white). Returns (H, W, 3) float32 in [0, 1], the drawing's size.
 
     The drawing is scaled so its longer side is `size` (the size the net was trained at), traced
     with the training's adaptive threshold, coloured with the hint faded and blurred as in the
-    post (0.3 * hint + 0.7 * white), scaled back, and its own lines multiplied over the colours.
+    post (fade 0.3: 0.3 * hint + 0.7 * white) and blurred, scaled back, and its own lines
+    multiplied over the colours.
     """
     line = np.asarray(line, np.float32)
     grey = line if line.ndim == 2 else line @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -668,7 +695,7 @@ def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = N
     hints = None
     if uses_hint(rung) and hint is not None:
         hint = np.asarray(hint, np.float32)
-        hints = data.colour_hint(_resize(hint, small_h, small_w), train=False)[None]
+        hints = faded_hint(_resize(hint, small_h, small_w), fade)[None]
     coloured = colour(generator, rung, traced[None], hints)[0]
     return (_resize(coloured, height, width) * grey[..., None]).astype(np.float32)
 
@@ -709,7 +736,7 @@ def colorize_file(config: Config) -> Path:
     hint = read_user_image(config.hint, "--hint") if config.hint else None
     checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
     generator, rung, size = load_colorizer(checkpoint)
-    result = colorize(generator, line, hint, size, rung)
+    result = colorize(generator, line, hint, size, rung, config.hint_fade)
     out = Path(config.out)
     try:
         viz.save_image(result, out)
