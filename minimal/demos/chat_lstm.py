@@ -69,9 +69,11 @@ Departures from the original:
   the post, and read in order every epoch, so a checkpoint at any step resumes exactly.
 - Data: a generated chat log (minimal/data/chatlog.py: 100 000 messages of everyday phrases,
   emote spam, 12 copypastas, one-word reactions and a Zipf tail of made-up words) instead of
-  scraped Twitch chat (the post had about 150 000 messages and 33 000 words); the quick preset
-  uses 20 000 messages, 300 steps and dropout 0.2;
-  the model, Adam 5e-3 and the clip at 5 are the post's in both presets.
+  scraped Twitch chat (the post had about 150 000 messages and 33 000 words); the full preset
+  trains 3000 steps (2.7 epochs), the quick one 300 steps on 20 000 messages. The model,
+  dropout, Adam 5e-3 and the clip at 5 are the post's in both. The clip never binds here: the
+  gradient of the mean loss per token has norm 0.4-0.6 (at most 1.1 in the first 150 quick
+  steps; kept in the checkpoint's history as grad_norm), so it only guards against a blow-up.
 """
 
 from __future__ import annotations
@@ -145,13 +147,12 @@ class Config:
                                   f"max_words (--max-words) {self.max_words}")
 
 
-# quick: a fifth of the messages, 300 steps (1.35 epochs), lighter dropout for so short a run
-QUICK = {"messages": 20_000, "steps": 300, "eval_every": 50, "eval_messages": 1000,
-         "dropout": 0.2}
+# quick: a fifth of the messages and 300 steps (1.35 epochs); the model and optimiser as in full
+QUICK = {"messages": 20_000, "steps": 300, "eval_every": 50, "eval_messages": 1000}
 
 TARGETS = {
-    "held_out_perplexity": ("<=", 0.0),
-    "copypasta_exact": (">=", 0.0),
+    "held_out_perplexity": ("<=", 5.5),  # measured 4.87; bigram 11.1, untrained 1031
+    "copypasta_exact": (">=", 0.75),  # measured 12 of 12 from their middle
 }
 
 
@@ -219,6 +220,9 @@ def decode(ids: Sequence[int], vocabulary: Sequence[str]) -> list[str]:
 
 def load_messages(config: Config) -> list[str]:
     """The raw chat lines: --data (one message per line) or the generated chat log."""
+    if config.data and not Path(config.data).expanduser().exists():
+        raise DataError(f"--data {config.data}: no such file; expected a UTF-8 text file with "
+                        "one chat message per line")
     try:
         return data.load("chat", config.messages, config.seed, path=config.data or None)
     except (OSError, ValueError) as error:
@@ -477,9 +481,10 @@ def train(config: Config, prepared: dict, rng: np.random.Generator,
         state.check_finite(f"step {step + 1}", loss=loss)
         adam.zero_grad()
         loss.backward()
-        optim.clip_grad_norm(params, config.clip)
+        norm = optim.clip_grad_norm(params, config.clip)
         adam.step()
         state.history.setdefault("train_loss", []).append(float(loss.data))
+        state.history.setdefault("grad_norm", []).append(norm)  # before the clip
         if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
             state.history.setdefault("eval_step", []).append(step + 1)
             state.history.setdefault("held_out_loss", []).append(evaluate(model, held_rows))
@@ -534,8 +539,8 @@ def plot_curves(history: dict, baselines: dict, steps_per_epoch: float, path: st
 
 def plot_copypastas(result: dict, config: Config, path: str) -> None:
     plt = _pyplot()
-    fig = plt.figure(figsize=(11, 8))
-    top, bottom = fig.add_gridspec(2, 1, height_ratios=[1, 1.15]).subplots()
+    fig = plt.figure(figsize=(11, 7))
+    top, bottom = fig.add_gridspec(2, 1, height_ratios=[1, 0.8]).subplots()
     ks = np.arange(1, len(result["greedy"]) + 1)
     top.plot(ks, result["greedy"], "o-", label="greedy")
     top.plot(ks, result["sampled"], "s-",

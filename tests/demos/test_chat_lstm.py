@@ -245,3 +245,15 @@ def test_chat_prompt_answers_lines_and_exits_at_end_of_input(tmp_path):
     assert sum(line.strip().startswith("sampled: zzqx is this") for line in lines) == 1
     assert any("rare word: zzqx" in line for line in lines)
     assert lines[-1] == "bye"
+
+
+def test_data_file_is_one_message_per_line(tmp_path):
+    path = tmp_path / "chat.txt"
+    path.write_text("\n".join(CORPUS) + "\n\n", encoding="utf-8")  # a blank line is no message
+    config = C.Config(data=str(path), messages=len(CORPUS), min_count=1,
+                      out_dir=str(tmp_path))
+    assert C.load_messages(config) == CORPUS
+    prepared = C.prepare(C.load_messages(config), config, np.random.default_rng(0))
+    assert len(prepared["train"]) + len(prepared["held_out"]) == 7
+    with pytest.raises(C.DataError, match="no such file"):
+        C.load_messages(C.Config(data=str(tmp_path / "missing.txt")))
