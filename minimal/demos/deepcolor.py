@@ -69,8 +69,29 @@ Figures (in out_dir):
     losses.png      D loss, G adversarial loss and L1 over training for rungs 2-4, rung 1's L2
                     (as its square root, to share the L1 panel), in the nets' [-1, 1] units
 
-Measured (2 cores shared with other jobs, so times are upper bounds):
-    MEASURED
+Measured (seed 0; 8 held-out pictures; L1 is the mean absolute error per channel in [0, 1];
+chroma is the mean max(R,G,B) - min(R,G,B), 0.292 for the originals):
+
+    quick preset (64 px, width 8, depth 4, 256 pictures, 300 steps per rung, Adam 1e-3)
+    rung                      L1 no hint   L1 with hint   chroma no hint   chroma with hint
+    1 conv net, L2              0.149           -             0.251              -
+    2 GAN + U-Net               0.153           -             0.276              -
+    3 + blurred hint            0.419         0.085           0.067            0.293
+    4 + whiteout, 0.3 hint      0.169         0.121           0.171            0.258
+    baselines: the untrained rung-4 net 0.194; the blurred picture alone (rung 3's hint)
+    0.096; the faded use-time hint alone 0.350.
+    40 s of one core (user time; 2 min 45 s wall on 2 cores shared with about a dozen other
+    busy processes), peak memory 175 MB.
+
+What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
+over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
+(sharper, with some wrong colours, so its L1 is no better); given the blurred picture, rung 3 is
+best with its hint and useless without one (0.419: it learned to copy the hint, so a white hint
+gives a white picture); whiting out the hint in training (rung 4) makes the net colour on its
+own where the hint says nothing (0.169 without a hint against rung 3's 0.419) while the faint
+use-time hint still guides it (0.121). At this scale no net beats simply blurring the original
+on L1 (0.096): the nets are small and trained for minutes, and L1 rewards blur.
+MEDIUM
 
 Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
 and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
@@ -108,7 +129,7 @@ class Config:
     size: int = 128  # picture side in pixels (32, 64, 128 or 256)
     train_images: int = 2048  # training pictures
     test_images: int = 16  # held-out pictures for the metrics and the ladder
-    iterations: int = 3000  # training steps per rung
+    iterations: int = 2000  # training steps per rung
     batch_size: int = 4  # pictures per step
     width: int = 32  # channels of the first conv (the original 64); doubles per level, cap 8x
     depth: int = 5  # encoder levels of the generator (bottleneck = size / 2^depth)
@@ -146,8 +167,9 @@ class Config:
 QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 300, "width": 8,
          "depth": 4, "lr": 1e-3, "save_every": 100}
 
-TARGETS = {
-    "l1_rung4_hint": ("<=", 0.0),  # set below from measurement
+TARGETS = {  # quick preset, seed 0, measured 0.121 and 0.86
+    "l1_rung4_hint": ("<=", 0.135),  # rung 4 with the use-time hint (rung 1: 0.149)
+    "chroma_rung1_over_originals": ("<=", 0.93),  # the L2 net's colours are duller
 }
 
 
@@ -629,6 +651,9 @@ def run(config: Config) -> dict[str, float]:
 
     metrics, outputs = evaluate(config, modules, pictures)
     metrics[f"l1_untrained_rung{top}"] = float(np.abs(untrained - pictures["test"]).mean())
+    if 1 in config.rungs:
+        metrics["chroma_rung1_over_originals"] = (metrics["chroma_rung1"]
+                                                  / metrics["chroma_originals"])
     figure_rng = np.random.default_rng([config.seed, 1])  # figures do not move the training rng
     ladder_figure(config, pictures, outputs, metrics, out_dir / "ladder.png")
     hint_steps_figure(pictures, figure_rng, out_dir / "hints.png")
@@ -740,7 +765,10 @@ def colorize_file(config: Config) -> Path:
     out = Path(config.out)
     try:
         viz.save_image(result, out)
-    except (OSError, KeyError, ValueError) as error:
+    except KeyError:
+        raise DataError(f"--out {out}: unknown picture format {out.suffix!r}; use .png") \
+            from None
+    except (OSError, ValueError) as error:
         raise DataError(f"--out {out}: cannot write the picture there ({error})") from None
     print(f"coloured {config.colorize} ({line.shape[1]}x{line.shape[0]}) with rung {rung} of "
           f"{checkpoint}{' and the hint ' + config.hint if config.hint else ''}: {out}")

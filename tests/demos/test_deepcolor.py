@@ -62,6 +62,16 @@ def test_unet_shapes_at_several_sizes_and_odd_sizes_padded(skips):
     padded = np.pad(odd, ((0, 0), (0, 0), (0, 3), (0, 3)), constant_values=1.0)  # to 16 x 24
     np.testing.assert_allclose(out, dc.generate(generator, padded)[:, :, :13, :21], atol=1e-6)
     assert generator.training  # generate() put it back in training mode
+    # evaluation uses the running statistics: a picture colours the same alone or in a batch
+    # (the original normalised a test batch of one picture by its own statistics)
+    np.testing.assert_allclose(dc.generate(generator, odd[1:]), out[1:], atol=1e-6)
+
+
+def test_targets_share_the_tanh_range():
+    pictures = np.random.default_rng(0).uniform(0, 1, (2, 5, 7, 3)).astype(np.float32)
+    targets = dc.to_net(pictures)  # what the tanh output is compared with: [-1, 1], not [0, 1]
+    assert targets.shape == (2, 3, 5, 7) and targets.min() < -0.9 and targets.max() > 0.9
+    np.testing.assert_allclose(dc.from_net(targets), pictures, atol=1e-6)
 
 
 def test_generator_step_gradients_against_central_differences_float64():
