@@ -103,14 +103,14 @@ class Config:
     data: str = ""  # real data instead of the synthetic set: CIFAR-10 binary, MNIST IDX, images
     train_images: int = 20000  # real training images
     test_images: int = 2000  # held-out real images for the Frechet distance
-    iterations: int = 4000  # training iterations (one D step and one G step each)
+    iterations: int = 3000  # training iterations (one D step and one G step each)
     batch_size: int = 64  # images per batch (real and generated)
     z_dim: int = 100  # noise values per sample, each from U(-1, 1)
     g_width: int = 32  # g: channels of G's last hidden layer (doubling towards 4x4)
     d_width: int = 32  # d: channels of D's first layer (doubling towards 4x4)
     lr: float = 2e-4  # Adam step, both networks
     beta1: float = 0.5  # Adam beta1, both networks
-    checkpoint_every: int = 500  # iterations between checkpoints (samples, distance, save)
+    checkpoint_every: int = 250  # iterations between checkpoints (samples, distance, save)
     eval_images: int = 2000  # generated (and real) images per Frechet distance
     classifier_epochs: int = 3  # epochs of the feature classifier on the training images
     walk_rows: int = 6  # rows of the latent walk (one noise value each)
@@ -127,9 +127,10 @@ class Config:
                                   f"needs two images), got {self.batch_size}")
 
 
-# quick: fewer images and iterations, the same nets and settings
-QUICK = {"train_images": 5000, "test_images": 1000, "iterations": 600, "checkpoint_every": 100,
-         "eval_images": 1000, "classifier_epochs": 2}
+# quick: fewer images, half-width nets, batch 32 and a bigger step (more updates per second)
+QUICK = {"train_images": 5000, "test_images": 1000, "iterations": 900, "checkpoint_every": 150,
+         "eval_images": 1000, "classifier_epochs": 2, "g_width": 16, "d_width": 16,
+         "batch_size": 32, "lr": 5e-4}
 
 TARGETS = {
     "frechet_distance": ("<=", 10.0),  # placeholder, set from measurement below
