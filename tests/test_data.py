@@ -600,15 +600,16 @@ def test_shapes_need_the_shape_but_context_helps():
 
 # ------------------------------------------------------------------ cache: damage and faults
 
-def test_cache_fuzz_every_single_byte_flip_loads_right_or_is_rebuilt(tmp_path, monkeypatch):
-    """Flip one byte of a real cache file, position by position (a random bit pattern each):
+def test_cache_fuzz_single_byte_flips_load_right_or_are_rebuilt(tmp_path, monkeypatch):
+    """Flip one byte of a real cache file, at 400 random positions of its 1042 (a random bit
+    pattern each; all positions took 10 s on this machine's slow renames, so a sample):
     the next load returns the right data, either read as it is or rebuilt with a warning, and
     the load after that reads the file without a word: no flip fails, none fails twice."""
     import os
-    monkeypatch.setattr(os, "fsync", lambda fd: None)  # a thousand rewrites: skip the flush
-    images, labels = data.digits(3, 5, cache=False)
-    truth = {"images": (images * 255).round().astype(np.uint8)[:, 10:18, 10:18],
-             "labels": labels}
+    monkeypatch.setattr(os, "fsync", lambda fd: None)  # hundreds of rewrites: skip the flush
+    rng = np.random.default_rng(0)
+    truth = {"images": rng.integers(0, 256, (3, 8, 8), dtype=np.uint8),  # the digits' dtypes
+             "labels": rng.integers(0, 10, 3)}
     builds = []
 
     def build():  # the cache's build step, with the real arrays' dtypes (kept small: fast)
@@ -621,9 +622,9 @@ def test_cache_fuzz_every_single_byte_flip_loads_right_or_is_rebuilt(tmp_path, m
     load()
     (path,) = tmp_path.glob("digits-*.npz")
     original = path.read_bytes()
-    rng = np.random.default_rng(0)
     rebuilt = 0
-    for position in range(len(original)):
+    positions = np.sort(rng.choice(len(original), size=400, replace=False))
+    for position in positions:
         damaged = bytearray(original)
         damaged[position] ^= int(rng.integers(1, 256))
         path.write_bytes(bytes(damaged))
@@ -641,7 +642,7 @@ def test_cache_fuzz_every_single_byte_flip_loads_right_or_is_rebuilt(tmp_path, m
             arrays = load()
         np.testing.assert_array_equal(arrays["images"], truth["images"])
         assert len(builds) - before == len(caught), f"byte {position} failed twice"
-    assert rebuilt > 0.7 * len(original), (rebuilt, len(original))  # measured: 80 percent
+    assert rebuilt > 0.7 * len(positions), (rebuilt, len(positions))  # measured: 80 percent
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -673,8 +674,11 @@ def test_cache_damaged_file_in_a_read_only_folder_is_built_in_memory(isolated_da
 
     monkeypatch.setattr(Path, "unlink", refused)
     monkeypatch.setattr(tempfile, "mkstemp", refused)
-    with pytest.warns(RuntimeWarning, match="cannot remove it .*built in memory"):
+    with pytest.warns(RuntimeWarning) as caught:
         images, _ = data.digits(3, 5)
+    messages = [str(w.message) for w in caught]
+    assert any("cannot read cache file" in m for m in messages), messages
+    assert any("could not cache digits" in m and "built in memory" in m for m in messages)
     np.testing.assert_array_equal(images, reference)
     with pytest.warns(RuntimeWarning, match="could not cache digits .*built in memory"):
         images, _ = data.digits(2, 5)  # no file yet, folder read-only: built in memory too

@@ -107,9 +107,9 @@ def cached(
 ) -> Arrays:
     """Return `build()`'s arrays, from the cache when a valid file for `params` is there.
 
-    A damaged file is reported with a warning, deleted and rebuilt. When the cache folder cannot
-    be written (read-only install), or the damaged file cannot be removed, or a folder sits
-    where the file should be, the data are built in memory and returned without caching.
+    A damaged file is reported with a warning and rebuilt (the new file replaces it). When the
+    cache folder cannot be written (read-only install), or a folder sits where the file should
+    be, the data are built in memory and returned without caching, with a warning.
     """
     if not use_cache:
         return build()
@@ -123,13 +123,8 @@ def cached(
         try:
             return load_arrays(path)
         except DamagedCacheError as error:
-            try:
-                path.unlink(missing_ok=True)
-            except OSError as unlink_error:  # read-only folder: rebuild, but keep it in memory
-                warnings.warn(f"{error}; cannot remove it ({unlink_error.strerror}), so the "
-                              "data are built in memory this time", RuntimeWarning,
-                              stacklevel=3)
-                return build()
+            # the rebuilt file replaces it atomically below; if the folder is read-only, the
+            # data are built in memory (and the damaged file is reported again next time)
             warnings.warn(f"{error}; rebuilding it", RuntimeWarning, stacklevel=3)
     arrays = build()
     try:
