@@ -702,6 +702,7 @@ def test_a_gz_idx_that_inflates_beyond_its_header_stops_reading_at_once(tmp_path
     """Header: 2 labels. Inflated: 64 MB more. The loader refuses after reading 3 bytes of
     data, so its memory stays far below what the file would inflate to."""
     import tracemalloc
+
     from minimal.errors import DataError
     path = tmp_path / "train-labels-idx1-ubyte.gz"
     with gzip.open(path, "wb", compresslevel=1) as file:

@@ -1,7 +1,11 @@
+import math
+
 import numpy as np
+import pytest
 
 from minimal import nn, optim
 from minimal.autograd import Parameter, Tensor
+from minimal.errors import ConfigError, NonFiniteLossError
 
 
 def test_adam_first_steps_closed_form():
@@ -73,12 +77,6 @@ def test_clip_grad_norm():
 
 
 # ------------------------------------------------------------ refused settings and states
-
-import math  # noqa: E402
-
-import pytest  # noqa: E402
-
-from minimal.errors import ConfigError, NonFiniteLossError  # noqa: E402
 
 
 @pytest.mark.parametrize("make, message", [

@@ -86,7 +86,7 @@ def load_arrays(path: Path) -> Arrays:
     # Whatever np.load raises on a damaged file is damage: besides the usual OSError,
     # ValueError and BadZipFile, a flipped flag bit gives NotImplementedError ("strong
     # encryption") or RuntimeError ("password required"), a bad compression byte zlib.error.
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         raise DamagedCacheError(f"cannot read cache file {path}: {type(error).__name__}: "
                                 f"{error}") from error
     stored = arrays.pop(_CHECKSUM_KEY, None)

@@ -18,8 +18,8 @@ import argparse
 import hashlib
 import os
 import shutil
-import tarfile
 import sys
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request

@@ -20,6 +20,7 @@ import numpy as np
 
 from minimal.errors import DataError
 
+
 class DataNotFoundError(DataError, FileNotFoundError):
     """The data the user pointed at are not there (a FileNotFoundError too)."""
 
