@@ -43,6 +43,11 @@ def _umask() -> int:
     return mask
 
 
+def default_file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0666 minus the umask."""
+    return 0o666 & ~_umask()
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -95,7 +100,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
     except OSError:
-        mode = 0o666 & ~_umask()
+        mode = default_file_mode()
     handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp",
                                          dir=path.parent)
     try:

@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 from minimal.errors import DataError, UserError
+from minimal.files import default_file_mode
 
 from ._cache import default_data_dir
 
@@ -71,7 +72,8 @@ def fetch(url: str, destination: Path, expected_md5: str, timeout: float = 60.0)
         found = md5_of(temp)
         if found != expected_md5:
             raise DataError(f"{url}: MD5 {found} does not match the published {expected_md5}; "
-                             f"the download is damaged or the mirror serves another file")
+                            f"the download is damaged or the mirror serves another file")
+        os.chmod(temp, default_file_mode())  # mkstemp's 0600 would hide a shared datasets/
         os.replace(temp, destination)
     finally:
         temp.unlink(missing_ok=True)
@@ -100,6 +102,7 @@ def download_cifar10(folder: Path, base_url: str = CIFAR_URL) -> Path:
             try:  # as in fetch: an interrupted extraction leaves no .part file behind
                 with os.fdopen(handle, "wb") as out:
                     shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
+                os.chmod(temp_name, default_file_mode())
                 os.replace(temp_name, folder / name)
             finally:
                 Path(temp_name).unlink(missing_ok=True)
