@@ -196,3 +196,18 @@ def test_the_convnet_learns_digits_with_a_fixed_seed(tmp_path):
     _, state, untrained = dc.train(config, *dc.load_data(config))
     assert untrained < 0.2
     assert state.history["held_out_accuracy"][-1] >= THRESHOLD
+
+
+def test_at_layer_one_the_three_rules_agree_and_part_from_layer_two():
+    """Seeded with a feature's own (non-negative) map, the signal reaching layer 1's ReLU is
+    positive exactly where that ReLU's input was: rectifying it, masking by the input, or both
+    give one picture. At layer 2 the signal comes through transposed filters, with both signs."""
+    rng = np.random.default_rng(4)
+    model = random_net(rng)
+    images = rng.random((3, 2, 12, 12)).astype(np.float32)
+    layer1 = [dc.project(model, images, 1, 2, rule) for rule in dc.RULES]
+    np.testing.assert_array_equal(layer1[0], layer1[1])
+    np.testing.assert_array_equal(layer1[0], layer1[2])
+    layer2 = [dc.project(model, images, 2, 1, rule) for rule in dc.RULES]
+    assert np.abs(layer2[0]).max() > 0
+    assert not np.allclose(layer2[0], layer2[1]) and not np.allclose(layer2[1], layer2[2])
