@@ -86,8 +86,9 @@ chroma is the mean max(R,G,B) - min(R,G,B), 0.292 for the originals):
     4 + whiteout, 0.3 hint      0.169         0.121           0.171            0.258
     baselines: the untrained rung-4 net 0.194; the blurred picture alone (rung 3's hint)
     0.096; the faded use-time hint alone 0.350.
-    40 s of one core (user time; 2 min 45 s wall on 2 cores shared with about a dozen other
-    busy processes), peak memory 175 MB.
+    38 s of one core (user time; 1 min 58 s wall with OPENBLAS_NUM_THREADS=1 on 2 cores
+    shared with about a dozen other busy processes), peak memory 177 MB. On that overloaded
+    machine two BLAS threads were slower still (idle threads spin while waiting for a core).
 
 What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
 over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
