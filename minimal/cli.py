@@ -181,11 +181,14 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     for field in dataclasses.fields(config_cls):
         default = _default_of(field)
         flag = "--" + field.name.replace("_", "-")
+        # a bool flag alone means true (--resume), and still takes a value (--resume false)
+        alone = {"nargs": "?", "const": True} if isinstance(default, bool) else {}
         parser.add_argument(
             flag,
             dest=field.name,
             type=_flag_type(default),
             default=None,
+            **alone,
             metavar=type(default).__name__.upper(),
             # argparse %-formats help strings: a literal % must be doubled
             help=f"{comments.get(field.name, '')} (default: {default!r})".replace("%", "%%"),

@@ -40,6 +40,12 @@ def test_unknown_quick_field_is_an_error():
         cli.make_config(Config, {"nope": 1})
 
 
+def test_a_bool_flag_alone_means_true():
+    assert cli.parse_config(Config, None, ["--fast"]).fast is True
+    assert cli.parse_config(Config, None, ["--fast", "--seed", "2"]) == Config(fast=True, seed=2)
+    assert cli.parse_config(Config, None, ["--fast", "false"]).fast is False
+
+
 def test_bad_bool_is_an_error():
     with pytest.raises(SystemExit):
         cli.parse_config(Config, None, ["--fast", "maybe"])
