@@ -59,8 +59,8 @@ def ours(rng: np.random.Generator, size: int, batch: int, width: int, depth: int
     targets = rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
 
     def iteration():
-        dc.train_step(4, generator, discriminator, adam_g, adam_d, inputs, targets, config,
-                      state, "bench")
+        dc.train_step(generator, discriminator, adam_g, adam_d, inputs, targets, config, state,
+                      "bench")
     return iteration
 
 

@@ -393,12 +393,13 @@ def generator_loss(discriminator: Discriminator, x: Tensor, y: Tensor, fake: Ten
     return adversarial + l1_weight * l1, adversarial, l1
 
 
-def train_step(rung: int, generator: Generator, discriminator: Discriminator | None,
+def train_step(generator: Generator, discriminator: Discriminator | None,
                adam_g: optim.Adam, adam_d: optim.Adam | None, inputs: np.ndarray,
                targets: np.ndarray, config: Config, state: training.TrainingState,
                where: str) -> dict[str, float]:
-    """One step of one rung: the discriminator's step, then the generator's. Returns the
-    losses. inputs (N, C, H, W) and targets (N, 3, H, W) in [-1, 1]."""
+    """One step of one rung: the discriminator's step, then the generator's (rung 1, with no
+    discriminator: the L2 step alone). Returns the losses. inputs (N, C, H, W) and targets
+    (N, 3, H, W) in [-1, 1]."""
     x, y = Tensor(inputs), Tensor(targets)
     fake = generator(x)  # (N, 3, H, W)
     if discriminator is None:  # rung 1: the plain regression the post starts from
@@ -460,8 +461,8 @@ def train(config: Config, pictures: dict, rng: np.random.Generator,
             hints = training_hints(rung, pictures, index, rng)
             inputs = net_input(rung, pictures["train_lines"][index], hints)
             targets = to_net(pictures["train"][index])
-            losses = train_step(rung, generator, discriminator, adam_g, adam_d, inputs,
-                                targets, config, state, f"rung {rung}, step {step + 1}")
+            losses = train_step(generator, discriminator, adam_g, adam_d, inputs, targets,
+                                config, state, f"rung {rung}, step {step + 1}")
             for name, value in losses.items():
                 state.history.setdefault(f"{name}{rung}", []).append(value)
             progress.update(step + 1, **losses)

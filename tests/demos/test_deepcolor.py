@@ -2,6 +2,7 @@
 gradients in float64, learning (a tiny config), exact resume, the NaN guard, and colorize."""
 
 import dataclasses
+import zlib
 
 import numpy as np
 import pytest
@@ -148,7 +149,7 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert resumed_state.history == whole_state.history
 
 
-def test_nan_stops_naming_the_rung_and_step(tmp_path, monkeypatch):
+def test_nan_stops_naming_the_rung_and_step(tmp_path):
     config = dc.Config(**SMALL, out_dir=str(tmp_path))
     rng = np.random.default_rng(0)
     pictures = dc.prepare(config)
@@ -209,7 +210,6 @@ def test_colorize_bad_files_fail_clearly_and_write_nothing(checkpoint, tmp_path,
     Image.new("L", (1, 1)).save(tmp_path / "bomb.png")
     bomb = bytearray((tmp_path / "bomb.png").read_bytes())
     bomb[16:24] = (60000).to_bytes(4, "big") * 2  # the header now claims 60000 x 60000 pixels
-    import zlib
     bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
     (tmp_path / "bomb.png").write_bytes(bytes(bomb))
     cases = {"missing.png": "no such file", "empty.png": "empty", "text.png": "not an image",
