@@ -33,6 +33,7 @@ Run:
     python -m minimal.demos.chat_lstm --quick            train (writes outputs/chat_lstm/)
     python -m minimal.demos.chat_lstm --chat             type a few words, get the rest
     python -m minimal.demos.chat_lstm --data chat.txt    your own log, one message per line
+    python -m minimal.demos.chat_lstm --resume --steps 4000   train on from the checkpoint
 The chat prompt loads out_dir's checkpoint (vocabulary included), reads a line of a few words at
 a time, prints the greedy and a sampled completion, says which words it does not know (read as
 the rare id), and stops at an empty line or the end of input.
@@ -138,7 +139,7 @@ class Config:
     prompts: tuple = ("hello chat", "i have been", "dear diary", "is this", "that play is",
                       "can we get", "my mom asked", "kappa kappa", "why is the", "press one",
                       "who else is", "i miss the")  # prompts of the completion table
-    chat: bool = False  # talk to the trained model: prompts from stdin (--chat alone works too)
+    chat: bool = False  # talk to the trained model instead of training: prompts from stdin
     resume: bool = False  # continue from the checkpoint in out_dir
     out_dir: str = "outputs/chat_lstm"  # where figures, the table and the checkpoint go
 
@@ -706,11 +707,8 @@ def chat(config: Config, stdin=None, stdout=None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """`--chat` (alone, or --chat true) talks to the trained model; anything else trains."""
+    """`--chat` talks to the trained model; anything else trains (cli.main)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    for i, flag in enumerate(argv):
-        if flag == "--chat" and (i + 1 == len(argv) or argv[i + 1].startswith("--")):
-            argv[i:i + 1] = ["--chat", "true"]
     config = cli.parse_config(Config, QUICK, argv, (__doc__ or "").strip())
     if not config.chat:
         cli.main(__name__, argv)

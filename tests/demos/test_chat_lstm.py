@@ -152,6 +152,17 @@ def test_generation_stops_at_the_end_id():
         == [[], []]
 
 
+def test_ngram_baselines_by_hand():
+    # ids 1-3 words, 4 rare, 5 end; training pairs (1,2) (2,5) (1,3) (3,5)
+    train = np.array([[1, 2, 5, 0], [1, 3, 5, 0]])
+    held = np.array([[1, 2, 5, 0]])
+    got = C.ngram_perplexities(train, held, classes=6)
+    # unigram, add-one over ids 1..5: targets 2, 3, 5, 5 -> (1, 2, 2, 1, 3) / 9
+    np.testing.assert_allclose(got["unigram"], np.sqrt(9 / 2 * 9 / 3))
+    # Witten-Bell: p(2 | 1) = (1 + 2 * 2/9) / (2 + 2), p(5 | 2) = (1 + 1 * 3/9) / (1 + 1)
+    np.testing.assert_allclose(got["bigram"], np.sqrt(36 / 13 * 3 / 2))
+
+
 def test_find_copypastas():
     pasta = ["this", "is", "a", "long", "pasta", "of", "many", "words", "that", "people",
              "paste", "again", "and", "again"]
