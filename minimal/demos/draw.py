@@ -106,7 +106,7 @@ class Config:
     save_every: int = 250  # iterations between checkpoints
     examples: int = 8  # images in the canvas figures and GIFs
     data: str = ""  # MNIST IDX folder (or CIFAR-10 / image folder with --color); empty: synthetic
-    resume: bool = False  # continue from out_dir/checkpoint.npz with the same settings
+    resume: bool = False  # continue from out_dir/checkpoint.npz (same settings; more iterations ok)
     out_dir: str = "outputs/draw"  # where figures, run.json and the checkpoint are written
 
     def __post_init__(self):
@@ -439,7 +439,9 @@ def run(config: Config) -> dict[str, float]:
                                        ).astype(np.float32)
     untrained = {name: evaluate(model, test_images, test_noise, binary)[0]
                  for name, model in models.items()}
-    state = training.TrainingState("draw", config, models, adams, rng)
+    # a resumed run may train on for more iterations (both models continue from their counters)
+    state = training.TrainingState("draw", config, models, adams, rng,
+                                   may_differ=("iterations", "eval_every", "save_every"))
     if config.resume:
         state.resume()
     for name in ("plain", "attention"):

@@ -268,6 +268,11 @@ def test_resume_gives_the_uninterrupted_run_bit_for_bit(tmp_path, monkeypatch):
     for key in a.files:
         if key != "config":  # it holds out_dir and resume, which differ
             assert np.array_equal(a[key], b[key]), key
+    # training on for longer is allowed: both models continue from their counters
+    draw.run(small_run_config(tmp_path / "b", iterations=8, resume=True))
+    longer = np.load(tmp_path / "b" / "checkpoint.npz")
+    assert len(longer["history/plain_kl"]) == len(longer["history/attention_kl"]) == 8
+    assert np.array_equal(longer["history/plain_kl"][:6], a["history/plain_kl"])
 
 
 def test_a_nan_stops_training_naming_the_iteration_and_term(tmp_path, monkeypatch):
