@@ -19,6 +19,14 @@ Broadcasting follows NumPy. An input that was broadcast receives the gradient su
 to its own shape (`_unbroadcast`). A node used twice receives the sum of both gradients.
 
 Data are float32 unless given as float64 (gradient checks run in float64).
+
+Reading order. The file is laid out to be read from the top: grad mode and `Tensor`; `node`,
+the constructor every op calls to record its parents and backward (how to define an op); the
+core ops `add`, `mul`, `matmul`; the backward pass (`_topological_order`, `_propagate`, `grad`,
+`backward`); and only then the rest of the ops (elementwise functions and activations,
+`linear`, reductions, shape ops) and the fast paths (`fused`). Every primitive op with its own
+backward lives here; functional.py composes them into softmax, losses and dropout, and conv.py
+holds the image ops (convolution, pooling, batch norm).
 """
 
 from __future__ import annotations
@@ -260,11 +268,24 @@ def as_tensor(value, dtype=None) -> Tensor:
     return value if isinstance(value, Tensor) else Tensor(value, dtype=dtype)
 
 
-def _node(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Callable, op: str) -> Tensor:
-    """Wrap a result; record its parents and backward only when a gradient will be needed.
+# ===== how an op is defined: a node records its parents and its backward ===================
 
-    `backward_fn(g)` takes the gradient of the result (a Tensor) and returns one gradient Tensor
-    (or None for "no gradient") per parent, written with Tensor ops so it can be differentiated.
+def node(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Callable, op: str) -> Tensor:
+    """The result of an op, as a Tensor that remembers how it was made: every op ends here.
+
+    `data` is the op's value, computed with NumPy. `parents` are the Tensors it was computed
+    from. `backward_fn(g)` takes the gradient of the result (a Tensor shaped like `data`) and
+    returns one gradient Tensor per parent (None for "no gradient"), written with Tensor ops so
+    that under `grad(..., create_graph=True)` it is itself recorded and can be differentiated
+    again. `op` names the op in error messages and reprs. Parents and backward are kept only
+    when a gradient will be needed (recording on and some parent requires a gradient).
+
+    Defining an op is one call; `mul` below is the pattern:
+
+        def mul(a, b):
+            return node(a.data * b.data, (a, b), lambda g: (g * b, g * a), "mul")
+
+    (the real one also sums the gradient back over broadcast axes, `_unbroadcast`).
     """
     out = Tensor.__new__(Tensor)
     out.data, out.grad, out._op = data, None, op
@@ -277,7 +298,7 @@ def _node(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Callable, op
 
 def _node_of_result(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Callable,
                     op: str) -> Tensor:
-    """`_node` for ops whose derivative is written with their own result, e.g. d exp(a) =
+    """`node` for ops whose derivative is written with their own result, e.g. d exp(a) =
     exp(a) da: `backward_fn(g, result)` gets the result node.
 
     It gets it through a weak reference. A closure holding the node itself would make a
@@ -287,7 +308,7 @@ def _node_of_result(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Ca
     node is alive whenever its backward runs: the backward pass is holding it.
     """
     ref = None
-    result = _node(data, parents, lambda g: backward_fn(g, ref()), op)
+    result = node(data, parents, lambda g: backward_fn(g, ref()), op)
     ref = weakref.ref(result)
     return result
 
@@ -323,45 +344,194 @@ def _unbroadcast(g: Tensor, shape: tuple) -> Tensor:
     return reshape(g, shape)
 
 
-# ===== elementwise arithmetic =============================================================
+# ===== the core ops: add, mul, matmul (and their siblings sub, div, neg) ===================
 
 def add(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("add", a, b)
-    return _node(a.data + b.data, (a, b),
+    return node(a.data + b.data, (a, b),
                  lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add")
 
 
 def sub(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("sub", a, b)
-    return _node(a.data - b.data, (a, b),
+    return node(a.data - b.data, (a, b),
                  lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub")
 
 
 def mul(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("mul", a, b)
-    return _node(a.data * b.data, (a, b),
+    return node(a.data * b.data, (a, b),
                  lambda g: (_unbroadcast(g * b, a.shape) if a.requires_grad else None,
                             _unbroadcast(g * a, b.shape) if b.requires_grad else None), "mul")
 
 
 def div(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("div", a, b)
-    return _node(a.data / b.data, (a, b),
+    return node(a.data / b.data, (a, b),
                  lambda g: (_unbroadcast(g / b, a.shape) if a.requires_grad else None,
                             _unbroadcast(-g * a / (b * b), b.shape) if b.requires_grad else None),
                  "div")
 
 
 def neg(a: Tensor) -> Tensor:
-    return _node(-a.data, (a,), lambda g: (-g,), "neg")
+    return node(-a.data, (a,), lambda g: (-g,), "neg")
 
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """NumPy's matmul: 2-D, batched (broadcast leading axes), and 1-D operands."""
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: scalars are not allowed, got shapes {a.shape} and {b.shape}")
+    if a.ndim == 1:
+        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:])
+    if b.ndim == 1:
+        return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
+    if a.shape[-1] != b.shape[-2]:
+        raise _shape_error("matmul", a.shape, b.shape)
+    try:
+        out = np.matmul(a.data, b.data)
+    except ValueError:
+        raise _shape_error("matmul", a.shape, b.shape) from None
+
+    def backward(g):
+        ga = _unbroadcast(matmul(g, b.swapaxes(-1, -2)), a.shape) if a.requires_grad else None
+        gb = _unbroadcast(matmul(a.swapaxes(-1, -2), g), b.shape) if b.requires_grad else None
+        return ga, gb
+
+    return node(out, (a, b), backward, "matmul")
+
+
+# ===== the backward pass: walk the graph from the output back to the inputs ================
+
+def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
+    """Nodes reachable from roots, each after all of its parents (iterative depth-first)."""
+    order, visited = [], set()
+    pending = [(root, False) for root in roots if root.requires_grad]
+    while pending:
+        current, parents_done = pending.pop()
+        if parents_done:
+            order.append(current)
+            continue
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
+        pending.append((current, True))
+        for parent in current._parents:
+            if parent.requires_grad and id(parent) not in visited:
+                pending.append((parent, False))
+    return order
+
+
+def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: set[int],
+               create_graph: bool, order: list[Tensor] | None = None) -> dict[int, Tensor]:
+    """Run every backward function once; return the gradients reaching the leaves and `keep`.
+
+    Gradients of other intermediate nodes are dropped as soon as they have been passed on.
+    """
+    grads: dict[int, Tensor] = {}
+    for out, g in zip(outputs, grad_outputs):
+        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
+    if order is None:
+        order = _topological_order(outputs)
+    with set_grad_enabled(create_graph):
+        for current in reversed(order):
+            g = grads.get(id(current))
+            if g is None or current._backward is None:
+                continue
+            for parent, pg in zip(current._parents, current._backward(g)):
+                if pg is None or not parent.requires_grad:
+                    continue
+                if pg.shape != parent.shape:  # a bug in an op's backward, never the user's
+                    raise RuntimeError(f"{current._op} backward gave a gradient of shape "
+                                       f"{pg.shape} for an input of shape {parent.shape}")
+                key = id(parent)
+                grads[key] = grads[key] + pg if key in grads else pg
+            if id(current) not in keep:
+                del grads[id(current)]  # free intermediate gradients early
+    return grads
+
+
+def _seed_gradients(outputs: Sequence[Tensor], grad_outputs,
+                    keep_graph: bool = False) -> list[Tensor]:
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    seeds = []
+    for out, g in zip(outputs, grad_outputs):
+        if g is None:
+            if out.size != 1:
+                raise ValueError(f"grad: output of shape {out.shape} is not a scalar; "
+                                 "pass grad_outputs")
+            g = Tensor(np.ones(out.shape, out.dtype))
+        if keep_graph and isinstance(g, Tensor) and g.requires_grad:
+            # under create_graph a grad_outputs that depends on the inputs stays in the graph,
+            # so the result can be differentiated through it too (as in PyTorch)
+            g = g if g.dtype == out.dtype else astype(g, out.dtype)
+        else:
+            g = Tensor(np.array(g.data if isinstance(g, Tensor) else g, dtype=out.dtype))
+        if g.shape != out.shape:
+            raise _shape_error("grad (grad_outputs vs outputs)", g.shape, out.shape)
+        seeds.append(g)
+    return seeds
+
+
+def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False,
+         allow_unused: bool = False) -> list[Tensor | None]:
+    """Gradients of `outputs` (weighted by grad_outputs) with respect to each of `inputs`.
+
+    With create_graph=True the returned Tensors carry a graph and can be differentiated again.
+    An input that the outputs do not depend on gets zeros (or None with allow_unused=True).
+    """
+    single_output = isinstance(outputs, Tensor)
+    outputs = [outputs] if single_output else list(outputs)
+    if isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs]
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    for out in outputs:
+        if not out.requires_grad:
+            raise ValueError("grad: an output does not depend on any tensor that requires grad")
+    seeds = _seed_gradients(outputs, grad_outputs, keep_graph=create_graph)
+    grads = _propagate(outputs, seeds, keep={id(x) for x in inputs}, create_graph=create_graph)
+    result = []
+    for x in inputs:
+        g = grads.get(id(x))
+        if g is None and not allow_unused:
+            g = Tensor(np.zeros(x.shape, x.dtype))
+        if g is not None and not create_graph:
+            g = g.detach()
+        result.append(g)
+    return result
+
+
+def backward(output: Tensor, gradient=None) -> None:
+    """Add d(output)/d(leaf) to the .grad array of every leaf that requires a gradient."""
+    if not output.requires_grad:
+        raise ValueError("backward: the output does not depend on any tensor that requires grad")
+    seeds = _seed_gradients([output], [gradient])
+    order = _topological_order([output])
+    leaves = [t for t in order if t._backward is None]
+    grads = _propagate([output], seeds, keep=set(), create_graph=False, order=order)
+    handed_out: set[int] = set()
+    for leaf in leaves:
+        g = grads.get(id(leaf))
+        if g is None:
+            continue
+        if leaf.grad is not None:
+            leaf.grad = leaf.grad + g.data
+            continue
+        # .grad may be changed in place later (clip_grad_norm), so each leaf needs an array of
+        # its own: copy views and arrays that another leaf (or the graph) might share
+        fresh = g.data.flags.owndata and g.data.flags.writeable and id(g.data) not in handed_out
+        leaf.grad = g.data if fresh else g.data.copy()
+        handed_out.add(id(leaf.grad))
+
+
+# ===== the rest of the ops: powers and elementwise functions ===============================
 
 def power(a: Tensor, exponent) -> Tensor:
     """a ** exponent, for a number or a Tensor exponent."""
     if isinstance(exponent, numbers.Number):
         p = exponent
         out = a.data ** np.asarray(p, a.dtype)
-        return _node(out, (a,), lambda g: (g * p * a ** (p - 1),), "pow")
+        return node(out, (a,), lambda g: (g * p * a ** (p - 1),), "pow")
     exponent = as_tensor(exponent)
     _broadcast_shape("pow", a, exponent)
     return _node_of_result(a.data ** exponent.data, (a, exponent), lambda g, result: (
@@ -371,14 +541,12 @@ def power(a: Tensor, exponent) -> Tensor:
         "pow")
 
 
-# ===== elementwise functions ===============================================================
-
 def exp(a: Tensor) -> Tensor:
     return _node_of_result(np.exp(a.data), (a,), lambda g, result: (g * result,), "exp")
 
 
 def log(a: Tensor) -> Tensor:
-    return _node(np.log(a.data), (a,), lambda g: (g / a,), "log")
+    return node(np.log(a.data), (a,), lambda g: (g / a,), "log")
 
 
 def sqrt(a: Tensor) -> Tensor:
@@ -414,13 +582,13 @@ def softplus(a: Tensor) -> Tensor:
     """log(1 + exp(a)) without overflow; its derivative is sigmoid(a) (also at a = 0)."""
     x = a.data
     out = np.maximum(x, 0) + np.log1p(np.exp(-np.abs(x)))
-    return _node(out.astype(x.dtype, copy=False), (a,), lambda g: (g * sigmoid(a),), "softplus")
+    return node(out.astype(x.dtype, copy=False), (a,), lambda g: (g * sigmoid(a),), "softplus")
 
 
 def _masked(a: Tensor, mask: np.ndarray, op: str, out: np.ndarray) -> Tensor:
     """An op whose derivative is a constant (piecewise) factor `mask`: relu, abs, clip..."""
     factor = _constant(mask.astype(a.dtype, copy=False))
-    return _node(out, (a,), lambda g: (g * factor,), op)
+    return node(out, (a,), lambda g: (g * factor,), op)
 
 
 def _positive(x: np.ndarray) -> np.ndarray:
@@ -488,40 +656,17 @@ def where(condition, a, b) -> Tensor:
     except ValueError:
         raise _shape_error("where", cond.shape, a.shape, b.shape) from None
     zero = _constant(np.zeros((), out.dtype))
-    return _node(out, (a, b), lambda g: (
+    return node(out, (a, b), lambda g: (
         _unbroadcast(where(cond, g, zero), a.shape) if a.requires_grad else None,
         _unbroadcast(where(cond, zero, g), b.shape) if b.requires_grad else None), "where")
 
 
 def astype(a: Tensor, dtype) -> Tensor:
     source = a.dtype
-    return _node(a.data.astype(dtype), (a,), lambda g: (astype(g, source),), "astype")
+    return node(a.data.astype(dtype), (a,), lambda g: (astype(g, source),), "astype")
 
 
-# ===== matrix product =====================================================================
-
-def matmul(a: Tensor, b: Tensor) -> Tensor:
-    """NumPy's matmul: 2-D, batched (broadcast leading axes), and 1-D operands."""
-    if a.ndim == 0 or b.ndim == 0:
-        raise ValueError(f"matmul: scalars are not allowed, got shapes {a.shape} and {b.shape}")
-    if a.ndim == 1:
-        return reshape(matmul(reshape(a, (1, -1)), b), b.shape[:-2] + b.shape[-1:])
-    if b.ndim == 1:
-        return reshape(matmul(a, reshape(b, (-1, 1))), a.shape[:-1])
-    if a.shape[-1] != b.shape[-2]:
-        raise _shape_error("matmul", a.shape, b.shape)
-    try:
-        out = np.matmul(a.data, b.data)
-    except ValueError:
-        raise _shape_error("matmul", a.shape, b.shape) from None
-
-    def backward(g):
-        ga = _unbroadcast(matmul(g, b.swapaxes(-1, -2)), a.shape) if a.requires_grad else None
-        gb = _unbroadcast(matmul(a.swapaxes(-1, -2), g), b.shape) if b.requires_grad else None
-        return ga, gb
-
-    return _node(out, (a, b), backward, "matmul")
-
+# ===== linear: matmul plus bias as one node (a fast path for every dense layer) ============
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight.T + bias with weight (out_features, in_features), as PyTorch's F.linear.
@@ -551,10 +696,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             grads.append(tensor_sum(g_rows, 0) if bias.requires_grad else None)
         return grads
 
-    return _node(out.reshape(out_shape), parents, backward, "linear")
+    return node(out.reshape(out_shape), parents, backward, "linear")
 
 
-# ===== reductions =========================================================================
+# ===== reductions ==========================================================================
 
 def _normalise_axis(axis, ndim: int) -> tuple:
     if axis is None:
@@ -573,14 +718,14 @@ def broadcast_to(a: Tensor, shape) -> Tensor:
         out = np.broadcast_to(a.data, shape)
     except ValueError:
         raise _shape_error("broadcast_to", a.shape, shape) from None
-    return _node(out, (a,), lambda g: (_unbroadcast(g, a.shape),), "broadcast_to")
+    return node(out, (a,), lambda g: (_unbroadcast(g, a.shape),), "broadcast_to")
 
 
 def tensor_sum(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     axes = _normalise_axis(axis, a.ndim)
     out = np.sum(a.data, axis=axes, keepdims=keepdims)
     kept = _keepdims_shape(a.shape, axes)
-    return _node(np.asarray(out), (a,),
+    return node(np.asarray(out), (a,),
                  lambda g: (broadcast_to(reshape(g, kept), a.shape),), "sum")
 
 
@@ -606,7 +751,7 @@ def _extremum(a: Tensor, axis, keepdims: bool, reduce: Callable, op: str) -> Ten
     hits = a.data == out
     share = _constant((hits / hits.sum(axis=axes, keepdims=True)).astype(a.dtype))
     result = out if keepdims else out.reshape([n for i, n in enumerate(kept) if i not in axes])
-    return _node(result, (a,), lambda g: (broadcast_to(reshape(g, kept), a.shape) * share,), op)
+    return node(result, (a,), lambda g: (broadcast_to(reshape(g, kept), a.shape) * share,), op)
 
 
 def tensor_max(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
@@ -625,14 +770,14 @@ def logsumexp(a: Tensor, axis=-1, keepdims: bool = False) -> Tensor:
     return out if keepdims else reshape(out, [n for i, n in enumerate(out.shape) if i not in axes])
 
 
-# ===== shape ==============================================================================
+# ===== shape ===============================================================================
 
 def reshape(a: Tensor, shape) -> Tensor:
     try:
         out = a.data.reshape(shape)
     except ValueError:
         raise _shape_error("reshape", a.shape, tuple(shape)) from None
-    return _node(out, (a,), lambda g: (reshape(g, a.shape),), "reshape")
+    return node(out, (a,), lambda g: (reshape(g, a.shape),), "reshape")
 
 
 def transpose(a: Tensor, axes=None) -> Tensor:
@@ -640,7 +785,7 @@ def transpose(a: Tensor, axes=None) -> Tensor:
     if sorted(axes) != list(range(a.ndim)):
         raise ValueError(f"transpose: axes {axes} do not fit shape {a.shape}")
     inverse = tuple(np.argsort(axes))
-    return _node(a.data.transpose(axes), (a,), lambda g: (transpose(g, inverse),), "transpose")
+    return node(a.data.transpose(axes), (a,), lambda g: (transpose(g, inverse),), "transpose")
 
 
 def _has_array_index(index) -> bool:
@@ -663,7 +808,7 @@ def getitem(a: Tensor, index) -> Tensor:
         out = a.data[index]
     except IndexError as error:
         raise IndexError(f"getitem: index does not fit shape {a.shape}: {error}") from None
-    return _node(np.asarray(out), (a,), lambda g: (scatter_add(g, index, a.shape),), "getitem")
+    return node(np.asarray(out), (a,), lambda g: (scatter_add(g, index, a.shape),), "getitem")
 
 
 def scatter_add(g: Tensor, index, shape: tuple) -> Tensor:
@@ -680,7 +825,7 @@ def scatter_add(g: Tensor, index, shape: tuple) -> Tensor:
         np.add.at(out, index, g.data)
     else:
         out[index] = g.data
-    return _node(out, (g,), lambda h: (getitem(h, index),), "scatter_add")
+    return node(out, (g,), lambda h: (getitem(h, index),), "scatter_add")
 
 
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -697,7 +842,7 @@ def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         return tuple(getitem(g, lead + (slice(lo, hi),)) if t.requires_grad else None
                      for t, lo, hi in zip(tensors, bounds[:-1], bounds[1:]))
 
-    return _node(out, tensors, backward, "concatenate")
+    return node(out, tensors, backward, "concatenate")
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -732,10 +877,10 @@ def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
     widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (a.ndim, 2))
     out = np.pad(a.data, widths, mode="constant", constant_values=value)
     inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(widths, a.shape))
-    return _node(out, (a,), lambda g: (getitem(g, inner),), "pad")
+    return node(out, (a,), lambda g: (getitem(g, inner),), "pad")
 
 
-# ===== nodes with a hand-written NumPy backward ============================================
+# ===== fast paths: nodes with a hand-written NumPy backward ================================
 
 def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
     """fn(*inputs) recorded as a single node, differentiable to any order.
@@ -753,7 +898,7 @@ def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
         return tuple(_subgraph(_vjp(fn, i), list(inputs) + [v]) if t.requires_grad else None
                      for i, t in enumerate(inputs))
 
-    return _node(out.data, tuple(inputs), backward, "subgraph")
+    return node(out.data, tuple(inputs), backward, "subgraph")
 
 
 def _vjp(fn: Callable, i: int) -> Callable:
@@ -779,128 +924,4 @@ def fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
         return tuple(_subgraph(_vjp(composed, i), list(parents) + [g]) if p.requires_grad
                      else None for i, p in enumerate(parents))
 
-    return _node(out, parents, backward, op)
-
-
-# ===== the backward pass ==================================================================
-
-def _topological_order(roots: Iterable[Tensor]) -> list[Tensor]:
-    """Nodes reachable from roots, each after all of its parents (iterative depth-first)."""
-    order, visited = [], set()
-    pending = [(root, False) for root in roots if root.requires_grad]
-    while pending:
-        node, parents_done = pending.pop()
-        if parents_done:
-            order.append(node)
-            continue
-        if id(node) in visited:
-            continue
-        visited.add(id(node))
-        pending.append((node, True))
-        for parent in node._parents:
-            if parent.requires_grad and id(parent) not in visited:
-                pending.append((parent, False))
-    return order
-
-
-def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: set[int],
-               create_graph: bool, order: list[Tensor] | None = None) -> dict[int, Tensor]:
-    """Run every backward function once; return the gradients reaching the leaves and `keep`.
-
-    Gradients of other intermediate nodes are dropped as soon as they have been passed on.
-    """
-    grads: dict[int, Tensor] = {}
-    for out, g in zip(outputs, grad_outputs):
-        grads[id(out)] = grads[id(out)] + g if id(out) in grads else g
-    if order is None:
-        order = _topological_order(outputs)
-    with set_grad_enabled(create_graph):
-        for node in reversed(order):
-            g = grads.get(id(node))
-            if g is None or node._backward is None:
-                continue
-            for parent, pg in zip(node._parents, node._backward(g)):
-                if pg is None or not parent.requires_grad:
-                    continue
-                if pg.shape != parent.shape:  # a bug in an op's backward, never the user's
-                    raise RuntimeError(f"{node._op} backward gave a gradient of shape "
-                                       f"{pg.shape} for an input of shape {parent.shape}")
-                key = id(parent)
-                grads[key] = grads[key] + pg if key in grads else pg
-            if id(node) not in keep:
-                del grads[id(node)]  # free intermediate gradients early
-    return grads
-
-
-def _seed_gradients(outputs: Sequence[Tensor], grad_outputs,
-                    keep_graph: bool = False) -> list[Tensor]:
-    if grad_outputs is None:
-        grad_outputs = [None] * len(outputs)
-    seeds = []
-    for out, g in zip(outputs, grad_outputs):
-        if g is None:
-            if out.size != 1:
-                raise ValueError(f"grad: output of shape {out.shape} is not a scalar; "
-                                 "pass grad_outputs")
-            g = Tensor(np.ones(out.shape, out.dtype))
-        if keep_graph and isinstance(g, Tensor) and g.requires_grad:
-            # under create_graph a grad_outputs that depends on the inputs stays in the graph,
-            # so the result can be differentiated through it too (as in PyTorch)
-            g = g if g.dtype == out.dtype else astype(g, out.dtype)
-        else:
-            g = Tensor(np.array(g.data if isinstance(g, Tensor) else g, dtype=out.dtype))
-        if g.shape != out.shape:
-            raise _shape_error("grad (grad_outputs vs outputs)", g.shape, out.shape)
-        seeds.append(g)
-    return seeds
-
-
-def grad(outputs, inputs, grad_outputs=None, create_graph: bool = False,
-         allow_unused: bool = False) -> list[Tensor | None]:
-    """Gradients of `outputs` (weighted by grad_outputs) with respect to each of `inputs`.
-
-    With create_graph=True the returned Tensors carry a graph and can be differentiated again.
-    An input that the outputs do not depend on gets zeros (or None with allow_unused=True).
-    """
-    single_output = isinstance(outputs, Tensor)
-    outputs = [outputs] if single_output else list(outputs)
-    if isinstance(grad_outputs, (Tensor, np.ndarray)):
-        grad_outputs = [grad_outputs]
-    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-    for out in outputs:
-        if not out.requires_grad:
-            raise ValueError("grad: an output does not depend on any tensor that requires grad")
-    seeds = _seed_gradients(outputs, grad_outputs, keep_graph=create_graph)
-    grads = _propagate(outputs, seeds, keep={id(x) for x in inputs}, create_graph=create_graph)
-    result = []
-    for x in inputs:
-        g = grads.get(id(x))
-        if g is None and not allow_unused:
-            g = Tensor(np.zeros(x.shape, x.dtype))
-        if g is not None and not create_graph:
-            g = g.detach()
-        result.append(g)
-    return result
-
-
-def backward(output: Tensor, gradient=None) -> None:
-    """Add d(output)/d(leaf) to the .grad array of every leaf that requires a gradient."""
-    if not output.requires_grad:
-        raise ValueError("backward: the output does not depend on any tensor that requires grad")
-    seeds = _seed_gradients([output], [gradient])
-    order = _topological_order([output])
-    leaves = [node for node in order if node._backward is None]
-    grads = _propagate([output], seeds, keep=set(), create_graph=False, order=order)
-    handed_out: set[int] = set()
-    for leaf in leaves:
-        g = grads.get(id(leaf))
-        if g is None:
-            continue
-        if leaf.grad is not None:
-            leaf.grad = leaf.grad + g.data
-            continue
-        # .grad may be changed in place later (clip_grad_norm), so each leaf needs an array of
-        # its own: copy views and arrays that another leaf (or the graph) might share
-        fresh = g.data.flags.owndata and g.data.flags.writeable and id(g.data) not in handed_out
-        leaf.grad = g.data if fresh else g.data.copy()
-        handed_out.add(id(leaf.grad))
+    return node(out, parents, backward, op)

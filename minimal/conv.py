@@ -36,10 +36,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from minimal.autograd import (
     Tensor,
-    _node,
     as_tensor,
     fused,
     is_grad_enabled,
+    node,
 )
 from minimal.parallel import for_blocks
 
@@ -48,7 +48,9 @@ __all__ = ["batch_norm", "conv2d", "conv_transpose2d", "max_pool2d", "max_unpool
 
 # ===== argument checks ======================================================================
 
-def _pair(value, name: str, op: str) -> tuple[int, int]:
+def int_pair(value, name: str, op: str) -> tuple[int, int]:
+    """A size given as an int or a pair of ints (kernel, stride, padding) as (height, width);
+    anything else is an error naming the op and the argument. nn.Conv2d checks with it too."""
     pair = tuple(value) if np.iterable(value) else (value, value)
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
@@ -260,7 +262,7 @@ def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride, padding,
             return gx, gw
         return gx, gw, g.sum(axis=(0, 2, 3)) if bias.requires_grad else None
 
-    return _node(out, parents, backward, "conv2d")
+    return node(out, parents, backward, "conv2d")
 
 
 def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out_hw,
@@ -284,7 +286,7 @@ def _conv_t(y: Tensor, weight: Tensor, bias: Tensor | None, stride, padding, out
             return gy, gw
         return gy, gw, g.sum(axis=(0, 2, 3)) if bias.requires_grad else None
 
-    return _node(out, parents, backward, "conv_transpose2d")
+    return node(out, parents, backward, "conv_transpose2d")
 
 
 def _weight_grad(x: Tensor, g: Tensor, weight_shape, stride, padding, cols=None) -> Tensor:
@@ -297,7 +299,7 @@ def _weight_grad(x: Tensor, g: Tensor, weight_shape, stride, padding, cols=None)
         gg = _conv(x, v, None, stride, padding) if g.requires_grad else None
         return gx, gg
 
-    return _node(out, (x, g), backward, "conv2d_weight_grad")
+    return node(out, (x, g), backward, "conv2d_weight_grad")
 
 
 # ===== public convolution functions =========================================================
@@ -314,7 +316,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
     (O, C, kh, kw), bias (O,) -> (N, O, (H + 2p - kh) // s + 1, (W + 2p - kw) // s + 1)."""
     x, weight = as_tensor(x), as_tensor(weight)
     bias = None if bias is None else as_tensor(bias)
-    stride, padding = _pair(stride, "stride", "conv2d"), _pair(padding, "padding", "conv2d")
+    stride, padding = int_pair(stride, "stride", "conv2d"), int_pair(padding, "padding", "conv2d")
     _check_image("conv2d", x)
     _check_image("conv2d", weight, "weight")
     if min(stride) < 1 or min(padding) < 0:
@@ -342,8 +344,8 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
     x, weight = as_tensor(x), as_tensor(weight)
     bias = None if bias is None else as_tensor(bias)
     op = "conv_transpose2d"
-    stride, padding = _pair(stride, "stride", op), _pair(padding, "padding", op)
-    output_padding = _pair(output_padding, "output_padding", op)
+    stride, padding = int_pair(stride, "stride", op), int_pair(padding, "padding", op)
+    output_padding = int_pair(output_padding, "output_padding", op)
     _check_image(op, x)
     _check_image(op, weight, "weight")
     if min(stride) < 1 or min(padding) < 0 or min(output_padding) < 0:
@@ -371,7 +373,7 @@ def _gather_planes(x: Tensor, indices: np.ndarray) -> Tensor:
     n, c, h, w = x.shape
     flat = x.data.reshape(n, c, h * w)
     out = np.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
-    return _node(out, (x,), lambda g: (_scatter_planes(g, indices, (h, w)),), "gather_planes")
+    return node(out, (x,), lambda g: (_scatter_planes(g, indices, (h, w)),), "gather_planes")
 
 
 def _scatter_planes(g: Tensor, indices: np.ndarray, out_hw) -> Tensor:
@@ -382,7 +384,7 @@ def _scatter_planes(g: Tensor, indices: np.ndarray, out_hw) -> Tensor:
     # bincount adds repeated indices (overlapping pooling windows) and is fast
     out = np.bincount((indices + offsets).ravel(), weights=g.data.ravel(), minlength=n * c * size)
     out = out.astype(g.dtype, copy=False).reshape(n, c, *out_hw)
-    return _node(out, (g,), lambda h: (_gather_planes(h, indices),), "scatter_planes")
+    return node(out, (g,), lambda h: (_gather_planes(h, indices),), "scatter_planes")
 
 
 def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False):
@@ -393,8 +395,8 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False
     """
     x = as_tensor(x)
     _check_image("max_pool2d", x)
-    kh, kw = _pair(kernel_size, "kernel_size", "max_pool2d")
-    sh, sw = _pair(kernel_size if stride is None else stride, "stride", "max_pool2d")
+    kh, kw = int_pair(kernel_size, "kernel_size", "max_pool2d")
+    sh, sw = int_pair(kernel_size if stride is None else stride, "stride", "max_pool2d")
     n, c, h, w = x.shape
     if kh > h or kw > w:
         raise ValueError(f"max_pool2d: kernel {(kh, kw)} is larger than the input shape "
@@ -417,8 +419,8 @@ def max_unpool2d(x: Tensor, indices, kernel_size, stride=None, output_size=None)
     x = as_tensor(x)
     indices = np.asarray(indices.data if isinstance(indices, Tensor) else indices)
     _check_image("max_unpool2d", x)
-    kh, kw = _pair(kernel_size, "kernel_size", "max_unpool2d")
-    sh, sw = _pair(kernel_size if stride is None else stride, "stride", "max_unpool2d")
+    kh, kw = int_pair(kernel_size, "kernel_size", "max_unpool2d")
+    sh, sw = int_pair(kernel_size if stride is None else stride, "stride", "max_unpool2d")
     if indices.shape != x.shape:
         raise ValueError(f"max_unpool2d: indices shape {indices.shape} differs from input "
                          f"shape {x.shape}")

@@ -19,7 +19,7 @@ import numpy as np
 
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
-from minimal.conv import _pair
+from minimal.conv import int_pair
 from minimal.errors import CheckpointError
 from minimal.files import atomic_file
 from minimal.parallel import for_blocks
@@ -443,9 +443,9 @@ class Conv2d(Module):
                  bias: bool = True, rng=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d")
-        self.stride = _pair(stride, "stride", "Conv2d")
-        self.padding = _pair(padding, "padding", "Conv2d")
+        self.kernel_size = int_pair(kernel_size, "kernel_size", "Conv2d")
+        self.stride = int_pair(stride, "stride", "Conv2d")
+        self.padding = int_pair(padding, "padding", "Conv2d")
         rng = _generator(rng)
         bound = 1.0 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (out_channels, in_channels) + self.kernel_size
@@ -468,10 +468,10 @@ class ConvTranspose2d(Module):
                  output_padding=0, bias: bool = True, rng=None):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size", "ConvTranspose2d")
-        self.stride = _pair(stride, "stride", "ConvTranspose2d")
-        self.padding = _pair(padding, "padding", "ConvTranspose2d")
-        self.output_padding = _pair(output_padding, "output_padding", "ConvTranspose2d")
+        self.kernel_size = int_pair(kernel_size, "kernel_size", "ConvTranspose2d")
+        self.stride = int_pair(stride, "stride", "ConvTranspose2d")
+        self.padding = int_pair(padding, "padding", "ConvTranspose2d")
+        self.output_padding = int_pair(output_padding, "output_padding", "ConvTranspose2d")
         rng = _generator(rng)
         bound = 1.0 / math.sqrt(out_channels * self.kernel_size[0] * self.kernel_size[1])
         shape = (in_channels, out_channels) + self.kernel_size

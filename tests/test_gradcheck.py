@@ -4,24 +4,24 @@ import numpy as np
 import pytest
 
 from minimal import autograd as ag
-from minimal.autograd import Tensor, _node
+from minimal.autograd import Tensor, node
 from minimal.gradcheck import check_grads
 
 
 def wrong_square(a: Tensor) -> Tensor:
     """a^2 whose backward claims 2.1 a."""
-    return _node(a.data ** 2, (a,), lambda g: (g * a * 2.1,), "wrong_square")
+    return node(a.data ** 2, (a,), lambda g: (g * a * 2.1,), "wrong_square")
 
 
 def detached_square(a: Tensor) -> Tensor:
     """a^2 with a correct first derivative, but a backward that detaches a: its second
     derivative would come out as 0 instead of 2."""
-    return _node(a.data ** 2, (a,), lambda g: (g * a.detach() * 2,), "detached_square")
+    return node(a.data ** 2, (a,), lambda g: (g * a.detach() * 2,), "detached_square")
 
 
 def wrong_broadcast_add(a: Tensor, b: Tensor) -> Tensor:
     """a + b whose backward forgets to sum b's gradient over the broadcast axis (takes row 0)."""
-    return _node(a.data + b.data, (a, b), lambda g: (g, g[0]), "wrong_broadcast_add")
+    return node(a.data + b.data, (a, b), lambda g: (g, g[0]), "wrong_broadcast_add")
 
 
 x = np.random.default_rng(0).standard_normal((3, 4))
