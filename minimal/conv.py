@@ -1,4 +1,6 @@
-"""Convolution, transposed convolution, max pooling with switches, upsampling and batch norm.
+"""The image ops: convolution, transposed convolution, max pooling with switches, unpooling,
+upsampling and batch norm (the primitive ops are in autograd.py, the losses in functional.py,
+the layers that hold weights in nn.py).
 
 Shapes and semantics are PyTorch's: images are (N, C, H, W); a convolution's weight is
 (out_channels, in_channels, kh, kw); a transposed convolution's weight is (in_channels,

@@ -1,5 +1,14 @@
-"""Differentiable functions built from autograd's ops: activations, softmax, losses, dropout;
-convolution, pooling and batch norm come from minimal/conv.py and are re-exported here.
+"""Differentiable functions composed from autograd's ops: softmax, log_softmax, the losses, dropout.
+
+Where each kind of op lives (one home each):
+- autograd.py: every primitive op, i.e. one graph node with its own backward. That includes the
+  activations (relu, leaky_relu, sigmoid, tanh, softplus), logsumexp and linear (matmul plus
+  bias as one node). They are defined there because Tensor's methods (x.relu(), x.tanh()) call
+  them; they are imported below only so that `F.relu(x)` works as in PyTorch.
+- conv.py: the image ops (conv2d, conv_transpose2d, max_pool2d, max_unpool2d, upsample,
+  batch_norm), imported below for the same reason.
+- here: what is built by composing those: softmax, log_softmax, mse / l1 / nll / cross-entropy
+  / binary cross-entropy losses, dropout.
 
 Most are short compositions of Tensor operations, so they have first and higher-order
 gradients without a hand-written backward. The two losses that see the biggest arrays

@@ -160,8 +160,8 @@ def line_search(objective: Callable[[np.ndarray], float], x: np.ndarray, full_st
     `objective(params)` is the quantity to maximise (the surrogate advantage). A fraction is
     accepted when the actual improvement is positive and at least `accept_ratio` times the
     linear model's prediction (`expected_improvement` times the fraction), and, when `kl` is
-    given, KL(old || new) <= max_kl. The original code computed this search and then took the
-    full step regardless; here the result is what is used.
+    given, KL(old || new) <= max_kl. The caller uses the returned parameters: the old ones when
+    no fraction passes.
     """
     x = np.asarray(x, dtype=np.float64)
     base = objective(x)

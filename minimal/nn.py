@@ -6,6 +6,10 @@ converted to arrays loads here and the results can be compared number for number
 
 Every layer that draws random initial weights takes `rng`, a numpy Generator: the same seed
 gives the same model.
+
+A layer holds weights and calls the ops defined elsewhere (Linear calls autograd's `linear`
+through F, Conv2d calls conv.py's `conv2d`). The one op defined here is the LSTM layer's
+whole-sequence node (`_lstm_layer`), because it exists only for nn.LSTM.
 """
 
 from __future__ import annotations
