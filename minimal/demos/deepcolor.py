@@ -108,7 +108,7 @@ on L1 (0.096): the nets are small and trained for minutes, and L1 rewards blur.
     4 + whiteout, 0.3 hint      0.290         0.133           0.092            0.231
     baselines: untrained rung 4 0.192; blurred picture alone 0.081; faded hint alone 0.320.
     264 s of one core (19 min wall on the shared machine), peak memory 420 MB.
-There rung 3 beats the blur it is given (0.063 against 0.081) and the GAN's colours are as
+There rung 3 beats the blur it is given (0.063 against 0.081) and the GAN's colours are at least as
 vivid as the originals'; rung 4 at the post's Adam 2e-4 still follows the faint hint and
 comes out pale (without a hint 0.290, only better than rung 3's 0.348; the quick preset's
 larger step got it to 0.169, near rung 1's 0.149). Colouring well with no hint at all is what
