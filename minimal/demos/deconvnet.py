@@ -55,7 +55,8 @@ Figures (in out_dir; projections are drawn grey = 0, contrast-stretched per pict
     top_images_layer1.png    for every layer-1 feature, the held-out image (of a batch) that
                              activates it most, next to that feature's projection
     top_images_layer2.png    the same for the 64 layer-2 features (their larger patterns)
-    filters_layer1.png       the 32 learned 5x5 layer-1 filters (each stretched to [0, 1])
+    filters_layer1.png       the 32 learned 5x5 layer-1 filters (each stretched to [0, 1]), and
+                             what training changed in them (the filter minus its random start)
     photo.png                a real photograph (matplotlib's sample) through the same
                              projections: layer-1 features by switches and by filling, and its
                              most active layer-2 features
@@ -130,13 +131,14 @@ class Config:
                               f"index from 0 to {count - 1}, got {self.feature!r}")
 
 
-# MEASURED: quick preset
+# 4000 images, 3 epochs: about 52 s of one core's time in all, figures included
 QUICK = {"train_size": 4000, "test_size": 1000, "epochs": 3, "probe_size": 300,
          "occlusion_images": 4}
 
 TARGETS = {
-    "held_out_accuracy": (">=", 0.30),
-    "identity_error_switches": ("<=", 1e-6),
+    "held_out_accuracy": (">=", 0.32),  # measured 0.38 (untrained 0.11)
+    "identity_error_switches": ("<=", 1e-6),  # measured 0
+    "silent_features_layer2": ("<=", 8.0),  # measured 0 (47 of 64 with Adam 1e-3)
 }
 
 
@@ -484,13 +486,17 @@ def figure_top_images(model: ConvNet, probe: np.ndarray, layer: int, path: str) 
     return silent
 
 
-def figure_filters(model: ConvNet, path: str) -> None:
+def figure_filters(model: ConvNet, initial: np.ndarray, path: str) -> None:
+    """The learned layer-1 filters, and what training changed in them (weights minus their
+    random start: after a short run the start still dominates the weights themselves)."""
     weight = model.conv1.weight.data  # (32, C, 5, 5)
     low = weight.min(axis=(1, 2, 3), keepdims=True)
     high = weight.max(axis=(1, 2, 3), keepdims=True)
     pictures = ((weight - low) / np.maximum(high - low, 1e-12)).transpose(0, 2, 3, 1)
-    fig, axis = plt.subplots(figsize=(7, 3.8))
-    show_grid(axis, pictures, 8, "the 32 learned 5x5 layer-1 filters (each stretched to 0..1)")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 3.8))
+    show_grid(axes[0], pictures, 8, "the 32 learned 5x5 layer-1 filters (each stretched to 0..1)")
+    show_grid(axes[1], for_display(weight - initial), 8,
+              "what training changed: filter minus its random start (grey = 0)")
     viz.save_figure(fig, path)
 
 
@@ -581,7 +587,8 @@ def run(config: Config) -> dict[str, float]:
     silent = [figure_top_images(model, probe, layer,
                                 os.path.join(out, f"top_images_layer{layer}.png"))
               for layer in (1, 2)]
-    figure_filters(model, os.path.join(out, "filters_layer1.png"))
+    _, start, _, _ = build(config, train_x.shape[1], train_x.shape[2:])  # the same random start
+    figure_filters(model, start.conv1.weight.data, os.path.join(out, "filters_layer1.png"))
 
     side = train_x.shape[2]
     photo = data.sample_photo(side).transpose(2, 0, 1)  # (3, side, side)
@@ -593,9 +600,14 @@ def run(config: Config) -> dict[str, float]:
 
     class_names = (list(data.SHAPE_CLASSES) if config.dataset == "shapes"
                    else [str(d) for d in range(10)])
-    # as in the paper, images the net gets right: the map shows what its answer rested on
-    right = np.flatnonzero(predict_probs(model, probe).argmax(axis=1) == test_y[:len(probe)])
-    shown = right[:config.occlusion_images] if len(right) else np.arange(config.occlusion_images)
+    # as in the paper, images the net gets right (and, when there are enough, with p >= 0.5):
+    # the map then shows what a clear answer rested on
+    probs = predict_probs(model, probe)
+    labels = test_y[:len(probe)]
+    right = probs.argmax(axis=1) == labels
+    sure = np.flatnonzero(right & (probs[np.arange(len(probe)), labels] >= 0.5))
+    shown = np.concatenate([sure, np.flatnonzero(right & ~np.isin(np.arange(len(probe)), sure)),
+                            np.flatnonzero(~right)])[:config.occlusion_images]
     drops = figure_occlusion(model, test_x[shown], test_y[shown], class_names, config,
                              os.path.join(out, "occlusion.png"))
 
