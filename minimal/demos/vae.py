@@ -384,6 +384,10 @@ def train(config: Config) -> Trained:
     """Build everything from the seed, resume if asked, train to config.epochs epochs."""
     rng = np.random.default_rng(config.seed)
     train_x, _, test_x, test_y = load_digits(config)
+    steps = len(train_x) // config.batch_size
+    if steps == 0:
+        raise DataError(f"{len(train_x)} training images are fewer than one batch of "
+                        f"{config.batch_size}; lower --batch-size or give more data")
     model = make_model(config, rng)
     adam = optim.Adam(model.parameters(), lr=config.lr)
     # everything fixed is drawn before the checkpoint's generator state is restored
@@ -402,10 +406,6 @@ def train(config: Config) -> Trained:
         history["untrained"] = [before["neg_elbo"], before["reconstruction"], before["kl"]]
         history["frames"] = [reconstruct(model, test_x[shown])]
         history["frame_epochs"] = [0.0]
-    steps = len(train_x) // config.batch_size
-    if steps == 0:
-        raise DataError(f"{len(train_x)} training images are fewer than one batch of "
-                        f"{config.batch_size}; lower --batch-size or give more data")
     frame_steps = set(np.linspace(0, steps, config.frames_per_epoch + 1).astype(int)[1:])
     first = state.counters.get("epoch", 0)
     progress = cli.Progress((config.epochs - first) * steps, label="step", every=5.0)
