@@ -195,7 +195,7 @@ def test_learns_well_below_the_untrained_model(tmp_path):
 
 
 def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
-    small = {"hidden": 40, "n_train": 1000, "n_test": 200, "epochs": 2}
+    small = {"hidden": 40, "epochs": 2}
     whole = vae.train(tiny(tmp_path / "a", **small))
     vae.train(tiny(tmp_path / "b", **{**small, "epochs": 1}))
     resumed = vae.train(tiny(tmp_path / "b", **small, resume=True))
@@ -210,7 +210,7 @@ def test_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path):
 
 def test_a_nan_stops_training_naming_epoch_and_step_and_keeps_the_checkpoint(tmp_path,
                                                                           monkeypatch):
-    config = tiny(tmp_path, hidden=40, n_train=1000, n_test=200, epochs=1)
+    config = tiny(tmp_path, hidden=40, epochs=1)
     vae.train(config)
     saved = (tmp_path / "checkpoint.npz").read_bytes()
     real = vae.negative_elbo_terms
