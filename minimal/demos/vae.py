@@ -600,12 +600,14 @@ def plot_kl_per_dim(test: dict, config: Config) -> None:
     kl = test["kl_per_dim"]
     active = test["mean"].var(axis=0) > ACTIVE_THRESHOLD
     order = np.argsort(-kl)
-    figure, ax = plt.subplots(figsize=(max(5.0, 0.3 * len(kl) + 2), 4))
+    figure, ax = plt.subplots(figsize=(min(12.0, max(6.0, 0.3 * len(kl) + 2)), 4))
     colours = np.where(active[order], "C0", "lightgrey")
     ax.bar(np.arange(len(kl)), kl[order], color=colours)
-    ax.set_xticks(np.arange(len(kl)), [str(j + 1) for j in order],
-                  fontsize=7 if len(kl) > 30 else 9)
-    ax.set(xlabel="latent dimension (sorted by KL)", ylabel="mean KL on the test set (nats)",
+    if len(kl) <= 40:  # beyond that the dimension numbers would overlap
+        ax.set_xticks(np.arange(len(kl)), [str(j + 1) for j in order],
+                      fontsize=7 if len(kl) > 24 else 9)
+    ax.set(xlabel="latent dimension (sorted by KL)" if len(kl) <= 40 else "dimensions by rank "
+           "of KL", ylabel="mean KL on the test set (nats)",
            title=f"KL per latent dimension: {int(active.sum())} of {len(kl)} active "
                  "(blue: Var_x E[z_j] > 0.01)")
     viz.save_figure(figure, os.path.join(config.out_dir, "kl_per_dim.png"))
