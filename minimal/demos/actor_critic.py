@@ -64,6 +64,7 @@ import numpy as np
 from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Tensor
+from minimal.distributions import Categorical
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -152,9 +153,8 @@ def policy_loss(policy: nn.Module, states: np.ndarray, actions: np.ndarray,
 
 def loss_from_logits(logits: Tensor, actions: np.ndarray, weights: np.ndarray) -> Tensor:
     """-mean_t log softmax(z_t)[a_t] A_t; its gradient in z_t is -(onehot(a_t) - pi_t) A_t / n."""
-    log_probs = F.log_softmax(logits, axis=1)
-    taken = Tensor(np.eye(logits.shape[1], dtype=logits.dtype)[actions])
-    return -((log_probs * taken).sum(1) * Tensor(weights.astype(logits.dtype))).mean()
+    log_pi = Categorical(logits).log_prob(actions)
+    return -(log_pi * Tensor(weights.astype(logits.dtype))).mean()
 
 
 def critic_loss(critic: nn.Module, states: np.ndarray, targets: np.ndarray) -> Tensor:
@@ -272,6 +272,8 @@ def episodes_to_reach(returns: np.ndarray, target: float, window: int = 100) -> 
 COLOURS = {"reinforce": "tab:red", "reinforce_baseline": "tab:blue", "actor_critic": "tab:green"}
 LABELS = {"reinforce": "REINFORCE", "reinforce_baseline": "REINFORCE + baseline",
           "actor_critic": "actor-critic (TD error)"}
+TICK_LABELS = {"reinforce": "REINFORCE", "reinforce_baseline": "REINFORCE\n+ baseline",
+               "actor_critic": "actor-critic\n(TD error)"}  # the same, broken to fit a tick
 
 
 def plot(runs: dict[str, list[np.ndarray]], config: Config, path: str) -> None:
@@ -302,8 +304,7 @@ def plot(runs: dict[str, list[np.ndarray]], config: Config, path: str) -> None:
                       reached, color=COLOURS[method])
         right.text(i, config.max_episodes * 1.04, f"{len(reached)}/{len(results)} solved",
                    ha="center", fontsize=9)
-    right.set_xticks(range(len(runs)), [LABELS[m].replace(" (", "\n(").replace(" + ", "\n+ ")
-                                        for m in runs], fontsize=9)
+    right.set_xticks(range(len(runs)), [TICK_LABELS[m] for m in runs], fontsize=9)
     right.set(ylabel=f"episodes to a 100-episode average of {config.target_average:g}",
               ylim=(0, config.max_episodes * 1.12), xlim=(-0.5, len(runs) - 0.5),
               title=f"Episodes to solve (at most {config.max_episodes})")

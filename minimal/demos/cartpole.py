@@ -82,6 +82,7 @@ import numpy as np
 from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor
+from minimal.distributions import Categorical
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -325,9 +326,8 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
 def policy_loss(policy_weights: Tensor, states: Tensor, actions: np.ndarray,
                 advantages: Tensor) -> Tensor:
     """-sum_t log pi(a_t|s_t) A_t with pi = softmax(s W): its gradient is the policy gradient."""
-    log_probs = F.log_softmax(states @ policy_weights, axis=1)
-    taken = Tensor(np.eye(policy_weights.shape[1], dtype=log_probs.dtype)[actions])
-    return -((log_probs * taken).sum(1) * advantages).sum()
+    log_pi = Categorical(states @ policy_weights).log_prob(actions)
+    return -(log_pi * advantages).sum()
 
 
 class ValueNet(nn.Module):

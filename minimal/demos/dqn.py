@@ -159,8 +159,7 @@ def td_loss(network: nn.Module, obs: np.ndarray, actions: np.ndarray,
     if loss not in LOSSES:
         raise ValueError(f"dqn: unknown loss {loss!r}; choose from {LOSSES}")
     q = network(Tensor(obs))
-    taken = Tensor(np.eye(q.shape[1], dtype=q.dtype)[actions])
-    error = (q * taken).sum(1) - Tensor(targets)
+    error = q[np.arange(len(actions)), actions] - Tensor(targets)  # Q(s_i, a_i), row by row
     if loss == "mse":
         return F.mse_loss(error, np.zeros(len(targets), np.float32))
     return huber(error).mean()

@@ -184,8 +184,8 @@ class TableModel:
         return P
 
 
-def value_iteration(P: envs.TransitionTable, gamma: float, theta: float = 1e-8
-                    ) -> np.ndarray:
+def optimal_action_values(P: envs.TransitionTable, gamma: float, theta: float = 1e-8
+                          ) -> np.ndarray:
     """Q* of a table by repeated Bellman optimality backups (as in dynamic_programming.py)."""
     probs, rewards, continues = envs.transition_arrays(P)
     q = np.zeros(rewards.shape)
@@ -213,7 +213,7 @@ def learned_model_experiment(config: Config, rng: np.random.Generator) -> dict:
     live = true_probs.max(axis=2) < 1.0  # (s, a) pairs that can lead to more than one state
     # gamma 0.99 (not 1): a policy planned in a poor model may never finish an episode.
     gamma = 0.99
-    optimum = value_iteration(true_P, gamma).max(axis=1)[0]
+    optimum = optimal_action_values(true_P, gamma).max(axis=1)[0]
     errors = np.zeros((config.model_runs, len(config.model_steps)))
     success = np.zeros_like(errors)
     progress = cli.Progress(config.model_runs, label="model run")
@@ -232,7 +232,7 @@ def learned_model_experiment(config: Config, rng: np.random.Generator) -> dict:
             learned_probs, _, _ = envs.transition_arrays(learned_P)
             # Total variation distance per (s, a), averaged over the live pairs.
             errors[run, column] = 0.5 * np.abs(learned_probs - true_probs).sum(axis=2)[live].mean()
-            plan = value_iteration(learned_P, gamma).argmax(axis=1)
+            plan = optimal_action_values(learned_P, gamma).argmax(axis=1)
             success[run, column] = policy_values(true_P, plan, gamma)[0]
         progress.update(run + 1)
     return {"steps": np.array(config.model_steps), "errors": errors.mean(axis=0),
@@ -625,8 +625,8 @@ def run(config: Config) -> dict[str, float]:
     metrics = {f"episodes_to_shortest_n{n}": float(res["episodes_needed"].mean())
                for n, res in dyna["results"].items()}
     most, least = max(config.planning_steps), min(config.planning_steps)
-    metrics["planning_speedup"] = (metrics[f"episodes_to_shortest_n{least}"]
-                                   / metrics[f"episodes_to_shortest_n{most}"])
+    needed = {n: float(res["episodes_needed"].mean()) for n, res in dyna["results"].items()}
+    metrics["planning_speedup"] = needed[least] / needed[most]
     metrics["learned_model_error"] = float(learned["errors"][-1])
     metrics["learned_plan_value_ratio"] = float(learned["success"][-1] / learned["optimum"])
     for name, key in (("Monte-Carlo search", "mc_search"), ("MCTS (UCT)", "mcts")):

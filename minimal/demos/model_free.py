@@ -132,10 +132,10 @@ TARGETS = {
 
 
 # --- prediction on the random walks -------------------------------------------------------
-Episode = tuple[list[int], list[float]]  # states S_0..S_T (S_T terminal), rewards R_1..R_T
+Walk = tuple[list[int], list[float]]  # states S_0..S_T (S_T terminal), rewards R_1..R_T
 
 
-def play_random_walk(env: envs.RandomWalk) -> Episode:
+def play_random_walk(env: envs.RandomWalk) -> Walk:
     """One episode of the walk (the environment must already be seeded)."""
     state, _ = env.reset()
     states, rewards, terminated = [state], [], False
@@ -146,7 +146,7 @@ def play_random_walk(env: envs.RandomWalk) -> Episode:
     return states, rewards
 
 
-def monte_carlo_update(values: np.ndarray, episode: Episode, alpha: float) -> None:
+def monte_carlo_update(values: np.ndarray, episode: Walk, alpha: float) -> None:
     """First-visit constant-alpha MC: move V(S_t) toward the return that followed it."""
     states, rewards = episode
     returns = np.cumsum(rewards[::-1])[::-1]  # G_t = R_{t+1} + ... + R_T (gamma = 1)
@@ -157,7 +157,7 @@ def monte_carlo_update(values: np.ndarray, episode: Episode, alpha: float) -> No
             values[state] += alpha * (ret - values[state])
 
 
-def td0_update(values: np.ndarray, episode: Episode, alpha: float) -> None:
+def td0_update(values: np.ndarray, episode: Walk, alpha: float) -> None:
     """TD(0), step by step: the target is one reward plus the current estimate of the next state.
     Terminal states keep value 0, so no special case is needed."""
     states, rewards = episode
@@ -165,7 +165,7 @@ def td0_update(values: np.ndarray, episode: Episode, alpha: float) -> None:
         values[states[t]] += alpha * (reward + values[states[t + 1]] - values[states[t]])
 
 
-def n_step_td_update(values: np.ndarray, episode: Episode, alpha: float, n: int) -> None:
+def n_step_td_update(values: np.ndarray, episode: Walk, alpha: float, n: int) -> None:
     """n-step TD (Sutton & Barto 7.1): the target sums n rewards and then bootstraps.
 
     Updating tau = 0, 1, ... in order reads each bootstrap value at the same moment the online
@@ -181,7 +181,7 @@ def n_step_td_update(values: np.ndarray, episode: Episode, alpha: float, n: int)
         values[states[tau]] += alpha * (target - values[states[tau]])
 
 
-def td_lambda_update(values: np.ndarray, episode: Episode, alpha: float, lam: float) -> None:
+def td_lambda_update(values: np.ndarray, episode: Walk, alpha: float, lam: float) -> None:
     """Online TD(lambda) with accumulating eligibility traces (the backward view)."""
     states, rewards = episode
     traces = np.zeros_like(values)
@@ -196,7 +196,7 @@ def rms_error(values: np.ndarray, true_values: np.ndarray) -> float:
     return float(np.sqrt(np.mean((values[1:-1] - true_values) ** 2)))
 
 
-def learning_curve(update, episodes: list[Episode], initial: np.ndarray, true_values,
+def learning_curve(update, episodes: list[Walk], initial: np.ndarray, true_values,
                    **settings) -> np.ndarray:
     """RMS error after each episode (index 0 = before learning)."""
     values = initial.copy()
@@ -214,17 +214,18 @@ def td_versus_mc(config: Config) -> dict:
     true_values = env.true_values()
     initial = np.full(env.n_states, 0.5)
     initial[[0, -1]] = 0.0  # terminal states are worth nothing
-    curves = {f"TD alpha={a}": [] for a in config.td_alphas}
-    curves.update({f"MC alpha={a}": [] for a in config.mc_alphas})
+    # keyed by (method, alpha); the figure writes the label
+    curves = {("TD", a): [] for a in config.td_alphas}
+    curves.update({("MC", a): [] for a in config.mc_alphas})
     snapshots = {}
     progress = cli.Progress(config.walk_runs, label="5-state walk run")
     for run in range(config.walk_runs):
         episodes = [play_random_walk(env) for _ in range(config.walk_episodes)]
         for alpha in config.td_alphas:
-            curves[f"TD alpha={alpha}"].append(
+            curves["TD", alpha].append(
                 learning_curve(td0_update, episodes, initial, true_values, alpha=alpha))
         for alpha in config.mc_alphas:
-            curves[f"MC alpha={alpha}"].append(learning_curve(
+            curves["MC", alpha].append(learning_curve(
                 monte_carlo_update, episodes, initial, true_values, alpha=alpha))
         if run == 0:  # the left panel of figure 6.2: one run of TD(0), alpha 0.1
             values = initial.copy()
@@ -377,7 +378,7 @@ def windy_experiment(config: Config, rng: np.random.Generator) -> dict:
     env = envs.WindyGridworld()
     # Exploration decays linearly to 0, so the last episodes follow (and fix) the greedy path.
     epsilons = config.epsilon * (1 - np.arange(config.windy_episodes) / config.windy_episodes)
-    results = {"SARSA": [], f"SARSA(lambda={config.windy_lambda})": []}
+    results = {"SARSA": [], "SARSA(lambda)": []}
     progress = cli.Progress(config.windy_runs, label="windy run")
     for run in range(config.windy_runs):
         seed = config.seed + run
@@ -385,7 +386,7 @@ def windy_experiment(config: Config, rng: np.random.Generator) -> dict:
         results["SARSA"].append((q, lengths))
         q, _, lengths = sarsa_lambda(env, config.windy_episodes, config.windy_alpha, epsilons,
                                      config.windy_lambda, rng, seed)
-        results[f"SARSA(lambda={config.windy_lambda})"].append((q, lengths))
+        results["SARSA(lambda)"].append((q, lengths))
         progress.update(run + 1)
     start = int(np.argmax(env.start_distribution))
     summary = {}
@@ -394,7 +395,8 @@ def windy_experiment(config: Config, rng: np.random.Generator) -> dict:
         summary[name] = {"lengths": np.array([lengths for _, lengths in runs]),
                          "path": greedy_path(env.P, runs[0][0], start)[0],
                          "median_path_steps": float(np.median(path_steps))}
-    return {"env": env, "results": summary}
+    labels = {"SARSA": "SARSA", "SARSA(lambda)": f"SARSA(lambda={config.windy_lambda})"}
+    return {"env": env, "results": summary, "labels": labels}
 
 
 # --- exploration: the two doors -----------------------------------------------------------
@@ -432,8 +434,9 @@ def figure_td_vs_mc(result: dict, path: str) -> None:
     axes[0].set_ylabel("estimated value")
     axes[0].set_title("TD(0), alpha 0.1, one run")
     axes[0].legend(fontsize=8)
-    for name, curve in result["curves"].items():
-        axes[1].plot(curve, label=name, linestyle="-" if name.startswith("TD") else "--")
+    for (method, alpha), curve in result["curves"].items():
+        axes[1].plot(curve, label=f"{method} alpha={alpha}",
+                     linestyle="-" if method == "TD" else "--")
     axes[1].set_xlabel("episodes")
     axes[1].set_ylabel("RMS error, averaged over states and runs")
     axes[1].set_title("Random walk, 5 states (Sutton & Barto fig. 6.2)")
@@ -506,7 +509,7 @@ def figure_cliff(result: dict, path: str) -> None:
     x = np.arange(len(names))
     ax.bar(x - 0.2, edge, 0.4, label="greedy path = the edge path (13 steps)")
     ax.bar(x + 0.2, safe, 0.4, label="greedy path keeps off the edge (<= 2 of its 10 cells)")
-    ax.set_xticks(x, [n.replace(", ", ",\n") for n in names], fontsize=8)
+    ax.set_xticks(x, [CLIFF_TICK_LABELS[n] for n in names], fontsize=8)
     ax.set_ylabel("fraction of runs")
     ax.set_ylim(0, 1.25)
     ax.legend(fontsize=8)
@@ -514,18 +517,25 @@ def figure_cliff(result: dict, path: str) -> None:
     viz.save_figure(fig, path)
 
 
+CLIFF_TICK_LABELS = {"SARSA": "SARSA", "Q-learning": "Q-learning",
+                     "SARSA, epsilon decaying": "SARSA,\nepsilon decaying",
+                     "Q-learning, epsilon decaying": "Q-learning,\nepsilon decaying"}
+
+
 def figure_windy(result: dict, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for name, res in result["results"].items():
         steps = np.cumsum(res["lengths"].mean(axis=0))
-        axes[0].plot(steps, np.arange(1, len(steps) + 1), label=name)
+        axes[0].plot(steps, np.arange(1, len(steps) + 1), label=result["labels"][name])
     axes[0].set_xlabel("time steps (mean over runs)")
     axes[0].set_ylabel("episodes completed")
     axes[0].set_title("Windy gridworld (Sutton & Barto fig. 6.3)")
     axes[0].legend()
     draw_grid(axes[1], result["env"],
-              {name: res["path"] for name, res in result["results"].items()},
-              "greedy paths after learning (run 0); wind strength below", wind=envs.WindyGridworld.WIND)
+              {result["labels"][name]: res["path"]
+               for name, res in result["results"].items()},
+              "greedy paths after learning (run 0); wind strength below",
+              wind=envs.WindyGridworld.WIND)
     viz.save_figure(fig, path)
 
 
@@ -576,9 +586,8 @@ def run(config: Config) -> dict[str, float]:
 
     env = cliff["env"]
     last = slice(-100, None)
-    td_name = f"TD alpha={min(config.td_alphas)}"
-    mc_name = f"MC alpha={min(config.mc_alphas)}"
-    lam_name = f"SARSA(lambda={config.windy_lambda})"
+    td_name, mc_name = ("TD", min(config.td_alphas)), ("MC", min(config.mc_alphas))
+    lam_name = "SARSA(lambda)"
     greedy_name, epsilon_name = list(doors)
     return {
         "walk5_td_final_rms": float(walk["curves"][td_name][-1]),

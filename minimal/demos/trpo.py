@@ -541,6 +541,9 @@ ADAPTIVE_VARIANTS = {
     "both": {"adaptive_steps": True, "adaptive_kl": True, "margin": 0.0},
     "both, 5% margin": {"adaptive_steps": True, "adaptive_kl": True, "margin": 0.05},
 }
+ADAPTIVE_METRICS = {  # each variant's metric, adaptive_KEY_final_return
+    "fixed": "fixed", "adaptive steps": "adaptive_steps", "adaptive KL": "adaptive_KL",
+    "both": "both", "both, 5% margin": "both_5_margin"}
 
 
 def first_step_reaching(records: dict, level: float) -> float:
@@ -586,8 +589,8 @@ def run(config: Config) -> dict[str, float]:
         for name, overrides in ADAPTIVE_VARIANTS.items():
             variant = replace(config, **overrides)
             runs[name], _ = train(variant, config.compare_env, config.compare_steps, label=name)
-            metrics[f"adaptive_{name.replace(' ', '_').replace(',', '').replace('%', '')}"
-                    "_final_return"] = float(np.mean(runs[name]["mean_return"][-5:]))
+            metrics[f"adaptive_{ADAPTIVE_METRICS[name]}_final_return"] = float(
+                np.mean(runs[name]["mean_return"][-5:]))
         plot_adaptive(runs, config.compare_env, os.path.join(config.out_dir, "adaptive.png"))
     return metrics
 

@@ -60,9 +60,9 @@ def test_first_visit_mc_uses_the_return_from_the_first_visit():
 def test_td_beats_mc_on_the_five_state_walk():
     config = cli.make_config(mf.Config, walk_runs=20)
     result = mf.td_versus_mc(config)
-    td = result["curves"]["TD alpha=0.05"][-1]
+    td = result["curves"]["TD", 0.05][-1]
     assert td < 0.08
-    assert all(td < curve[-1] for name, curve in result["curves"].items() if name.startswith("MC"))
+    assert all(td < curve[-1] for (method, _), curve in result["curves"].items() if method == "MC")
 
 
 def test_intermediate_n_is_best_on_the_nineteen_state_walk():
