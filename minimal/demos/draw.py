@@ -45,7 +45,23 @@ Figures (in out_dir; attention model unless said):
     loss_curves.png            reconstruction and KL terms while training, test loss points,
                                and the share of the test KL spent at each step
 
-Measured: MEASURED_PLACEHOLDER
+Measured (seed 0, synthetic binarised digits, test negative ELBO in nats per image, one sample
+of z per image; 2 cores shared with other jobs, so seconds are CPU seconds):
+  quick preset (LSTM 64, T 10, 400 iterations of batch 64, ~63 s of CPU): attention 189.3,
+    no attention 139.3 (untrained 395.5 and 411.5); the attention model spends 79% of its KL
+    in steps 6-10, the plain one spreads it evenly.
+  full size (LSTM 256, T 10, N 5, z 10), 600 iterations each (the default 3000 did not fit
+    the shared machine's afternoon): attention 184.4, no attention 101.6 (untrained 391.2 and
+    398.1). FULL_PLACEHOLDER
+The paper reports <= 80.97 nats for attention on MNIST with T 64, read 2x2, write 5x5, z 100,
+after about two days on a GPU. What separates these runs from it is training time above all:
+in the first thousand iterations the attention model sits in a phase where its write window
+covers the whole image (N 5 filters 6.75 pixels apart with sigma 1) and it draws a blurred
+average digit, spending only about 7 nats of KL; the writes are Gaussian-weighted averages, so
+each pixel gets a small fraction of a patch value and strokes need large weights, which Adam
+grows slowly. The plain model writes every pixel directly and learns fast at first. Then T
+(10 here, 64 in the paper) and z (10 here, 100 in the paper), and real MNIST against these
+synthetic digits, which are not the same data.
 
 Departures from the original code (bugs fixed; each has a test):
   - the colour version built Fy from the x centres (gX); here Fy comes from gY;
