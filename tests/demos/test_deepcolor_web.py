@@ -1,0 +1,190 @@
+"""deepcolor's web page: the server with a tiny real deepcolor generator (PNG in, the colorize
+function's exact pixels out; concurrent requests give the same bytes as one at a time), and the
+page in a real browser (headless Chromium driven by selenium): upload a drawing, paint a stroke,
+press Colour, find the result at the drawing's size; the stroke reached the server as the hint.
+The browser test is skipped, saying why, where Chromium, its driver or selenium is missing."""
+
+import dataclasses
+import io
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from minimal import data, webapp
+from minimal.demos import deepcolor as dc
+
+SKIP_BROWSER = ("no headless browser: the page's test needs Debian's chromium and "
+                "chromium-driver (apt-get install chromium chromium-driver; .ci/run does) and "
+                "selenium (pip install -e '.[test]')")
+
+
+def tiny_colorizer():
+    """An untrained rung-4 generator at 32 px (the plumbing, not the quality, is under test)
+    and the callback the demo hands the server."""
+    config = dc.Config(size=32, width=4, depth=2, rungs=(4,))
+    generator, _ = dc.make_rung(4, config, np.random.default_rng(0))
+    received = []
+
+    def colour(line, hint):
+        received.append(hint)
+        return dc.colorize(generator, line, hint, config.size, 4)
+
+    return generator, config, colour, received
+
+
+@pytest.fixture
+def server():
+    """server(callback, examples) -> port of a running in-process server."""
+    running = []
+
+    def start(colour, examples=()):
+        instance = webapp.make_server(colour, examples, port=0, quiet=True,
+                                      title="deepcolor: colour your line art")
+        threading.Thread(target=instance.serve_forever, args=(0.02,), daemon=True).start()
+        running.append(instance)
+        return instance.server_address[1]
+
+    yield start
+    for instance in running:
+        instance.shutdown()
+        instance.server_close()
+
+
+def png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def cartoon_line(height: int, width: int) -> np.ndarray:
+    picture = data.illustrations(1, seed=11, size=max(height, width))[0][:height, :width]
+    return data.line_art(picture)
+
+
+def post(port, **files) -> tuple[int, bytes]:
+    import http.client
+
+    boundary = "deepcolor-web-test"
+    body = b"".join(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; "
+                    f"filename=\"{name}.png\"\r\n\r\n".encode() + content + b"\r\n"
+                    for name, content in files.items()) + f"--{boundary}--\r\n".encode()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("POST", "/api/colour", body,
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_a_drawing_in_gives_colorizes_pixels_out_also_when_two_tabs_ask_at_once(server):
+    generator, config, colour, _ = tiny_colorizer()
+    port = server(colour)
+    line = cartoon_line(45, 70)  # odd sizes: padded for the U-Net and cropped back
+    hint = np.ones((20, 30, 3), np.float32)
+    hint[5:15, 5:25] = [0.9, 0.2, 0.2]
+    status, body = post(port, line=png(line), hint=png(hint))
+    assert status == 200
+    # the same pixels as calling colorize directly on the decoded PNGs
+    line_rgb = np.repeat((np.round(line * 255) / 255)[..., None], 3, axis=2)
+    hint_read = np.round(hint * 255) / 255
+    expected = webapp.encode_png(dc.colorize(generator, line_rgb, hint_read, config.size, 4))
+    assert body == expected
+    with Image.open(io.BytesIO(body)) as image:
+        assert image.size == (70, 45)
+
+    other = png(cartoon_line(33, 52))
+    alone = [post(port, line=png(line), hint=png(hint))[1], post(port, line=other)[1]]
+    answers = [None, None]
+    requests = [{"line": png(line), "hint": png(hint)}, {"line": other}]
+
+    def ask(index):
+        answers[index] = post(port, **requests[index])
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [(200, alone[0]), (200, alone[1])]
+    assert generator.training  # the evaluation-mode switch was undone after each request
+
+
+# ===== in a real browser ===================================================================
+
+def browser():
+    """A headless Chromium driven by selenium, or a skip saying what is missing."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_path = shutil.which("chromedriver")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip(SKIP_BROWSER)
+    if not chromium or not driver_path:
+        pytest.skip(SKIP_BROWSER)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage", "--window-size=1000,900"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(driver_path), options=options)
+
+
+def test_the_page_in_chromium_paint_a_stroke_colour_and_get_the_drawings_size(server,
+                                                                              tmp_path):
+    _, _, colour, received = tiny_colorizer()
+    example = ("a held-out cartoon", cartoon_line(48, 48))
+    port = server(colour, [example])
+    drawing = tmp_path / "my drawing.png"
+    drawing.write_bytes(png(cartoon_line(70, 90)))
+    driver = browser()
+    try:
+        from selenium.webdriver.common.action_chains import ActionChains
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def status_says(text):
+            WebDriverWait(driver, 15).until(
+                lambda d: text in d.find_element(By.ID, "status").text)
+
+        driver.get(f"http://127.0.0.1:{port}/")
+        status_says("48 x 48 pixels")  # the page opens on the first example
+        driver.find_element(By.ID, "upload").send_keys(str(drawing))
+        status_says("90 x 70 pixels")
+        canvas = driver.find_element(By.ID, "hint")
+        driver.execute_script("document.getElementById('colour').value = '#d83a3a'")
+        # a horizontal stroke through the middle of the drawing (offsets from its centre)
+        ActionChains(driver).move_to_element_with_offset(canvas, -120, 0).click_and_hold() \
+            .move_by_offset(120, 10).move_by_offset(120, -10).release().perform()
+        driver.find_element(By.ID, "go").click()
+        status_says("Coloured with your hints")
+        size = driver.execute_script(
+            "const r = document.getElementById('result'); "
+            "return r.complete ? [r.naturalWidth, r.naturalHeight] : null")
+        assert size == [90, 70]
+        link = driver.find_element(By.ID, "download")
+        assert link.is_displayed() and link.get_attribute("href").startswith("blob:")
+        assert link.get_attribute("download") == "my drawing-coloured.png"
+
+        # the stroke reached the server as the hint: red across the middle, white paper above
+        hint = received[-1]
+        assert hint.shape == (70, 90, 3)
+        red = np.all(np.abs(hint - np.array([216, 58, 58]) / 255) < 0.02, axis=-1)
+        assert red[30:40].any(axis=0)[20:70].all()  # along the stroke, a red pixel per column
+        assert np.all(hint[:20] == 1.0)
+
+        driver.find_element(By.ID, "nohint").click()
+        status_says("with no hint")
+        assert received[-1] is None  # "No hint" sends the line art alone: the all-white hint
+    finally:
+        driver.quit()
+
+
+def test_the_demos_config_defaults_for_serving():
+    config = dc.Config()
+    assert dataclasses.asdict(config)["colorize"] == ""
