@@ -50,7 +50,8 @@ data, the seed and its settings), so later runs skip its training.
 
 Run:  python -m minimal.demos.gan [--quick] [--dataset shapes|digits|faces] [--data PATH]
       --data PATH: CIFAR-10 binary batches (shapes), MNIST IDX files (digits) or a folder of
-      images (faces, e.g. CelebA); --resume continues a stopped run bit for bit.
+      images (faces, e.g. CelebA); --resume continues a stopped run bit for bit, and
+      --resume --iterations N trains a finished one on to N iterations.
 
 Figures (in out_dir):
     samples_NNNNN.png       the same 64 noise vectors through G at each checkpoint
@@ -455,7 +456,8 @@ def build(config: Config, channels: int, size: int):
     fixed_noise = sample_noise(rng, 64, config.z_dim)  # the same 64 samples at every checkpoint
     state = training.TrainingState("gan", config, {"generator": generator,
                                                    "discriminator": discriminator},
-                                   {"generator_adam": g_adam, "discriminator_adam": d_adam}, rng)
+                                   {"generator_adam": g_adam, "discriminator_adam": d_adam}, rng,
+                                   may_differ=("iterations",))  # --resume may train on longer
     return rng, generator, discriminator, g_adam, d_adam, fixed_noise, state
 
 

@@ -9,7 +9,7 @@ import scipy.linalg
 from minimal import optim
 from minimal.autograd import Tensor
 from minimal.demos import gan
-from minimal.errors import ConfigError, NonFiniteLossError
+from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 
 def tiny_nets(rng, dtype=np.float32, size=8, channels=1):
@@ -179,3 +179,15 @@ def test_a_short_run_ends_far_below_the_untrained_generator(tmp_path):
     untrained, trained = state.history["frechet"][0], state.history["frechet"][-1]
     # measured: seed 0 68.5 -> 21.6 (0.32 of the untrained generator); seed 1 55.8 -> 27.8 (0.50)
     assert trained < 0.6 * untrained, (untrained, trained)
+
+
+def test_a_finished_run_can_be_trained_on_longer(tmp_path):
+    config = gan.Config(iterations=2, checkpoint_every=2, batch_size=8, z_dim=6, g_width=4,
+                        d_width=3, eval_images=8, out_dir=str(tmp_path))
+    images = blob_images(np.random.default_rng(3), 40, size=8)
+    gan.train(config, images)
+    longer = gan.Config(**{**config.__dict__, "iterations": 4, "resume": True})
+    _, _, state, _ = gan.train(longer, images)
+    assert len(state.history["d_loss"]) == 4 and state.counters["iteration"] == 4
+    with pytest.raises(CheckpointError, match="lr"):  # other settings are still refused
+        gan.train(gan.Config(**{**longer.__dict__, "lr": 1e-3}), images)
