@@ -616,9 +616,9 @@ def scribble_figure(modules: dict, pictures: dict, rng: np.random.Generator, pat
     generator = modules["rung4"]
     columns = [("line art", lines), ("user scribble", scribbles),
                ("hint: faded 0.3,\nblurred (post)", faded),
-               ("rung 4 with it", colour(generator, 4, lines, faded)),
+               ("rung 4 with\nthe faded hint", colour(generator, 4, lines, faded)),
                ("hint: blurred\nonly (fade 1)", full),
-               ("rung 4 with it", colour(generator, 4, lines, full)),
+               ("rung 4 with\nthe blurred hint", colour(generator, 4, lines, full)),
                ("rung 4, no hint", colour(generator, 4, lines)), ("original", originals)]
     _labelled_grid(columns, path)
 
