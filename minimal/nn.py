@@ -570,11 +570,37 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
     the arithmetic. Under create_graph=True the step-by-step Tensor version is differentiated
     instead, so higher derivatives stay exact.
 
+    Three parts: `_lstm_forward` (the recurrence, keeping every gate and cell), and for the
+    backward `_lstm_gate_factors` (what does not depend on the incoming gradient, all steps at
+    once) and `_lstm_backward_through_time` (the loop from the last step to the first).
+    """
+    w = weight_hh.data
+    out, gates, cells, tanh_cells = _lstm_forward(x_part.data, h0.data, c0.data, w)
+
+    def fast_backward(grad_out):
+        factors, via_output = _lstm_gate_factors(gates, cells, tanh_cells)
+        d_gates, dh, dc, d_w = _lstm_backward_through_time(grad_out.data, gates, factors,
+                                                           via_output, w, h0.data, out)
+        return Tensor(d_gates), Tensor(dh), Tensor(dc), Tensor(d_w)
+
+    def composed(x_part, h, c, weight_hh):
+        hs = []
+        for t in range(len(gates)):
+            h, c = _lstm_gates(x_part[t], h, c, weight_hh)
+            hs.append(h)
+        return stack(hs + [c], axis=0)
+
+    return fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
+
+
+def _lstm_forward(xs: np.ndarray, h0: np.ndarray, c0: np.ndarray, w: np.ndarray):
+    """The recurrence in NumPy: (out, gates, cells, tanh_cells), out (T + 1, B, H) the hidden
+    states then the last cell, gates (T, B, 4H) after their nonlinearities, cells c_0 .. c_T.
+
     Each step is a handful of NumPy calls on (B, 4H) arrays, written into preallocated buffers;
     whatever does not depend on the previous step is done for all T steps at once, outside the
     loop (where the arrays are big enough to split over threads, see parallel.py).
     """
-    xs, w = x_part.data, weight_hh.data
     steps, hidden = xs.shape[0], w.shape[1]
     # all four gates with one tanh: sigmoid(z) = (tanh(z / 2) + 1) / 2 for i, f, o and tanh(z)
     # for g. Scaling by 1/2 is exact in floating point, so it can go into x_part and the weight.
@@ -592,7 +618,7 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
     gates = np.empty(xs.shape, xs.dtype)  # i, f, g, o after their nonlinearities, every step
     cells = np.empty((steps + 1,) + c0.shape, xs.dtype)  # c_0 .. c_T
     tanh_cells = np.empty((steps,) + c0.shape, xs.dtype)
-    h, cells[0] = h0.data, c0.data
+    h, cells[0] = h0, c0
     for t in range(steps):
         act = gates[t]
         np.matmul(h, scaled_w, out=act)
@@ -606,57 +632,62 @@ def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Te
         np.tanh(cells[t + 1], out=tanh_cells[t])
         h = np.multiply(o, tanh_cells[t], out=out[t])
     out[steps] = cells[steps]
+    return out, gates, cells, tanh_cells
 
-    def fast_backward(grad_out):
-        d_out = grad_out.data
-        # What each gate's gradient is made of, for all steps at once (nothing here depends
-        # on the gradient flowing back): with dc the gradient of the cell and dh of the
-        # hidden state at a step,
-        #   d z_i = dc g i(1-i),  d z_f = dc c_prev f(1-f),  d z_g = dc i (1-g^2)
-        #   d z_o = dh tanh(c) o(1-o),  and dc takes dh o (1 - tanh(c)^2) from the output.
-        factors = np.empty_like(gates)  # the four factors above, in the gates' layout
-        via_output = np.empty_like(tanh_cells)
 
-        def gate_factors(lo, hi):
-            act, fac = gates[lo:hi], factors[lo:hi]
-            i, f, g, o = (act[..., k * hidden:(k + 1) * hidden] for k in range(4))
-            np.subtract(1, act, out=fac)
-            fac *= act  # s(1 - s), right for the sigmoid gates i, f, o
-            np.multiply(g, g, out=fac[..., 2 * hidden:3 * hidden])
-            np.subtract(1, fac[..., 2 * hidden:3 * hidden], out=fac[..., 2 * hidden:3 * hidden])
-            fac[..., :hidden] *= g
-            fac[..., hidden:2 * hidden] *= cells[lo:hi]  # c_prev of steps lo..hi-1
-            fac[..., 2 * hidden:3 * hidden] *= i
-            fac[..., 3 * hidden:] *= tanh_cells[lo:hi]
-            np.multiply(tanh_cells[lo:hi], tanh_cells[lo:hi], out=via_output[lo:hi])
-            np.subtract(1, via_output[lo:hi], out=via_output[lo:hi])
-            via_output[lo:hi] *= o
+def _lstm_gate_factors(gates: np.ndarray, cells: np.ndarray, tanh_cells: np.ndarray):
+    """What each gate's gradient is made of, for all steps at once (nothing here depends on
+    the gradient flowing back): with dc the gradient of the cell and dh of the hidden state
+    at a step,
+        d z_i = dc g i(1-i),  d z_f = dc c_prev f(1-f),  d z_g = dc i (1-g^2)
+        d z_o = dh tanh(c) o(1-o),  and dc takes dh o (1 - tanh(c)^2) from the output.
+    Returns (factors, via_output): the four factors above in the gates' layout, and
+    o (1 - tanh(c)^2).
+    """
+    steps, hidden = len(gates), gates.shape[-1] // 4
+    factors = np.empty_like(gates)
+    via_output = np.empty_like(tanh_cells)
 
-        for_blocks(gate_factors, steps, 3 * gates.size)
-        d_gates = np.empty_like(gates)  # d loss / d z for every step
-        dh, dc = np.zeros_like(h0.data), d_out[steps].copy()  # c_T feeds only the output
-        for t in reversed(range(steps)):
-            dh += d_out[t]
-            dc += dh * via_output[t]
-            dz = d_gates[t]
-            # d z_i, d z_f, d z_g = dc times their factors, in one call on a (B, 3, H) view
-            np.multiply(dc[:, None], factors[t, :, :3 * hidden].reshape(-1, 3, hidden),
-                        out=dz[:, :3 * hidden].reshape(-1, 3, hidden))
-            np.multiply(dh, factors[t, :, 3 * hidden:], out=dz[:, 3 * hidden:])
-            np.matmul(dz, w, out=dh)
-            dc *= gates[t, :, hidden:2 * hidden]  # f
-        previous_h = np.concatenate([h0.data[None], out[:steps - 1]]).reshape(-1, hidden)
-        d_w = d_gates.reshape(-1, 4 * hidden).T @ previous_h
-        return Tensor(d_gates), Tensor(dh), Tensor(dc), Tensor(d_w)
+    def gate_factors(lo, hi):
+        act, fac = gates[lo:hi], factors[lo:hi]
+        i, f, g, o = (act[..., k * hidden:(k + 1) * hidden] for k in range(4))
+        np.subtract(1, act, out=fac)
+        fac *= act  # s(1 - s), right for the sigmoid gates i, f, o
+        np.multiply(g, g, out=fac[..., 2 * hidden:3 * hidden])
+        np.subtract(1, fac[..., 2 * hidden:3 * hidden], out=fac[..., 2 * hidden:3 * hidden])
+        fac[..., :hidden] *= g
+        fac[..., hidden:2 * hidden] *= cells[lo:hi]  # c_prev of steps lo..hi-1
+        fac[..., 2 * hidden:3 * hidden] *= i
+        fac[..., 3 * hidden:] *= tanh_cells[lo:hi]
+        np.multiply(tanh_cells[lo:hi], tanh_cells[lo:hi], out=via_output[lo:hi])
+        np.subtract(1, via_output[lo:hi], out=via_output[lo:hi])
+        via_output[lo:hi] *= o
 
-    def composed(x_part, h, c, weight_hh):
-        hs = []
-        for t in range(steps):
-            h, c = _lstm_gates(x_part[t], h, c, weight_hh)
-            hs.append(h)
-        return stack(hs + [c], axis=0)
+    for_blocks(gate_factors, steps, 3 * gates.size)
+    return factors, via_output
 
-    return fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
+
+def _lstm_backward_through_time(d_out: np.ndarray, gates: np.ndarray, factors: np.ndarray,
+                                via_output: np.ndarray, w: np.ndarray, h0: np.ndarray,
+                                out: np.ndarray):
+    """From the last step to the first: the gradient of every step's gate inputs, then of the
+    initial hidden and cell state, and of weight_hh. Returns (d_gates, dh, dc, d_w)."""
+    steps, hidden = len(gates), w.shape[1]
+    d_gates = np.empty_like(gates)  # d loss / d z for every step
+    dh, dc = np.zeros_like(h0), d_out[steps].copy()  # c_T feeds only the output
+    for t in reversed(range(steps)):
+        dh += d_out[t]
+        dc += dh * via_output[t]
+        dz = d_gates[t]
+        # d z_i, d z_f, d z_g = dc times their factors, in one call on a (B, 3, H) view
+        np.multiply(dc[:, None], factors[t, :, :3 * hidden].reshape(-1, 3, hidden),
+                    out=dz[:, :3 * hidden].reshape(-1, 3, hidden))
+        np.multiply(dh, factors[t, :, 3 * hidden:], out=dz[:, 3 * hidden:])
+        np.matmul(dz, w, out=dh)
+        dc *= gates[t, :, hidden:2 * hidden]  # f
+    previous_h = np.concatenate([h0[None], out[:steps - 1]]).reshape(-1, hidden)
+    d_w = d_gates.reshape(-1, 4 * hidden).T @ previous_h
+    return d_gates, dh, dc, d_w
 
 
 class LSTMCell(Module):
