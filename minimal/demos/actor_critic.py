@@ -2,27 +2,22 @@
 
 Follows the post on policy gradients and actor-critic (David Silver's lecture 7; Sutton & Barto
 chapter 13). The policy pi(a|s; theta) is a small network with a softmax output, improved along
-the policy gradient
+the policy gradient; the three methods differ only in the weight A_t of each step, from
+noisiest to least noisy. A baseline lowers the variance without biasing the gradient; a critic
+that bootstraps lets the actor learn before the episode ends, at the price of bias.
+
+Key equations:
 
     grad J = E[ grad log pi(a_t|s_t) * A_t ]
-
-with three choices of the weight A_t, from noisiest to least noisy:
-
     REINFORCE             A_t = G_t = r_t + gamma r_{t+1} + ...   (the Monte-Carlo return)
-    REINFORCE + baseline  A_t = G_t - V(s_t)    V a critic network fitted to G_t; subtracting a
-                                                 function of the state leaves the gradient
-                                                 unbiased and lowers its variance
-    actor-critic          A_t = delta_t = r_t + gamma V(s_{t+1}) - V(s_t)    the one-step TD
-                                                 error; V fitted to r_t + gamma V(s_{t+1}), so
-                                                 the critic bootstraps and the actor can learn
-                                                 before the episode ends
+    REINFORCE + baseline  A_t = G_t - V(s_t)        V a critic network fitted to G_t
+    actor-critic          A_t = delta_t = r_t + gamma V(s_{t+1}) - V(s_t)   (one-step TD error;
+                                                    V fitted to r_t + gamma V(s_{t+1}))
+    policy loss  -mean_t log pi(a_t|s_t) A_t  (A_t held fixed; log pi from
+                 distributions.Categorical);  critic loss  mean (V(s_t) - target_t)^2
 
-The policy loss is -mean_t log pi(a_t|s_t) A_t (A_t held fixed), the critic's loss the mean
-squared error to its target, both with Adam. After a fall V(s_{t+1}) is 0; when CartPole-v1's
-500-step limit cuts an episode, the state is not terminal and the TD target still bootstraps.
-
-Environment: gymnasium ``CartPole-v1`` (up to 500 steps, the task counts as solved at an average
-of 475 over 100 consecutive episodes); every episode is seeded with reset(seed=...) from the rng.
+After a fall V(s_{t+1}) is 0; when CartPole-v1's 500-step limit cuts an episode, the state is
+not terminal and the TD target still bootstraps.
 
 Run:  python -m minimal.demos.actor_critic [--quick] [--seed 0]
 
@@ -31,26 +26,28 @@ Figures (in out_dir):
                           (thin: single seeds; thick: mean, band: +-1 std), the 475 line, and
                           how many episodes each seed needed to reach it
 
+Settings: gymnasium ``CartPole-v1`` (up to 500 steps; solved at an average of 475 over 100
+consecutive episodes), every episode seeded with reset(seed=...) from the rng. The post gives no
+sizes for CartPole-v1, so these are the demo's choice, the same for every method: 4-32-2 policy,
+4-32-1 critic, Adam 5e-3 (policy) and 3e-2 (critic), gamma 0.99.
+
 Departures: the actor-critic updates every `update_every` steps (and at each episode's end) on
 the one-step TD errors of those steps, instead of after every single step: the same estimator
-in batches of 16 steps, 16 times fewer engine calls; and the critic takes 4 gradient steps per
-batch (targets recomputed each time) before the actor's TD errors are computed with it, since a critic that lags behind gives TD errors that are positive almost
-everywhere and the policy collapses onto one action. Network sizes and learning rates are this
-demo's choice (the post gives none for CartPole-v1): 4-32-2 policy, 4-32-1 critic, Adam 5e-3 /
-3e-2, gamma 0.99; the same for every method.
+in batches of 16 steps, 16 times fewer engine calls. The critic takes 4 gradient steps per
+batch (targets recomputed each time) before the actor's TD errors are computed with it: a
+critic that lags behind gives TD errors that are positive almost everywhere and the policy
+collapses onto one action.
 
-Measured (seed 0, full settings: 3 seeds, at most 800 episodes; 6 minutes on 2 shared cores):
-    REINFORCE             0/3 seeds reach 475; best 100-episode average 293 (mean over seeds)
-    REINFORCE + baseline  3/3 reach 475, after 336 episodes on average
-    actor-critic (TD)     0/3 reach 475 within 800 episodes; best average 287 (one seed
-                          near 470 by the end); no faster than plain REINFORCE here, and
-                          prone to collapses when the critic's errors steer the actor
-Quick preset (2 seeds, 300 episodes, 20 s): best 100-episode average REINFORCE 104,
-REINFORCE + baseline 414, actor-critic 59 (it starts slowest: its critic must learn first).
+Results (seed 0, 2 cores; best = best 100-episode average, mean over seeds; the longer record
+is in benchmarks/README.md):
+
+    preset               REINFORCE        REINFORCE + baseline     actor-critic       time
+    quick (2 x 300 ep.)  best 104         best 416, 1/2 solve      best 60            ~50 s
+    full  (3 x 800 ep.)  best 293, 0/3    3/3 solve (336 ep.)      best 287, 0/3      6 min
+
 The baseline's effect is the clear result: same data, same learning rates, a far less noisy
 gradient. The one-step TD critic trades that variance for bias and was the least stable here.
 """
-
 from __future__ import annotations
 
 import itertools

@@ -3,17 +3,12 @@
 Follows the post "Simple reinforcement learning methods to learn CartPole". A cart carries an
 upright pole; each step the agent pushes the cart left or right and earns +1 while the pole stays
 within 12 degrees and the cart within 2.4 units of the centre. Episodes last at most 200 steps,
-and an agent "solves" the task the first time it lasts a whole 200-step episode.
+and an agent "solves" the task the first time it lasts a whole 200-step episode. Three ways to
+find a policy, from blind to gradient-based: guess linear weights at random, perturb the best
+weights so far (hill climbing, which gets stuck; two fixes unstick it), and follow the policy
+gradient with a learned value baseline (the smallest use of the engine in the project).
 
-Environment: gymnasium's ``CartPole-v0`` (the 200-step version; gymnasium 1.x still registers
-it with a deprecation warning, silenced here). Random search and hill climbing run thousands of
-short episodes, so they use ``batch_returns``: ``cartpole_step``, a NumPy re-implementation of
-gymnasium's equations, steps many carts at once; tests/demos/test_cartpole.py checks it step
-for step against gymnasium's CartPole (same states from the same start and actions). Its start states are
-drawn from the demo's rng with gymnasium's distribution, U(-0.05, 0.05)^4. The policy gradient
-plays gymnasium's env itself, seeding every episode with ``reset(seed=...)`` from the rng.
-
-Key ideas and equations (obs = (x, x_dot, theta, theta_dot))::
+Key equations (obs = (x, x_dot, theta, theta_dot))::
 
     sign policy        action = 1 (push right) if w . obs >= 0 else 0,   w in R^4
     random search      draw w ~ U[-1, 1]^4 afresh every episode until one lasts 200 steps
@@ -39,36 +34,36 @@ Figures (in out_dir):
     policy_gradient.png    episodes needed over many seeds, and the learning curves (return per
                            episode until solved, every seed, with their mean and spread)
 
-Measured (seed 0, full settings, 3 minutes on 2 shared cores; the post's numbers in brackets).
-"check" = mean return of the found weights over 100 fresh episodes (200 is perfect):
-    random search        13.65 episodes on average over 1000 trials [13.53]; check 176
-    hill climbing        55% of 1000 trials stuck after 2000 tries [more than half]; among those
-                         that solve: mean 181 episodes, median 19.5 [mean 7.43]; check 135
-    + growing noise      0% stuck; mean 54, median 44 episodes; check 154
-    + 5 episodes/try     56% stuck; mean 1247, median 325 episodes (all 5 per try counted);
-                         check 179
-    + both fixes         0.1% stuck; mean 398, median 320 episodes; check 189
-    policy gradient      50 of 50 seeds solve; mean 184 episodes to the first 200-step episode
-Quick preset (200 trials, 8 seeds): random search 15.1, hill climbing 61% stuck, growing noise
-0% stuck, policy gradient 8/8 solve (mean 207 episodes).
-
-Reading: a hill climber is stuck when no weights within 0.1 of its own do better than its best
-return so far; that happens from a poor start (every neighbour falls just as fast), or after a
-lucky long episode set a record its neighbours cannot beat. Growing the noise while stuck turns
-a stuck climber into a random searcher until it finds a better region, so every trial solves.
-Averaging 5 episodes per try makes the record honest (its solutions check best) but alone does
-not unstick anything and costs 5 episodes a try. Our hill-climbing mean among solvers is far
-above the post's 7.43 because of a long tail of late solvers (trials that solve after hundreds
-of tries); the median is 19.5, and 8% solve on the very first try. The post's 7.43 could not
-be reproduced from its snippet, which never climbed (see below).
+Settings: gymnasium's ``CartPole-v0`` (the 200-step version; gymnasium 1.x still registers it
+with a deprecation warning, silenced here). Random search and hill climbing run thousands of
+short episodes, so they use ``batch_returns``: ``cartpole_step``, a NumPy re-implementation of
+gymnasium's equations, steps many carts at once (tests/demos/test_cartpole.py checks it step for
+step against gymnasium's CartPole); its start states are drawn from the demo's rng with
+gymnasium's distribution, U(-0.05, 0.05)^4. The policy gradient plays gymnasium's env itself,
+seeding every episode with ``reset(seed=...)`` from the rng.
 
 Departures from the post: hill climbing uses each episode's return (the post's snippet reset
-the reward to 0 and ignored the return, so it never moved); the fixes are this demo's concrete
-versions of the two the post proposes in words (noise x1.1 per failed try, at most 2.0;
-5 episodes per try). For speed, a climber that keeps failing plays its next tries together
-(they all start from the same w, so this is exact; see `hill_climbing`).
-"""
+the reward to 0 and ignored the return, so it never moved; its 7.43 could not be reproduced);
+the fixes are this demo's concrete versions of the two the post proposes in words (noise x1.1
+per failed try, at most 2.0; 5 episodes per try). For speed, a climber that keeps failing plays
+its next tries together (they all start from the same w, so this is exact; see `hill_climbing`).
 
+Results (seed 0, 2 cores; episodes to solve, mean / median over trials; "stuck" = not solved
+after 2000 tries; "check" = mean return of the found weights over 100 fresh episodes; the post's
+numbers in brackets; the full record is in benchmarks/README.md):
+
+    method               quick (200 trials, 8 seeds)    full (1000 trials, 50 seeds)
+    random search        15.1, check 179                13.65 [13.53], check 176
+    hill climbing        61% stuck; 230 / 50.5          55% stuck; 181 / 19.5 [7.43]
+    + growing noise      0% stuck; 59 / 55              0% stuck; 54 / 44
+    + 5 episodes/try     54% stuck; 1417 / 505          56% stuck; 1247 / 325
+    + both fixes         0% stuck; 360 / 290            0.1% stuck; 398 / 320
+    policy gradient      8/8 solve, mean 207            50/50 solve, mean 184
+    time                 ~70 s                          3 minutes
+
+A climber is stuck when no weights within 0.1 of its own beat its best return so far; growing
+the noise while stuck turns it into a random searcher until it finds a better region.
+"""
 from __future__ import annotations
 
 import os
@@ -254,6 +249,9 @@ def hill_climbing(variants: list[HillClimbing], trials: int, rng: np.random.Gene
     thrown away unplayed as far as the count goes, exactly as if the tries had run one by one.
     M doubles while a trial keeps failing (1 right after an improvement), so a stuck trial
     spends 2000 tries in a few dozen rounds. Every trial of every variant is in one batch.
+
+    Each round: `_lookahead_tries` lays out the tries, `_perturbed_weights` draws them,
+    `_mean_returns` plays them, and the first strictly better one per trial is kept.
     """
     trials_all = len(variants) * trials
     base_noise = np.repeat([v.noise for v in variants], trials)
@@ -274,19 +272,15 @@ def hill_climbing(variants: list[HillClimbing], trials: int, rng: np.random.Gene
             break
         lookahead = np.minimum(np.minimum(failures[active] + 1, max_lookahead),
                                tries - tries_done[active])
-        owner = np.repeat(np.arange(len(active)), lookahead)  # candidate -> index into active
-        starts = np.concatenate([[0], np.cumsum(lookahead)[:-1]])
-        offset = np.arange(len(owner)) - starts[owner]  # j: the try's place in the lookahead
+        owner, starts, offset = _lookahead_tries(lookahead)
         trial = active[owner]
         # fix 1: the noise after f failures is base * growth^f (capped); growth 1 keeps it fixed
         noise = np.minimum(base_noise[trial] * growth[trial] ** (failures[trial] + offset),
                            max_noise[trial])
-        candidates = weights[trial] + noise[:, None] * rng.uniform(-1, 1, (len(owner), 4))
-        episodes_each = per_try[trial]
-        returns = batch_returns(np.repeat(candidates, episodes_each, axis=0), rng, max_steps)
-        episode_owner = np.repeat(np.arange(len(owner)), episodes_each)
-        mean_return = np.bincount(episode_owner, returns, len(owner)) / episodes_each
-        better = mean_return > best[trial]  # strictly better, as in the post
+        candidates = _perturbed_weights(weights[trial], noise, rng)
+        mean_return = _mean_returns(candidates, per_try[trial], rng, max_steps)
+        # keep each trial's first strictly better try (as in the post); count what it played
+        better = mean_return > best[trial]
         first = np.minimum.reduceat(np.where(better, offset, tries), starts)
         improved = first < tries
         played = np.where(improved, first + 1, lookahead)
@@ -299,8 +293,33 @@ def hill_climbing(variants: list[HillClimbing], trials: int, rng: np.random.Gene
         best[won] = mean_return[winners]
         done = mean_return[winners] == max_steps
         solved_after[won[done]] = episodes_used[won[done]]
-    return {v.name: (solved_after[i * trials:(i + 1) * trials], weights[i * trials:(i + 1) * trials])
+    return {v.name: (solved_after[i * trials:(i + 1) * trials],
+                     weights[i * trials:(i + 1) * trials])
             for i, v in enumerate(variants)}
+
+
+def _lookahead_tries(lookahead: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lay out a round's tries, `lookahead[k]` of them for the k-th active trial, in one flat
+    batch: each try's owner k, where each owner's tries start, and each try's place j in its
+    owner's lookahead."""
+    owner = np.repeat(np.arange(len(lookahead)), lookahead)
+    starts = np.concatenate([[0], np.cumsum(lookahead)[:-1]])
+    offset = np.arange(len(owner)) - starts[owner]
+    return owner, starts, offset
+
+
+def _perturbed_weights(weights: np.ndarray, noise: np.ndarray,
+                       rng: np.random.Generator) -> np.ndarray:
+    """w + noise * U[-1, 1]^4 for every try (a row of weights and a noise level each)."""
+    return weights + noise[:, None] * rng.uniform(-1, 1, (len(weights), 4))
+
+
+def _mean_returns(candidates: np.ndarray, episodes_each: np.ndarray, rng: np.random.Generator,
+                  max_steps: int) -> np.ndarray:
+    """Each try's mean return over its own number of episodes (fix 2), all played at once."""
+    returns = batch_returns(np.repeat(candidates, episodes_each, axis=0), rng, max_steps)
+    episode_owner = np.repeat(np.arange(len(candidates)), episodes_each)
+    return np.bincount(episode_owner, returns, len(candidates)) / episodes_each
 
 
 def check_solutions(weights: np.ndarray, rng: np.random.Generator, episodes: int,

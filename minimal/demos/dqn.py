@@ -21,16 +21,6 @@ Key equations (one update per environment step, mini-batch of transitions (s, a,
 A time-limit cut (CartPole-v1 stops at 500 steps) is not a terminal state: its target still
 bootstraps, only a fall has value 0 after it.
 
-Variants (same seeds for each):
-    dqn          replay memory of 20000 transitions + target network
-    no_replay    the memory holds only the last `batch_size` transitions, so each update trains
-                 on the most recent, consecutive steps (what online learning sees)
-    no_target    the target uses the current weights theta (synced every step)
-
-Environment: gymnasium ``CartPole-v1`` (500 steps); every episode seeded with reset(seed=...)
-from the demo's rng. Acting and the target's forward pass are plain NumPy on the network's
-weights (no graph needed); the update runs on the engine (Linear, Adam).
-
 Run:  python -m minimal.demos.dqn [--quick] [--seed 0]
 
 Figures (in out_dir):
@@ -38,27 +28,32 @@ Figures (in out_dir):
                         spread over seeds, for DQN and the two ablations; and the final greedy
                         return of every seed
 
-Measured (seed 0, full settings: 3 seeds x 20000 steps each, ~5 minutes on 2 cores):
-    variant      greedy return at the end    training return, last quarter of the steps
-    dqn          154                         141
-    no_replay    145                         154 (dips to ~80 mid-run, 10000-15000 steps)
-    no_target    9.4 (all 3 seeds)           9.6
-Without the target network, every seed diverges: bootstrapping from the network being updated
-feeds its own over-estimates back into its targets (in a 5000-step check, Q at a start state
-was ~3e4; no return here is worth more than 100) and the policy collapses onto pushing one way
-(~9 steps). The
-frozen copy breaks that loop. Removing replay hurt much less at this budget: training on the
-last 64 consecutive steps gave a mid-run dip but recovered; the post's claim is the stronger
-one over long runs, which this CPU budget does not reach. DQN itself is not converged after
-20000 steps (returns around 150-250 of the 500 possible; published CartPole runs use 50k-500k
-steps). Quick preset (2 seeds x 6000 steps, MSE, Adam 1e-3, 22 s): greedy return dqn 309,
-no_replay 147, no_target 177 (there the target network shows as faster, steadier learning).
+Settings: gymnasium ``CartPole-v1`` (500 steps); every episode seeded with reset(seed=...)
+from the demo's rng. Variants, with the same seeds for each:
+    dqn          replay memory of 20000 transitions + target network
+    no_replay    the memory holds only the last `batch_size` transitions, so each update trains
+                 on the most recent, consecutive steps (what online learning sees)
+    no_target    the target uses the current weights theta (synced every step)
+Acting and the target's forward pass are plain NumPy on the network's weights (no graph
+needed); the update runs on the engine (Linear, Adam).
 
 Departures: the post's network trick is shown on CartPole rather than on its own problem; the
-original Q-learning code's bugs (weights initialised with std 0, a target network created but
+post's Q-learning code's bugs (weights initialised with std 0, a target network created but
 never used) are not reproduced: Linear initialises like PyTorch and the target network is used.
-"""
 
+Results (seed 0, 2 cores; greedy return at the end / training return over the last quarter of
+the steps, mean over seeds; the full record is in benchmarks/README.md):
+
+    variant      quick (2 seeds x 6000 steps, MSE)    full (3 seeds x 20000 steps, Huber)
+    dqn          276 / 311                            154 / 141
+    no_replay    147 / 219                            145 / 154
+    no_target    177 / 167                            9.4 / 9.6 (every seed diverges)
+    time         ~50 s                                ~5 minutes
+
+Without the target network the full runs diverge: bootstrapping from the network being updated
+feeds its own over-estimates back into its targets and the policy collapses onto pushing one
+way. Removing replay hurt much less at this budget.
+"""
 from __future__ import annotations
 
 import os

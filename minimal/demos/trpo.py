@@ -43,43 +43,31 @@ Figures (in out_dir):
     adaptive.png          fixed settings against adaptive steps/update, adaptive max_kl, both,
                           and both with the 5% margin: return, steps/update and max_kl per step
 
-Measured here (seed 0; 2 cores shared with other engineers, load average 2-8 during the runs):
-    CartPole-v1   mean return >= 450 after 66,184 steps (13 iterations of 5000 steps, 14 s wall
-                  with 2 workers); 150k steps: last-5-iteration mean 493, 2.6 s per 10k steps
-    Pendulum-v1   1M steps: last-5 mean -145 (best iteration -108), 4.2 s per 10k steps (7 min)
-    Reacher-v5    1M steps: last-5 mean -6.4 (best -5.6), 5.7 s per 10k steps (9.6 min)
-    collect share 0.47 (CartPole), 0.49 (Pendulum), 0.65 (Reacher) of the iteration's time
-    speed-up      collect time for a 5000-step batch, 1 worker / 2 workers (--speed-iterations 9;
-                  the default is 5), each figure the median of 9 timings of identical batches
-                  (counts taking turns), three runs
-                  on the otherwise idle 2-core machine: CartPole (trained policy, 500-step
-                  episodes) 1.87, 1.56, 1.51x (median 1.56); Pendulum 2.11, 1.86, 1.62x (1.86);
-                  Reacher-v5 1.55, 1.81, 2.10x (1.81). So about 1.8x for 2 workers on 2 cores,
-                  below the 1.7x target for CartPole only, whose steps are so cheap that
-                  message passing and the learner's share show. While other engineers loaded
-                  the machine (load average 2-8) the same measurement gave 0.96-1.00x: there
-                  was no free second core. In-process collection (workers=0) took as long as 1
-                  worker (0.46 s vs 0.45 s), so the pipes cost little. The post saw about 2x
-                  with 4 workers on 4 cores.
-    adaptive      Pendulum-v1, 300k steps, last-5 mean: fixed -234, adaptive steps -237,
-                  adaptive KL -208, both -349, both with the 5% margin -638 (one seed each: the
-                  adaptive runs drift to 1000-step batches and max_kl 0.014-0.026 and get
-                  noisy; the figure shows it)
+Settings that matter: max_kl (0.01 is safe; larger learns faster on CartPole), steps_per_update
+(more = less noisy gradient, slower), gae_lambda. Safe to leave alone: cg_iters 10, cg_damping
+0.1, the line search's 10 tries (9 halvings) and 0.1 ratio. The default environments are
+CartPole-v1 and Pendulum-v1.
 
-Hyperparameters that matter: max_kl (0.01 is safe; larger learns faster on CartPole),
-steps_per_update (more = less noisy gradient, slower), gae_lambda. Safe to leave alone:
-cg_iters 10, cg_damping 0.1, the line search's 10 tries (9 halvings) and 0.1 ratio.
-
-Departures from the original code: (1) it computed the backtracking line search and then always
+Departures from the post's code: (1) it computed the backtracking line search and then always
 applied the full step; here the line search's result is what is applied (and the old parameters
 are kept when no fraction passes). (2) Its adaptive-history dictionary was never initialised;
 here AdaptiveSchedule starts with an empty history and only adapts once 20 iterations exist.
-(3) The value baseline is an MLP fitted with Adam (the original used a linear/L-BFGS fit).
+(3) The value baseline is an MLP fitted with Adam (the post used a linear/L-BFGS fit).
 (4) The MuJoCo runs of the post (Humanoid, 1M+ steps on 4+ cores) are scaled down: Reacher is
-run for 3000 steps in the tests and for 1M steps with --env-ids Reacher-v5 (measured above); the
-default environments are CartPole-v1 and Pendulum-v1.
-"""
+run for 3000 steps in the tests and for 1M steps with --env-ids Reacher-v5.
 
+Results (seed 0, 2 cores; the full record, with the worker speed-ups and the adaptive runs, is
+in benchmarks/README.md):
+
+    run                                  result
+    quick: CartPole-v1, 45k steps        best return 500, >= 450 after 37k steps, KL <= 0.81
+                                         of the limit; ~50 s
+    CartPole-v1, 150k steps              >= 450 after 66k steps; last-5 mean 493
+    Pendulum-v1, 1M steps                last-5 mean -145 (best iteration -108); 7 min
+    Reacher-v5, 1M steps                 last-5 mean -6.4 (best -5.6); 9.6 min
+    collect, 1 worker / 2 workers        about 1.8x on 2 otherwise idle cores (the post: ~2x
+                                         with 4 workers on 4 cores)
+"""
 from __future__ import annotations
 
 import difflib
@@ -289,7 +277,7 @@ def trpo_update(policy: MLPPolicy, observations: np.ndarray, actions: np.ndarray
     adv = Tensor(advantages)
     with no_grad():
         # detach() copies: a Gaussian's log_std is the Parameter itself, which the line search
-        # changes (found the hard way: a stale std against a new log_std gave negative KLs)
+        # changes (a stale std against a new log_std would give negative KLs)
         old = policy(obs).detach()
         old_log_prob = old.log_prob(actions).data
 
@@ -316,7 +304,7 @@ def trpo_update(policy: MLPPolicy, observations: np.ndarray, actions: np.ndarray
 
     result = line_search(surrogate_at, start, full_step, expected, kl=kl_at,
                          max_kl=kl_tolerance * max_kl)
-    set_flat_parameters(params, result.params)  # the line search's choice (original: full step)
+    set_flat_parameters(params, result.params)  # the line search's choice, not the full step
     return UpdateInfo(result.accepted, result.kl, result.improvement, result.fraction)
 
 
@@ -336,7 +324,7 @@ class AdaptiveSchedule:
     steps_bounds: tuple = (1000, 20000)
     kl_delta: float = 0.002
     kl_bounds: tuple = (0.002, 0.05)
-    history: list = field(default_factory=list)  # initialised (the original's was not)
+    history: list = field(default_factory=list)  # starts empty (the post's code never set it)
 
     def improved(self) -> bool:
         recent = sum(self.history[-self.every:])
@@ -436,8 +424,8 @@ def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: t
     `flat` is a trained policy's parameters, so the episodes are typical of training (an
     untrained CartPole policy plays 20-step episodes, where messages, not steps, dominate).
     For each worker count the same batches are gathered and the same update timed, the counts
-    taking turns within each repetition so the other engineers' load on the shared cores falls
-    on every count alike; the medians are returned.
+    taking turns within each repetition so that load from other processes falls on every
+    count alike; the medians are returned.
     """
     limit_blas_threads(1)
     spec = policy_spec_for(env_id, config.hidden, config.activation)
@@ -508,7 +496,7 @@ def plot_workers(timings: dict, env_id: str, steps: int, path: str) -> None:
     axes[1].plot(counts, [n / counts[0] for n in counts], "k--", label="ideal")
     axes[1].set_xlabel("rollout workers")
     axes[1].set_ylabel(f"collect speed-up over {counts[0]} worker(s)")
-    axes[1].set_title("2 cores, shared with other jobs")
+    axes[1].set_title(f"{os.cpu_count()} CPU cores")
     axes[1].legend()
     for ax in axes:
         ax.grid(alpha=0.3)
