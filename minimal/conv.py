@@ -484,59 +484,27 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     training: use this batch's mean and (biased) variance, and move the running statistics
     towards them in place: running = (1 - momentum) running + momentum batch (the running
     variance takes the unbiased batch variance). Otherwise use the running statistics.
+
+    Parts: `_check_batch_norm` (shapes), `_batch_norm_eval` (running statistics, plain Tensor
+    ops), and for training `_batch_norm_forward` (the batch statistics and the normalised
+    values) and `_batch_norm_input_gradient` (its NumPy backward).
     """
     x = as_tensor(x)
     weight = None if weight is None else as_tensor(weight)
     bias = None if bias is None else as_tensor(bias)
-    if x.ndim < 2:
-        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
-    channels = x.shape[1]
-    for name, value in (("running_mean", running_mean), ("running_var", running_var),
-                        ("weight", weight), ("bias", bias)):
-        if value is not None and np.shape(value.data if isinstance(value, Tensor) else value) \
-                != (channels,):
-            raise ValueError(f"batch_norm: input shape {x.shape} has {channels} channels but "
-                             f"{name} has shape {np.shape(getattr(value, 'data', value))}")
+    _check_batch_norm(x, running_mean, running_var, weight, bias)
     axes = (0,) + tuple(range(2, x.ndim))
-    shape = (1, channels) + (1,) * (x.ndim - 2)
-    count = x.size // channels
+    shape = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+    count = x.size // x.shape[1]
     if not training:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
-        scale = 1 / np.sqrt(np.asarray(running_var, x.dtype) + eps)
-        out = (x - Tensor(np.asarray(running_mean, x.dtype).reshape(shape))) * Tensor(
-            scale.reshape(shape))
-        if weight is not None:
-            out = out * weight.reshape(shape)
-        return out + bias.reshape(shape) if bias is not None else out
+        return _batch_norm_eval(x, running_mean, running_var, weight, bias, shape, eps)
     if count < 2:
         raise ValueError(f"batch_norm: training needs more than one value per channel, got "
                          f"input shape {x.shape}")
-
-    # The elementwise passes run on batch blocks in parallel (see parallel.py: the same bits
-    # as one pass); the per-channel sums between them stay serial. Buffers are reused in place
-    # where the serial code would allocate: a fresh array costs page faults as well.
-    data = x.data
-    mean = data.mean(axis=axes, keepdims=True)
-    normalised = np.empty_like(data)  # first the centred values
-    out = np.empty_like(data)
-
-    def centre(lo, hi):
-        np.subtract(data[lo:hi], mean, out=normalised[lo:hi])
-
-    for_blocks(centre, len(data), data.size)
-    variance = (_sum_of_products(normalised, normalised, axes) / count).astype(data.dtype)
-    inv_std = (1 / np.sqrt(variance + eps)).astype(data.dtype)
     w = None if weight is None else weight.data.reshape(shape)
     b = None if bias is None else bias.data.reshape(shape)
-
-    def scale_and_shift(lo, hi):
-        normalised[lo:hi] *= inv_std
-        out[lo:hi] = normalised[lo:hi] if w is None else normalised[lo:hi] * w
-        if b is not None:
-            out[lo:hi] += b
-
-    for_blocks(scale_and_shift, len(data), 2 * data.size)
+    out, normalised, mean, variance, inv_std = _batch_norm_forward(x.data, w, b, axes, count,
+                                                                   eps)
     if running_mean is not None:
         running_mean *= 1 - momentum
         running_mean += momentum * mean.reshape(-1)
@@ -547,22 +515,8 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
     parents = (x,) + tuple(p for p in (weight, bias) if p is not None)
 
     def fast_backward(g):
-        gd = g.data
-        g_sum = gd.sum(axis=axes, keepdims=True)
-        gx = np.empty_like(gd, dtype=np.result_type(gd, normalised))
-        g_dot = _sum_of_products(gd, normalised, axes)
-        scale = inv_std if w is None else inv_std * w
-
-        # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward,
-        # as g scale + x_hat slope + shift with per-channel slope and shift: fewer passes
-        slope, shift = -scale * (g_dot / count), -scale * (g_sum / count)
-
-        def input_gradient(lo, hi):
-            np.multiply(gd[lo:hi], scale, out=gx[lo:hi])
-            gx[lo:hi] += shift
-            gx[lo:hi] += normalised[lo:hi] * slope
-
-        for_blocks(input_gradient, len(gd), 2 * gd.size)
+        gx, g_dot, g_sum = _batch_norm_input_gradient(g.data, normalised, inv_std, w, axes,
+                                                      count)
         grads = [Tensor(gx)]
         if weight is not None:
             grads.append(Tensor(g_dot.reshape(-1)))
@@ -577,3 +531,78 @@ def batch_norm(x: Tensor, running_mean: np.ndarray | None, running_var: np.ndarr
         return _bn_composed(x_, w_, b_, axes, shape, eps)
 
     return fused(out, parents, fast_backward, composed, "batch_norm")
+
+
+def _check_batch_norm(x: Tensor, running_mean, running_var, weight, bias) -> None:
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: input must be (N, C) or (N, C, ...), got shape {x.shape}")
+    channels = x.shape[1]
+    for name, value in (("running_mean", running_mean), ("running_var", running_var),
+                        ("weight", weight), ("bias", bias)):
+        if value is not None and np.shape(value.data if isinstance(value, Tensor) else value) \
+                != (channels,):
+            raise ValueError(f"batch_norm: input shape {x.shape} has {channels} channels but "
+                             f"{name} has shape {np.shape(getattr(value, 'data', value))}")
+
+
+def _batch_norm_eval(x: Tensor, running_mean, running_var, weight, bias, shape: tuple,
+                     eps: float) -> Tensor:
+    """(x - running mean) / sqrt(running var + eps) * weight + bias, in Tensor ops."""
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
+    scale = 1 / np.sqrt(np.asarray(running_var, x.dtype) + eps)
+    out = (x - Tensor(np.asarray(running_mean, x.dtype).reshape(shape))) * Tensor(
+        scale.reshape(shape))
+    if weight is not None:
+        out = out * weight.reshape(shape)
+    return out + bias.reshape(shape) if bias is not None else out
+
+
+def _batch_norm_forward(data: np.ndarray, w, b, axes: tuple, count: int, eps: float):
+    """Normalise with this batch's statistics: (out, normalised, mean, variance, inv_std).
+
+    The elementwise passes run on batch blocks in parallel (see parallel.py: the same bits
+    as one pass); the per-channel sums between them stay serial. Buffers are reused in place
+    where the serial code would allocate: a fresh array costs page faults as well.
+    """
+    mean = data.mean(axis=axes, keepdims=True)
+    normalised = np.empty_like(data)  # first the centred values
+    out = np.empty_like(data)
+
+    def centre(lo, hi):
+        np.subtract(data[lo:hi], mean, out=normalised[lo:hi])
+
+    for_blocks(centre, len(data), data.size)
+    variance = (_sum_of_products(normalised, normalised, axes) / count).astype(data.dtype)
+    inv_std = (1 / np.sqrt(variance + eps)).astype(data.dtype)
+
+    def scale_and_shift(lo, hi):
+        normalised[lo:hi] *= inv_std
+        out[lo:hi] = normalised[lo:hi] if w is None else normalised[lo:hi] * w
+        if b is not None:
+            out[lo:hi] += b
+
+    for_blocks(scale_and_shift, len(data), 2 * data.size)
+    return out, normalised, mean, variance, inv_std
+
+
+def _batch_norm_input_gradient(gd: np.ndarray, normalised: np.ndarray, inv_std: np.ndarray,
+                               w, axes: tuple, count: int):
+    """The backward of a training batch norm: (d x, sum of g x_hat, sum of g) per channel; the
+    last two are the gradients of the weight and the bias."""
+    g_sum = gd.sum(axis=axes, keepdims=True)
+    gx = np.empty_like(gd, dtype=np.result_type(gd, normalised))
+    g_dot = _sum_of_products(gd, normalised, axes)
+    scale = inv_std if w is None else inv_std * w
+
+    # d x = scale (g - mean(g) - x_hat mean(g x_hat)), the usual batch-norm backward,
+    # as g scale + x_hat slope + shift with per-channel slope and shift: fewer passes
+    slope, shift = -scale * (g_dot / count), -scale * (g_sum / count)
+
+    def input_gradient(lo, hi):
+        np.multiply(gd[lo:hi], scale, out=gx[lo:hi])
+        gx[lo:hi] += shift
+        gx[lo:hi] += normalised[lo:hi] * slope
+
+    for_blocks(input_gradient, len(gd), 2 * gd.size)
+    return gx, g_dot, g_sum
