@@ -6,6 +6,7 @@ Every module is found by walking the folder, so a new demo or engine file is che
 """
 
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,30 @@ def test_the_walk_finds_the_engine_and_the_demos():
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT.parent)))
 def test_no_private_name_crosses_a_module_boundary(path):
     assert private_imports(path) == []
+
+
+def imported_names(path: Path) -> list[tuple[str, str]]:
+    """(module, name) for every `from minimal... import name` in the file."""
+    package = package_of(path)
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            if source == "minimal" or source.startswith("minimal."):
+                found += [(source, alias.name) for alias in node.names]
+    return found
+
+
+def test_every_name_taken_from_another_module_exists():
+    for path in MODULES:
+        for source, name in imported_names(path):
+            module = importlib.import_module(source)
+            assert hasattr(module, name) or importlib.util.find_spec(f"{source}.{name}"), \
+                f"{path.name}: {source}.{name}"
 
 
 def test_the_check_sees_a_private_import(tmp_path, monkeypatch):
