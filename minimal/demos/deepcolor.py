@@ -59,6 +59,16 @@ without one the hint is all white, as the post describes. --checkpoint picks ano
 than out_dir/checkpoint.npz. `load_colorizer(path)` and `colorize(generator, line, hint)`
 (arrays in, array out) are the same steps for other callers (a web page, say).
 
+Colouring in the browser (the post's online demo; minimal/webapp.py, the standard library's
+HTTP server, nothing fetched from elsewhere):
+
+    python -m minimal.demos.deepcolor --serve [--port 8000] [--checkpoint PATH]
+
+then open http://127.0.0.1:8000/: upload line art or pick an example (cartoons the net never
+saw, the photograph's line art), paint hints with the brush, press Colour (or No hint), download
+the result. --hint-fade applies as in --colorize (1 keeps the strokes' full strength). It
+listens on 127.0.0.1 only; --host 0.0.0.0 lets other computers in (with a warning).
+
 Run:  python -m minimal.demos.deepcolor [--quick] [--rungs 1,4] [--size 256] [--resume]
 
 Figures (in out_dir):
@@ -173,8 +183,11 @@ class Config:
     colorize: str = ""  # colour this line-art file with a trained model instead of training
     hint: str = ""  # with --colorize: a rough colouring of the drawing (empty: all white)
     out: str = ""  # with --colorize: where the coloured picture is written
-    checkpoint: str = ""  # with --colorize: the checkpoint (empty: out_dir/checkpoint.npz)
+    checkpoint: str = ""  # --colorize, --serve: the checkpoint (empty: out_dir/checkpoint.npz)
     hint_fade: float = 0.3  # with --hint: share of the hint's colour over white before the blur
+    serve: bool = False  # serve a web page to colour drawings in the browser instead of training
+    port: int = 8000  # with --serve: the port to listen on (0: any free port)
+    host: str = "127.0.0.1"  # with --serve: the address to listen on (another lets others in)
 
     def __post_init__(self):
         cli.validate(self, counts=("train_images", "test_images", "iterations", "batch_size",
@@ -190,6 +203,13 @@ class Config:
                                   "picture below one pixel; use a smaller depth")
         if self.colorize and not self.out:
             raise ConfigError("--colorize needs --out, the file to write the colouring to")
+        if not (isinstance(self.port, int) and 0 <= self.port <= 65535):
+            raise ConfigError(f"port (--port) must be a whole number from 0 to 65535, got "
+                              f"{self.port!r}")
+        if not self.host.strip():
+            raise ConfigError("host (--host) must be an address such as 127.0.0.1, got ''")
+        if self.serve and self.colorize:
+            raise ConfigError("--serve and --colorize are two uses of a trained net; pick one")
 
 
 # quick: 64 px, narrower nets, fewer pictures and steps (about a minute on 2 cores)
@@ -805,14 +825,39 @@ def colorize_file(config: Config) -> Path:
     return out
 
 
+def serve_page(config: Config) -> None:
+    """--serve: the colouring page (minimal/webapp.py) with the checkpoint's generator; the
+    examples are cartoons drawn with another seed than training's, and the photograph."""
+    from minimal import webapp
+
+    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
+    generator, rung, size = load_colorizer(checkpoint)
+    cartoons = data.illustrations(4, seed=config.seed + 1, size=256)
+    examples = [(f"a cartoon the net never saw ({i + 1})", data.line_art(picture))
+                for i, picture in enumerate(cartoons)]
+    examples.append(("a photograph's line art", data.line_art(data.sample_photo(256))))
+
+    def colour(line: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
+        return colorize(generator, line, hint, size, rung, config.hint_fade)
+
+    webapp.serve(colour, examples, host=config.host, port=config.port,
+                 title="deepcolor: colour your line art",
+                 about=f"rung {rung} of {checkpoint}, trained at {size} px; hints are faded "
+                       f"to {config.hint_fade:g} of their colour and blurred, as in the post")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """--colorize colours a file (no run record, no training); anything else trains."""
+    """--colorize colours a file, --serve serves the page (no run record, no training);
+    anything else trains."""
     config = cli.parse_config(Config, QUICK, argv, (__doc__ or "").strip())
-    if not config.colorize:
+    if not (config.colorize or config.serve):
         cli.main(__name__, argv)
         return
     try:
-        colorize_file(config)
+        if config.serve:
+            serve_page(config)
+        else:
+            colorize_file(config)
     except UserError as error:
         print(f"deepcolor: {error}", file=sys.stderr)
         raise SystemExit(1) from None
