@@ -68,13 +68,29 @@ whose filters are the identity (a centred 1 in each 5x5 kernel) and whose input 
 non-zero per pooling window; projecting its pooled output back must give the input exactly with
 switches (error ~0), while filling copies every value over its window (error sqrt(3) = 1.73).
 
-Measured (seed 0): MEASURED
+Measured (seed 0, shapes; timings on 2 cores shared with other jobs, so CPU seconds are given):
+    quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.38 (untrained 0.11, chance
+        0.10); identity check 0 with switches, 1.732 with filling; p(true class) falls by 0.33
+        on average where the square hides most; no silent feature; 52 s of one core in all.
+    full (20000 images, 5 epochs): FULL
+    digits (1000 images, 2 epochs): held-out accuracy 0.77; the layer-2 projections trace the
+        strokes with switches and are blurs of the digit with filling.
+What the figures show: with switches a projection is sharp, on the pixels that won each pool
+(and speckled: each winning pixel stamps a copy of a 5x5 filter); filling spreads every value
+over its window and gives smooth blobs at the right place, so the post's pictures were blurred
+by its unpooling, not by the net. Guided backprop is the cleanest of the three at layer 2: it
+keeps only what both the net's forward pass and the signal's sign agree on. Early in training
+the layer-1 filters are still mostly their random start; what training changed in them (the
+second panel) is colour blobs: shapes' classes carry some colour, and colour is learned first.
+The learning rate: in 4000 images x 3 epochs, the post's Adam 1e-4 reached 0.31, 3e-4 0.38,
+1e-3 0.39 but with 47 of the 64 layer-2 features dead (never firing): 3e-4 here.
 
 Departures from the original: the post unpooled by filling the 2x2 window and picked the image
 to show by argmin of the activation; here switches (the paper) and filling both run, and the
-top image is the argmax. Biases are left out of the way down, as in the paper. The data are a
-synthetic CIFAR stand-in (or synthetic digits) rather than MNIST, at CPU scale: fewer training
-images and epochs than the post's 20000 steps.
+top image is the argmax. Biases are left out of the way down, as in the paper. The net sees
+pixels - 0.5 (the post fed [0, 1]) and trains with Adam 3e-4 (the post: 1e-4) for ~2000 steps
+rather than the post's 20000: both for the CPU budget, both measured above. The data are a
+synthetic CIFAR stand-in (or synthetic digits) rather than MNIST.
 """
 
 from __future__ import annotations
