@@ -4,17 +4,26 @@ page in a real browser (headless Chromium driven by selenium): upload a drawing,
 press Colour, find the result at the drawing's size; the stroke reached the server as the hint.
 The browser test is skipped, saying why, where Chromium, its driver or selenium is missing."""
 
-import dataclasses
 import io
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import data, webapp
+from minimal import data, training, webapp
 from minimal.demos import deepcolor as dc
+from minimal.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SKIP_BROWSER = ("no headless browser: the page's test needs Debian's chromium and "
                 "chromium-driver (apt-get install chromium chromium-driver; .ci/run does) and "
@@ -185,6 +194,49 @@ def test_the_page_in_chromium_paint_a_stroke_colour_and_get_the_drawings_size(se
         driver.quit()
 
 
-def test_the_demos_config_defaults_for_serving():
-    config = dc.Config()
-    assert dataclasses.asdict(config)["colorize"] == ""
+# ===== python -m minimal.demos.deepcolor --serve ===========================================
+
+def tiny_checkpoint(folder) -> str:
+    config = dc.Config(size=32, width=4, depth=2, rungs=(4,), out_dir=str(folder))
+    rng = np.random.default_rng(0)
+    generator, _ = dc.make_rung(4, config, rng)
+    return str(training.TrainingState("deepcolor", config, {"rung4": generator}, {}, rng).save())
+
+
+def test_serve_loads_the_checkpoint_answers_and_stops_on_ctrl_c(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "minimal.demos.deepcolor", "--serve", "--port", "0",
+         "--checkpoint", checkpoint], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving on http://127.0.0.1:"), (line, process.stderr.read())
+        port = int(line.split(":")[2].split("/")[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=30) as reply:
+            info = json.load(reply)
+        assert "rung 4" in info["about"] and "32 px" in info["about"]
+        assert len(info["examples"]) == 5 and "photograph" in info["examples"][-1]["name"]
+        status, body = post(port, line=png(cartoon_line(21, 34)))
+        with Image.open(io.BytesIO(body)) as image:
+            assert status == 200 and image.size == (34, 21)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0 and "stopped" in out and "Traceback" not in err
+
+
+def test_serve_without_a_checkpoint_says_how_to_train_one_and_flags_are_checked(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "minimal.demos.deepcolor", "--serve",
+                             "--out-dir", str(tmp_path)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 1 and "train one first" in result.stderr
+    assert "--quick" in result.stderr and "Traceback" not in result.stderr
+    for bad, message in [({"port": 65536}, "--port"), ({"port": -1}, "--port"),
+                         ({"host": " "}, "--host"),
+                         ({"serve": True, "colorize": "a.png", "out": "b.png"}, "pick one")]:
+        with pytest.raises(ConfigError, match=message):
+            dc.Config(**bad)
+    assert dc.Config().host == "127.0.0.1" and dc.Config(port=0).port == 0
