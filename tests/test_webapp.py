@@ -317,7 +317,10 @@ def test_a_port_in_use_is_a_clear_error(start):
         webapp.make_server(invert, host="127.0.0.1", port=port)
 
 
-SERVE = ("import sys; from minimal import webapp; "
+# SIGINT back to Python's handler first: a shell's background job (a CI runner, say) passes it
+# on ignored, and Python keeps ignoring it, which would make the Ctrl-C below a no-op
+SERVE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+         "from minimal import webapp; "
          "webapp.serve(lambda line, hint: line, host=sys.argv[1], port=0, quiet=True)")
 
 

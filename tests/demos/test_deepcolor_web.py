@@ -203,12 +203,20 @@ def tiny_checkpoint(folder) -> str:
     return str(training.TrainingState("deepcolor", config, {"rung4": generator}, {}, rng).save())
 
 
+# the command line of `python -m minimal.demos.deepcolor`, with SIGINT back to Python's handler
+# first (a shell's background job passes it on ignored, and Python keeps ignoring it)
+DEEPCOLOR = [sys.executable, "-c", ("import runpy, signal; "
+                                    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                                    "runpy.run_module('minimal.demos.deepcolor', "
+                                    "run_name='__main__')")]
+
+
 def test_serve_loads_the_checkpoint_answers_and_stops_on_ctrl_c(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "minimal.demos.deepcolor", "--serve", "--port", "0",
-         "--checkpoint", checkpoint], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+        [*DEEPCOLOR, "--serve", "--port", "0", "--checkpoint", checkpoint], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     try:
         line = process.stdout.readline()
         assert line.startswith("serving on http://127.0.0.1:"), (line, process.stderr.read())
