@@ -190,6 +190,18 @@ def test_the_page_in_chromium_paint_a_stroke_colour_and_get_the_drawings_size(se
         driver.find_element(By.ID, "nohint").click()
         status_says("with no hint")
         assert received[-1] is None  # "No hint" sends the line art alone: the all-white hint
+        driver.find_element(By.ID, "clear").click()
+        driver.find_element(By.ID, "go").click()
+        WebDriverWait(driver, 15).until(lambda d: len(received) == 3)
+        assert np.all(received[-1] == 1.0)  # cleared: nothing painted, white paper
+
+        # a file the browser cannot read is refused on the page, and the drawing stays
+        notes = tmp_path / "notes.png"
+        notes.write_text("not a picture")
+        driver.find_element(By.ID, "upload").send_keys(str(notes))
+        status_says("not a picture this browser can read")
+        assert "error" in driver.find_element(By.ID, "status").get_attribute("class")
+        assert len(received) == 3
     finally:
         driver.quit()
 
