@@ -349,28 +349,28 @@ def _unbroadcast(g: Tensor, shape: tuple) -> Tensor:
 def add(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("add", a, b)
     return node(a.data + b.data, (a, b),
-                 lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add")
+                lambda g: (_unbroadcast(g, a.shape), _unbroadcast(g, b.shape)), "add")
 
 
 def sub(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("sub", a, b)
     return node(a.data - b.data, (a, b),
-                 lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub")
+                lambda g: (_unbroadcast(g, a.shape), _unbroadcast(-g, b.shape)), "sub")
 
 
 def mul(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("mul", a, b)
     return node(a.data * b.data, (a, b),
-                 lambda g: (_unbroadcast(g * b, a.shape) if a.requires_grad else None,
-                            _unbroadcast(g * a, b.shape) if b.requires_grad else None), "mul")
+                lambda g: (_unbroadcast(g * b, a.shape) if a.requires_grad else None,
+                           _unbroadcast(g * a, b.shape) if b.requires_grad else None), "mul")
 
 
 def div(a: Tensor, b: Tensor) -> Tensor:
     _broadcast_shape("div", a, b)
     return node(a.data / b.data, (a, b),
-                 lambda g: (_unbroadcast(g / b, a.shape) if a.requires_grad else None,
-                            _unbroadcast(-g * a / (b * b), b.shape) if b.requires_grad else None),
-                 "div")
+                lambda g: (_unbroadcast(g / b, a.shape) if a.requires_grad else None,
+                           _unbroadcast(-g * a / (b * b), b.shape) if b.requires_grad else None),
+                "div")
 
 
 def neg(a: Tensor) -> Tensor:
@@ -726,7 +726,7 @@ def tensor_sum(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
     out = np.sum(a.data, axis=axes, keepdims=keepdims)
     kept = _keepdims_shape(a.shape, axes)
     return node(np.asarray(out), (a,),
-                 lambda g: (broadcast_to(reshape(g, kept), a.shape),), "sum")
+                lambda g: (broadcast_to(reshape(g, kept), a.shape),), "sum")
 
 
 def mean(a: Tensor, axis=None, keepdims: bool = False) -> Tensor:
