@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
+# relu, sigmoid, tanh, linear, ... are defined in autograd.py and the image ops in conv.py;
+# they are imported here so that F.relu, F.conv2d, ... work as in PyTorch (see the docstring)
 from minimal.autograd import (
     Tensor,
     as_tensor,
