@@ -219,6 +219,7 @@ class Handler(BaseHTTPRequestHandler):
     def _answer(self, method: str) -> None:
         app: App = self.server.app
         path = urlsplit(self.path).path
+        head = method == "HEAD"  # the headers of a GET, without its body
         try:
             if path == "/api/colour":
                 allowed = ("POST",)
@@ -239,19 +240,19 @@ class Handler(BaseHTTPRequestHandler):
                            {"Cache-Control": "no-store",
                             "X-Seconds": f"{time.perf_counter() - started:.3f}"})
             elif path == "/api/info":
-                self._send(200, json.dumps(app.info).encode(), "application/json")
+                self._send(200, json.dumps(app.info).encode(), "application/json", head=head)
             elif path in app.files:
-                self._send(200, *app.files[path], head=method == "HEAD")
+                self._send(200, *app.files[path], head=head)
             else:
-                self._send(200, app.examples[self._example(path)][1], "image/png",
-                           head=method == "HEAD")
+                self._send(200, app.examples[self._example(path)][1], "image/png", head=head)
         except RequestError as error:
             extra = {"Allow": ", ".join(allowed)} if error.status == 405 else {}
             self.close_connection = True  # an unread body must not be taken as a request
             self._send(error.status, (str(error) + "\n").encode(), "text/plain; charset=utf-8",
-                       extra)
+                       extra, head=head)
         except Exception as error:  # noqa: BLE001 (a bug in the callback: say so, serve on)
             traceback.print_exc()
+            self.close_connection = True
             self._send(500, f"the server failed: {error}\n".encode(), "text/plain; charset=utf-8")
 
     def _example(self, path: str) -> int | None:

@@ -293,6 +293,9 @@ def test_the_page_its_files_and_the_examples(start):
         assert headers["Content-Type"].startswith(kind)
     status, headers, body = request(port, "HEAD", "/app.js")
     assert status == 200 and body == b"" and int(headers["Content-Length"]) > 1000
+    status, headers, body = request(port, "HEAD", "/api/info")
+    assert status == 200 and body == b"" and headers["Content-Type"] == "application/json"
+    assert request(port, "HEAD", "/nothing")[::2] == (404, b"")
     info = json.loads(request(port, "GET", "/api/info")[2])
     assert info["title"] == "T" and info["about"] == "A"
     assert info["examples"] == [{"name": "a cartoon", "url": "api/examples/0.png", "width": 30,
