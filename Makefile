@@ -1,11 +1,12 @@
-# `make test` runs the test suite, `make run` runs every demo's quick preset.
+# `make test` runs the test suite, `make run` runs every demo's quick preset,
+# `make gallery` runs them too and refreshes the README's pictures in gallery/.
 # Each creates .venv and installs the project (with the test and mujoco extras) on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run bench clean
+.PHONY: test run gallery bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ test: $(STAMP)
 
 run: $(STAMP)
 	$(PY) run_all.py
+
+gallery: $(STAMP)
+	$(PY) run_all.py --gallery
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py

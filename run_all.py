@@ -3,10 +3,15 @@
     python run_all.py               # every demo in minimal/demos/
     python run_all.py vae trpo      # just these
     python run_all.py --full        # the full settings instead of --quick (slow)
+    python run_all.py --gallery     # then copy each demo's main figure, shrunk, into gallery/
 
 A demo module provides `Config` (a dataclass), `QUICK` (the quick preset's overrides), `run(config)`
 returning its headline metrics, and `TARGETS`: {metric: (">=" or "<=", value)}, the numbers its
 quick preset must reach. The exit status is non-zero when any demo fails or misses a target.
+
+The gallery (gallery/NAME.png or .gif, shown in README.md) is each demo's main figure from its
+quick preset, shrunk to at most GALLERY_WIDTH pixels wide with a 64-colour palette so that the
+whole set stays within GALLERY_BUDGET bytes; `make gallery` regenerates it.
 """
 
 from __future__ import annotations
@@ -26,6 +31,28 @@ from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
 FIGURE_SUFFIXES = (".png", ".gif")
+GALLERY = Path(__file__).resolve().parent / "gallery"
+GALLERY_WIDTH = 560  # pixels; a GIF's frames at most GALLERY_GIF_WIDTH
+GALLERY_GIF_WIDTH = 320
+GALLERY_GIF_FRAMES = 16  # a longer GIF keeps every k-th frame (and its last)
+GALLERY_BUDGET = 800_000  # bytes for the whole gallery
+# Each demo's main figure, in outputs/NAME/: what README.md shows for it.
+GALLERY_FIGURES = {
+    "actor_critic": "learning_curves.png",
+    "cartpole": "hill_climbing.png",
+    "chat_lstm": "chat_lstm_copypastas.png",
+    "deconvnet": "layer1_features.png",
+    "deepcolor": "ladder.png",
+    "dqn": "dqn_ablations.png",
+    "draw": "canvas_test.gif",
+    "dynamic_programming": "gridworld_policy_evaluation.png",
+    "gan": "samples.gif",
+    "model_based": "dyna_maze.png",
+    "model_free": "cliff_walk.png",
+    "natural_gradient": "plain_vs_natural.png",
+    "trpo": "reward_CartPole-v1.png",
+    "vae": "reconstructions.gif",
+}
 
 
 def demo_names() -> list[str]:
@@ -91,10 +118,65 @@ def write_summary(rows: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _shrunk(frame, width: int):
+    from PIL import Image
+
+    frame = frame.convert("RGB")
+    if frame.width > width:
+        height = max(1, round(frame.height * width / frame.width))
+        frame = frame.resize((width, height), Image.LANCZOS)
+    return frame.quantize(64, dither=Image.Dither.NONE)
+
+
+def gallery_image(source: Path, target: Path) -> Path:
+    """Write a small copy of a PNG or GIF figure (fewer colours, pixels and frames)."""
+    from PIL import Image, ImageSequence
+
+    from minimal.files import atomic_file
+
+    with Image.open(source) as image:
+        if source.suffix == ".gif":
+            frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
+            duration = image.info.get("duration", 100)
+            step = max(1, -(-len(frames) // GALLERY_GIF_FRAMES))
+            kept = frames[::step] + ([frames[-1]] if (len(frames) - 1) % step else [])
+            small = [_shrunk(frame, GALLERY_GIF_WIDTH) for frame in kept]
+            with atomic_file(target) as file:
+                small[0].save(file, format="GIF", save_all=True, append_images=small[1:],
+                              duration=duration * step, loop=0, optimize=True)
+        else:
+            with atomic_file(target) as file:
+                _shrunk(image, GALLERY_WIDTH).save(file, format="PNG", optimize=True)
+    return target
+
+
+def make_gallery(names: list[str], outputs: Path = OUTPUTS, gallery: Path = GALLERY) -> list[str]:
+    """Refresh gallery/ from the demos' outputs; returns the problems (missing figures)."""
+    problems = []
+    for name in names:
+        figure = GALLERY_FIGURES.get(name)
+        if figure is None:
+            problems.append(f"{name}: no entry in GALLERY_FIGURES")
+            continue
+        source = outputs / name / figure
+        if not source.is_file():
+            problems.append(f"{name}: {source} is missing (did the demo run?)")
+            continue
+        gallery_image(source, gallery / f"{name}{source.suffix}")
+    total = sum(path.stat().st_size for path in gallery.glob("*") if path.is_file())
+    if total > GALLERY_BUDGET:
+        problems.append(f"the gallery holds {total} bytes, over its budget of {GALLERY_BUDGET}")
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="demos to run (default: all)")
     parser.add_argument("--full", action="store_true", help="full settings, not --quick")
+    parser.add_argument("--gallery", action="store_true",
+                        help="after the runs, copy each demo's main figure (shrunk) to gallery/")
+    parser.add_argument("--gallery-only", action="store_true",
+                        help="rebuild gallery/ from the figures already in outputs/, run nothing")
     args = parser.parse_args(argv)
     available = demo_names()
     unknown = sorted(set(args.names) - set(available))
@@ -104,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     if OUTPUTS.exists() and not OUTPUTS.is_dir():
         parser.error(f"{OUTPUTS.resolve()} is a file; run_all.py writes each demo's figures and "
                      f"summary.md into the folder {OUTPUTS}/ here: move the file away")
+    if args.gallery_only:
+        problems = make_gallery(names)
+        print("\n".join(problems) or f"gallery/ rebuilt from {OUTPUTS}/")
+        return 1 if problems else 0
     rows = []
     for name in names:
         print(f"== {name}", flush=True)
@@ -116,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print("(no demos found)")
     write_summary(rows, OUTPUTS / "summary.md")
-    return 0 if all(row["status"] == "pass" for row in rows) else 1
+    passed = all(row["status"] == "pass" for row in rows)
+    if args.gallery:
+        problems = make_gallery([row["name"] for row in rows if row["status"] == "pass"])
+        print("\n".join(problems) or "gallery/ refreshed")
+        passed = passed and not problems
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
