@@ -70,9 +70,10 @@ while these were taken, so every time below is inflated several-fold:
     quick preset (5000 shapes, g = d = 16, batch 32, Adam 5e-4, 900 iterations): Frechet
     distance 47.6 (untrained G) -> 16.7, 16.7, 8.2, 9.9, 2.3, 2.9 at iterations 150 ... 900;
     floor 0.23 (1000 real training vs 1000 held-out images); classifier accuracy 0.33 over 10
-    classes (chance 0.1); mean D(x) 0.73 and D(G(z)) 0.27 at the end. 26 minutes of wall time on
-    the loaded machine; at 1 BLAS thread the training iteration took 0.055 s of CPU time under
-    that load, which puts the preset near a minute on a quiet machine (not verified there).
+    classes (chance 0.1); mean D(x) 0.73 and D(G(z)) 0.27 at the end (2 BLAS threads; with 1
+    thread the sums round differently: 49.0 -> 3.2, floor 0.24). Time: 93 s of wall time and
+    59 s of CPU time with 1 BLAS thread while the machine ran 3-4 other jobs, so about a
+    minute on a quiet machine; with 2 threads on the oversubscribed machine, 11-26 minutes.
     What the samples show at this budget: colours, textures, stripes and checks of the
     backgrounds, and a brighter blob where the object sits; the shapes themselves are not yet
     recognisable (a 2000-iteration run of the quick nets did not get there either, and partly
