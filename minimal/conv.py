@@ -370,11 +370,14 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stri
 
 # ===== max pooling with switches, unpooling, upsampling =====================================
 
-def _gather_planes(x: Tensor, indices: np.ndarray) -> Tensor:
-    """out[n, c, i, j] = x[n, c].flat[indices[n, c, i, j]]."""
+def _gather_planes(x: Tensor, indices: np.ndarray, values: np.ndarray | None = None) -> Tensor:
+    """out[n, c, i, j] = x[n, c].flat[indices[n, c, i, j]] (`values`, when the caller already
+    has them)."""
     n, c, h, w = x.shape
-    flat = x.data.reshape(n, c, h * w)
-    out = np.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
+    out = values
+    if out is None:
+        flat = x.data.reshape(n, c, h * w)
+        out = np.take_along_axis(flat, indices.reshape(n, c, -1), axis=2).reshape(indices.shape)
     return node(out, (x,), lambda g: (_scatter_planes(g, indices, (h, w)),), "gather_planes")
 
 
@@ -404,6 +407,10 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False
         raise ValueError(f"max_pool2d: kernel {(kh, kw)} is larger than the input shape "
                          f"{x.shape}")
     oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    blocks = _max_of_blocks(x.data, kh, kw, oh, ow) if (kh, kw) == (sh, sw) else None
+    if blocks is not None:
+        out = _gather_planes(x, blocks[1], values=blocks[0])
+        return (out, blocks[1]) if return_indices else out
     windows = sliding_window_view(x.data, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :oh, :ow]
     local = windows.reshape(n, c, oh, ow, kh * kw).argmax(axis=-1)  # first max, as PyTorch
     rows = np.arange(oh).reshape(oh, 1) * sh + local // kw
@@ -411,6 +418,27 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False
     indices = rows * w + cols
     out = _gather_planes(x, indices)
     return (out, indices) if return_indices else out
+
+
+def _max_of_blocks(data: np.ndarray, kh: int, kw: int, oh: int, ow: int):
+    """Non-overlapping windows (stride = kernel): the max of each and the flat index of its
+    first max, from kh*kw strided slices -- no window copy, no argmax, no index arithmetic on
+    the whole output: ~2x faster than the general path. None when a window holds a NaN (the
+    general path's argmax then points at the NaN, as PyTorch does)."""
+    if np.isnan(data.max()):  # a NaN never compares greater: let the general path find it
+        return None
+    w = data.shape[3]
+    maxima = data[:, :, 0:oh * kh:kh, 0:ow * kw:kw].copy(order="K")  # the input's memory order
+    corner = np.arange(oh).reshape(oh, 1) * (kh * w) + np.arange(ow) * kw  # each window's tap 0
+    indices = np.empty(maxima.shape, np.int64)
+    indices[...] = corner
+    for tap in range(1, kh * kw):
+        i, j = divmod(tap, kw)
+        values = data[:, :, i:i + oh * kh:kh, j:j + ow * kw:kw]
+        better = values > maxima  # strictly: ties keep the first, as argmax
+        np.copyto(indices, corner + (i * w + j), where=better)
+        np.copyto(maxima, values, where=better)  # exactly the values at the indices (-0.0 too)
+    return maxima, indices
 
 
 def max_unpool2d(x: Tensor, indices, kernel_size, stride=None, output_size=None) -> Tensor:

@@ -66,6 +66,29 @@ def test_max_pool_of_ties_picks_the_first_like_pytorch():
     assert indices.item() == 0
 
 
+@pytest.mark.parametrize("shape, kernel", [((2, 3, 7, 9), (2, 2)), ((1, 2, 8, 7), (3, 2))])
+def test_non_overlapping_pool_fast_path_matches_the_loop_with_ties_and_leftovers(shape, kernel):
+    """stride = kernel takes the strided-slices path: small integers make many ties (the first
+    max in row order must win), odd sizes leave rows and columns out."""
+    x = rng.integers(-1, 2, shape).astype(np.float32)
+    x[(x == 0) & (rng.random(shape) < 0.5)] = -0.0  # as a ReLU by mask leaves: a tie with 0.0
+    out, indices = F.max_pool2d(Tensor(x), kernel, return_indices=True)
+    expected, expected_idx = max_pool_loop(x, kernel, kernel)
+    np.testing.assert_array_equal(out.data, expected)
+    np.testing.assert_array_equal(indices, expected_idx)
+    at_switches = np.take_along_axis(x.reshape(*shape[:2], -1), indices.reshape(*shape[:2], -1),
+                                     axis=2).reshape(indices.shape)
+    np.testing.assert_array_equal(np.signbit(out.data), np.signbit(at_switches))  # same bits
+
+
+def test_a_nan_in_a_window_is_its_switch_on_both_paths():
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 0] = np.nan  # in the first 2x2 window, below a smaller value
+    for stride in (2, (2, 1)):  # the fast path (stride = kernel) and the general one
+        out, indices = F.max_pool2d(Tensor(x), 2, stride, return_indices=True)
+        assert np.isnan(out.data[0, 0, 0, 0]) and indices[0, 0, 0, 0] == 4
+
+
 def test_unpool_puts_values_back_at_the_switches():
     x = rng.standard_normal((2, 3, 6, 7))
     pooled, indices = F.max_pool2d(Tensor(x), 2, return_indices=True)
