@@ -109,7 +109,7 @@ class Config:
     seed: int = 0  # seed for the weights, the batches and every noise sample
     color: bool = False  # colour DRAW on faces or shapes with an L2 loss (else binarised digits)
     dataset: str = "faces"  # the colour data set (with --color): faces or shapes
-    image_size: int = 32  # side in pixels of the colour images (digits are always 28)
+    image_size: int = 32  # side in pixels of the faces (shapes are 32, digits 28)
     steps: int = 10  # T, the number of glimpses (the paper's MNIST model uses 64)
     read_n: int = 5  # N of the read window: an N x N grid of Gaussian filters
     write_n: int = 5  # N of the write window
@@ -436,8 +436,9 @@ def train(name: str, model: Draw, adam: optim.Adam, images: np.ndarray, test: np
         progress.update(it + 1, loss=float(loss.data))
 
 
-def build(config: Config, shape: tuple[int, int, int]):
-    """Both models and optimisers, and the generators, all from config.seed."""
+def build(config: Config, shape: tuple[int, int, int]
+          ) -> tuple[np.random.Generator, dict[str, Draw], dict[str, optim.Adam]]:
+    """The run's generator, and both models and their optimisers, all from config.seed."""
     rng = np.random.default_rng(config.seed)
     models = {name: Draw(*shape, config, attention=name == "attention", rng=rng)
               for name in ("plain", "attention")}
