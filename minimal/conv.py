@@ -423,12 +423,14 @@ def max_pool2d(x: Tensor, kernel_size, stride=None, return_indices: bool = False
 def _max_of_blocks(data: np.ndarray, kh: int, kw: int, oh: int, ow: int):
     """Non-overlapping windows (stride = kernel): the max of each and the flat index of its
     first max, from kh*kw strided slices -- no window copy, no argmax, no index arithmetic on
-    the whole output: ~2x faster than the general path. None when a window holds a NaN (the
-    general path's argmax then points at the NaN, as PyTorch does)."""
+    the whole output. None when a window holds a NaN (the general path's argmax then points at
+    the NaN, as PyTorch does)."""
     if np.isnan(data.max()):  # a NaN never compares greater: let the general path find it
         return None
     w = data.shape[3]
-    maxima = data[:, :, 0:oh * kh:kh, 0:ow * kw:kw].copy(order="K")  # the input's memory order
+    # maxima keep the input's memory order (a conv's channels-last); the int64 indices are
+    # filled fastest in plain C order (measured: ~2x the general path's speed this way)
+    maxima = data[:, :, 0:oh * kh:kh, 0:ow * kw:kw].copy(order="K")
     corner = np.arange(oh).reshape(oh, 1) * (kh * w) + np.arange(ow) * kw  # each window's tap 0
     indices = np.empty(maxima.shape, np.int64)
     indices[...] = corner
