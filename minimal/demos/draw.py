@@ -52,10 +52,12 @@ of z per image; 2 cores shared with other jobs, so seconds are CPU seconds):
     in steps 6-10, the plain one 7-13% in each step.
   full size (the defaults: LSTM 256, T 10, N 5, z 10), trained in stages with --resume and
     more --iterations (so not the same batches as one straight run): attention / no attention
-    after 600 iterations 184.4 / 101.6, after 1200 153.5 / 90.3, after 2000 129.8 / 83.0
-    (untrained 391.2 / 398.1); about 0.15 s (attention) and 0.26 s (plain) of CPU per
-    iteration. The attention model's windows start to move and its strokes to sharpen after
-    about 1000 iterations; its KL, 7 nats at 600 iterations, is 15 at 2000.
+    after 600 iterations 184.4 / 101.6, after 1200 153.5 / 90.3, after 2000 129.8 / 83.0,
+    after 3000 (the default) 114.5 / 78.8 (untrained 391.2 / 398.1); about 0.15 s (attention)
+    and 0.26 s (plain) of CPU per iteration, so ~20 minutes of CPU in all. The attention
+    model's windows start to move and its strokes to sharpen after about 1000 iterations; its
+    KL is 7 nats at 600 iterations, 15 at 2000, 21 at 3000, and its samples are digits drawn
+    stroke by stroke; it is still falling fast at 3000, the plain model slowly.
   colour, --quick --color true (faces 32x32, ~130 s of CPU): L2 + KL per image 96.8 with
     attention, 83.5 without (untrained 764 / 738); blurred faces, one window for R, G, B.
 The paper reports <= 80.97 nats for attention on MNIST with T 64, read 2x2, write 5x5, z 100,
