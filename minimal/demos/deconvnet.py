@@ -71,7 +71,8 @@ switches (error ~0), while filling copies every value over its window (error sqr
 Measured (seed 0, shapes; timings on 2 cores shared with other jobs, so CPU seconds are given):
     quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.38 (untrained 0.11, chance
         0.10); identity check 0 with switches, 1.732 with filling; p(true class) falls by 0.33
-        on average where the square hides most; no silent feature; 52 s of one core in all.
+        on average where the square hides most; no silent feature; 53 s wall at 1 thread
+        (others' load ~3 on the 2 cores); at 2 threads under that load 88 s (contended).
     full (20000 images, 5 epochs, 2000 Adam steps): held-out accuracy 0.566 (untrained 0.10),
         still rising by 2-4 points an epoch (not converged); p(true class) falls by 0.55 under
         the square; 7 of 64 layer-2 features never fire on 500 held-out images; 373 s of one
@@ -150,7 +151,7 @@ class Config:
                               f"index from 0 to {count - 1}, got {self.feature!r}")
 
 
-# 4000 images, 3 epochs: about 52 s of one core's time in all, figures included
+# 4000 images, 3 epochs: 53 s at 1 thread in all, figures included (measured, see above)
 QUICK = {"train_size": 4000, "test_size": 1000, "epochs": 3, "probe_size": 300,
          "occlusion_images": 4}
 
