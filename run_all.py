@@ -41,7 +41,7 @@ GALLERY_FIGURES = {
     "actor_critic": "learning_curves.png",
     "cartpole": "hill_climbing.png",
     "chat_lstm": "chat_lstm_copypastas.png",
-    "deconvnet": "layer1_features.png",
+    "deconvnet": "one_feature.png",
     "deepcolor": "ladder.png",
     "dqn": "dqn_ablations.png",
     "draw": "canvas_test.gif",
