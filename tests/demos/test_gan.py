@@ -12,10 +12,10 @@ from minimal.demos import gan
 from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 
-def tiny_nets(rng, dtype=np.float32, size=8, channels=1):
+def tiny_nets(rng, dtype=np.float32, size=8, channels=1, kernel=5):
     """G: z 6 -> 4x4x8 -> 8x8 (or one more layer for size 16); D back to one logit."""
-    generator = gan.Generator(6, 4 if size == 8 else 2, channels, size, rng)
-    discriminator = gan.Discriminator(3, channels, size, rng)
+    generator = gan.Generator(6, 4 if size == 8 else 2, channels, size, rng, kernel)
+    discriminator = gan.Discriminator(3, channels, size, rng, kernel)
     for net in (generator, discriminator):
         for param in net.parameters():  # random everything, batch-norm scales and shifts too
             param.data = (param.data + 0.3 * rng.standard_normal(param.shape)).astype(dtype)
@@ -66,10 +66,12 @@ def _directional_difference(loss_of, params, rng, eps=1e-6):
     return numeric, directions
 
 
-def test_one_d_step_and_one_g_step_have_the_gradients_of_their_losses():
+@pytest.mark.parametrize("kernel", [5, 4])  # the post's 5x5 and the --kernel 4 variant
+def test_one_d_step_and_one_g_step_have_the_gradients_of_their_losses(kernel):
     rng = np.random.default_rng(1)
-    generator, discriminator = tiny_nets(rng, np.float64)
-    real = blob_images(rng, 5).astype(np.float64)
+    generator, discriminator = tiny_nets(rng, np.float64, size=16, kernel=kernel)
+    assert generator(Tensor(gan.sample_noise(rng, 2, 6))).shape == (2, 1, 16, 16)
+    real = blob_images(rng, 5, size=16).astype(np.float64)
     z = gan.sample_noise(rng, 5, 6).astype(np.float64)
     fake = generator(Tensor(z)).data.copy()  # what the D step sees (G's output before its step)
     # lr 0: train_step leaves every parameter as it was and its gradients in .grad
