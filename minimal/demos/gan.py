@@ -71,8 +71,9 @@ distance 402.6 (untrained G) -> 234, 46.6, 36.0, 13.5, 9.4, 7.7 at iterations 15
 floor 0.33 (1000 real training vs 1000 held-out images); classifier accuracy 0.92 over the 10
 digits; mean D(x) 0.66 and D(G(z)) 0.33 at the end. The samples over training (samples.gif):
 flat grey (untrained), then the same vertical stripes in all 64 cells (iteration 150) and the
-same faint strokes on a dark ground (300): G ignores z at first; varied digits from 450; by 900 many of the 64 cells read as digits (0, 2, 3, 6, 8 and
-9 most often), with ragged edges and some broken strokes. The nearest training images are other
+same faint strokes on a dark ground (300): G ignores z at first; varied digits from 450; by
+900 many of the 64 cells read as digits (0, 2, 3, 6, 8 and 9 most often), with ragged edges and
+some broken strokes. The nearest training images are other
 digits of a similar outline, never a copy of the sample. Sampling with the running statistics
 (eval mode) and with each batch's own (train mode, as the paper's code does) gives grids that
 look the same at the end of the quick run, so the running averages (momentum 0.1) do not lag
