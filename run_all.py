@@ -10,7 +10,7 @@ returning its headline metrics, and `TARGETS`: {metric: (">=" or "<=", value)}, 
 quick preset must reach. The exit status is non-zero when any demo fails or misses a target.
 
 The gallery (gallery/NAME.png or .gif, shown in README.md) is each demo's main figure from its
-quick preset, shrunk to at most GALLERY_WIDTH pixels wide with a 64-colour palette so that the
+quick preset, shrunk to at most GALLERY_WIDTH pixels wide with a small palette so that the
 whole set stays within GALLERY_BUDGET bytes; `make gallery` regenerates it.
 """
 
@@ -33,9 +33,11 @@ OUTPUTS = Path("outputs")
 FIGURE_SUFFIXES = (".png", ".gif")
 GALLERY = Path(__file__).resolve().parent / "gallery"
 GALLERY_WIDTH = 560  # pixels; a GIF's frames at most GALLERY_GIF_WIDTH
-GALLERY_GIF_WIDTH = 320
+GALLERY_GIF_WIDTH = 256
+GALLERY_COLOURS = 64  # palette size of a PNG; a GIF's frames get GALLERY_GIF_COLOURS
+GALLERY_GIF_COLOURS = 16
 GALLERY_GIF_FRAMES = 16  # a longer GIF keeps every k-th frame (and its last)
-GALLERY_BUDGET = 800_000  # bytes for the whole gallery
+GALLERY_BUDGET = 700_000  # bytes for the whole gallery
 # Each demo's main figure, in outputs/NAME/: what README.md shows for it.
 GALLERY_FIGURES = {
     "actor_critic": "learning_curves.png",
@@ -44,14 +46,14 @@ GALLERY_FIGURES = {
     "deconvnet": "one_feature.png",
     "deepcolor": "ladder.png",
     "dqn": "dqn_ablations.png",
-    "draw": "canvas_test.gif",
+    "draw": "canvas_test.png",
     "dynamic_programming": "gridworld_policy_evaluation.png",
     "gan": "samples.gif",
     "model_based": "dyna_maze.png",
     "model_free": "cliff_walk.png",
     "natural_gradient": "plain_vs_natural.png",
     "trpo": "reward_CartPole-v1.png",
-    "vae": "reconstructions.gif",
+    "vae": "reconstructions.png",
 }
 
 
@@ -118,14 +120,14 @@ def write_summary(rows: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _shrunk(frame, width: int):
+def _shrunk(frame, width: int, colours: int):
     from PIL import Image
 
     frame = frame.convert("RGB")
     if frame.width > width:
         height = max(1, round(frame.height * width / frame.width))
         frame = frame.resize((width, height), Image.LANCZOS)
-    return frame.quantize(64, dither=Image.Dither.NONE)
+    return frame.quantize(colours, dither=Image.Dither.NONE)
 
 
 def gallery_image(source: Path, target: Path) -> Path:
@@ -140,13 +142,14 @@ def gallery_image(source: Path, target: Path) -> Path:
             duration = image.info.get("duration", 100)
             step = max(1, -(-len(frames) // GALLERY_GIF_FRAMES))
             kept = frames[::step] + ([frames[-1]] if (len(frames) - 1) % step else [])
-            small = [_shrunk(frame, GALLERY_GIF_WIDTH) for frame in kept]
+            small = [_shrunk(frame, GALLERY_GIF_WIDTH, GALLERY_GIF_COLOURS) for frame in kept]
             with atomic_file(target) as file:
                 small[0].save(file, format="GIF", save_all=True, append_images=small[1:],
                               duration=duration * step, loop=0, optimize=True)
         else:
             with atomic_file(target) as file:
-                _shrunk(image, GALLERY_WIDTH).save(file, format="PNG", optimize=True)
+                _shrunk(image, GALLERY_WIDTH, GALLERY_COLOURS).save(file, format="PNG",
+                                                                    optimize=True)
     return target
 
 
