@@ -38,11 +38,7 @@ Network (the original's, widths given for its width 64):
                in the quick preset; pictures whose sides are not multiples of 2^depth are padded
                with white paper and the output cropped back.
 
-Scale: the full defaults are 128 px, width 32 (half the original's), 2048 pictures, 2000 steps
-of batch 4 per rung: about 70 minutes of one core (estimated from measured step times: 0.19 s
-for rung 1, 0.62 s for a GAN step). The quick preset is scaled down to finish in about a minute
-on 2 cores: 64 px, width 8, depth 4 (bottleneck 4 px), 256 pictures, 300 steps per rung, and
-Adam 1e-3 instead of 2e-4 (a run this short needs the larger step).
+Run:  python -m minimal.demos.deepcolor [--quick] [--rungs 1,4] [--size 256] [--resume]
 
 Colouring your own drawing (loads the rung-4 generator of the checkpoint a run saved):
 
@@ -69,8 +65,6 @@ saw, the photograph's line art), paint hints with the brush, press Colour (or No
 the result. --hint-fade applies as in --colorize (1 keeps the strokes' full strength). It
 listens on 127.0.0.1 only; --host 0.0.0.0 lets other computers in (with a warning).
 
-Run:  python -m minimal.demos.deepcolor [--quick] [--rungs 1,4] [--size 256] [--resume]
-
 Figures (in out_dir):
     ladder.png      one held-out picture per row: line art, the use-time hint, rung 1, rung 2,
                     rung 3, rung 4 (rungs 3 and 4 with the hint), rung 4 without a hint, and the
@@ -85,7 +79,20 @@ Figures (in out_dir):
     losses.png      D loss, G adversarial loss and L1 over training for rungs 2-4, rung 1's L2
                     (as its square root, to share the L1 panel), in the nets' [-1, 1] units
 
-Measured (seed 0; 8 held-out pictures; L1 is the mean absolute error per channel in [0, 1];
+Scale: the full defaults are 128 px, width 32 (half the original's), 2048 pictures, 2000 steps
+of batch 4 per rung: about 70 minutes of one core (estimated from measured step times: 0.19 s
+for rung 1, 0.62 s for a GAN step). The quick preset is scaled down to finish in about a minute
+on 2 cores: 64 px, width 8, depth 4 (bottleneck 4 px), 256 pictures, 300 steps per rung, and
+Adam 1e-3 instead of 2e-4 (a run this short needs the larger step).
+
+Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
+and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
+evaluation uses the running statistics, not the statistics of a batch of one picture). The
+data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
+--data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
+hours, so the colours are flatter and the GAN's sharpening is modest.
+
+Results (seed 0; 8 held-out pictures; L1 is the mean absolute error per channel in [0, 1];
 chroma is the mean max(R,G,B) - min(R,G,B), 0.292 for the originals):
 
     quick preset (64 px, width 8, depth 4, 256 pictures, 300 steps per rung, Adam 1e-3)
@@ -96,9 +103,7 @@ chroma is the mean max(R,G,B) - min(R,G,B), 0.292 for the originals):
     4 + whiteout, 0.3 hint      0.169         0.121           0.171            0.258
     baselines: the untrained rung-4 net 0.194; the blurred picture alone (rung 3's hint)
     0.096; the faded use-time hint alone 0.350.
-    38 s of one core (user time; 1 min 58 s wall with OPENBLAS_NUM_THREADS=1 on 2 cores
-    shared with about a dozen other busy processes), peak memory 177 MB. On that overloaded
-    machine two BLAS threads were slower still (idle threads spin while waiting for a core).
+    38 s of CPU at 1 BLAS thread, peak memory 177 MB.
 
 What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
 over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
@@ -107,37 +112,10 @@ best with its hint and useless without one (0.419: it learned to copy the hint, 
 gives a white picture); whiting out the hint in training (rung 4) makes the net colour on its
 own where the hint says nothing (0.169 without a hint against rung 3's 0.419) while the faint
 use-time hint still guides it (0.121). At this scale no net beats simply blurring the original
-on L1 (0.096): the nets are small and trained for minutes, and L1 rewards blur.
-
-    a longer run (64 px, width 16, depth 5, 1024 pictures, 1000 steps per rung, Adam 2e-4,
-    16 held-out pictures; originals' chroma 0.294)
-    rung                      L1 no hint   L1 with hint   chroma no hint   chroma with hint
-    1 conv net, L2              0.139           -             0.247              -
-    2 GAN + U-Net               0.150           -             0.325              -
-    3 + blurred hint            0.348         0.063           0.124            0.294
-    4 + whiteout, 0.3 hint      0.290         0.133           0.092            0.231
-    baselines: untrained rung 4 0.192; blurred picture alone 0.081; faded hint alone 0.320.
-    264 s of one core (19 min wall on the shared machine), peak memory 420 MB.
-There rung 3 beats the blur it is given (0.063 against 0.081) and the GAN's colours are at least as
-vivid as the originals'; rung 4 at the post's Adam 2e-4 still follows the faint hint and
-comes out pale (without a hint 0.290, only better than rung 3's 0.348; the quick preset's
-larger step got it to 0.169, near rung 1's 0.149). Colouring well with no hint at all is what
-needs the post's long training.
-
-    the full preset's nets and size for a short while (128 px, width 32, depth 5, Adam 2e-4;
-    512 pictures, 300 steps, rungs 1 and 4 only; originals' chroma 0.287)
-    rung 1: L1 0.150, chroma 0.232; rung 4: L1 0.180 without a hint, 0.116 with it, chroma
-    0.223 / 0.254; untrained 0.194; blurred picture alone 0.090. 256 s of one core (14 min
-    wall on the shared machine), peak memory 870 MB. The full preset itself (2000 steps for
-    each of the four rungs) was not run to the end here: about 70 minutes of one core by
-    these step times.
-
-Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
-and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
-evaluation uses the running statistics, not the statistics of a batch of one picture). The
-data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
---data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
-hours, so the colours are flatter and the GAN's sharpening is modest.
+on L1 (0.096): the nets are small and trained for minutes, and L1 rewards blur. The full preset
+(2000 steps for each of the four rungs) was not run to the end: about 70 minutes of one core by
+the measured step times. Longer runs (width 16, 1000 steps per rung; the full preset's nets at
+128 px for 300 steps) are in benchmarks/README.md.
 """
 
 from __future__ import annotations

@@ -65,37 +65,13 @@ Figures (in out_dir):
     nearest.png             generated samples (left column) and their nearest training images
                             by pixel distance: G makes new images, it does not copy
 
-Measured (seed 0), quick preset (digits, 5000 images, g = d = 16, batch 32, Adam 5e-4, 900
-iterations, 1 BLAS thread: 77-79 s of wall time, 53 s of CPU time, beside 3-4 other jobs): Frechet
-distance 402.6 (untrained G) -> 234, 46.6, 36.0, 13.5, 9.4, 7.7 at iterations 150 ... 900;
-floor 0.33 (1000 real training vs 1000 held-out images); classifier accuracy 0.92 over the 10
-digits; mean D(x) 0.66 and D(G(z)) 0.33 at the end. The samples over training (samples.gif):
-flat grey (untrained), then the same vertical stripes in all 64 cells (iteration 150) and the
-same faint strokes on a dark ground (300): G ignores z at first; varied digits from 450; by
-900 many of the 64 cells read as digits (0, 2, 3, 6, 8 and 9 most often), with ragged edges and
-some broken strokes. The nearest training images are other
-digits of a similar outline, never a copy of the sample. Sampling with the running statistics
-(eval mode) and with each batch's own (train mode, as the paper's code does) gives grids that
-look the same at the end of the quick run, so the running averages (momentum 0.1) do not lag
-here and are left as they are.
-
-Why the quick preset is on digits: in a minute the shapes (textured, coloured backgrounds, ten
-shapes at random sizes and angles) only get as far as coloured noise with a checkerboard texture
-(Frechet distance 47.6 -> 2.9 at these settings, but no shape visible); the digits, one grey
-stroke on a plain background, become readable in the same time, which is what the post shows.
-Kernel 4x4 (--kernel 4, the usual cure for checkerboard artifacts of transposed convolutions)
-and batch 64 with Adam 2e-4 were tried on the quick digits: no clearer digits at 900 iterations
-(batch 64 is also slower), so the quick preset keeps the post's 5x5 kernels. On the shapes
-neither helped in 900 iterations either: 4x4 kernels gave the same coloured noise with a
-fainter checkerboard, 4x4 with batch 64 and Adam 2e-4 stronger diagonal stripes.
-
-Full preset (shapes, measured before the quick preset moved to digits; its settings did not
-change): 20000 images, g = d = 32, batch 64, Adam 2e-4, 3000 iterations; 1 BLAS thread, 32
-minutes beside 3-12 other jobs. Frechet distance 37.2 (untrained) -> 28.7, 9.6, 6.9, 3.9 by
-iteration 1000, then 3.5-6.2 up to 3000, ending at 3.0; floor 0.11 (2000 vs 2000); classifier
-accuracy 0.49. D pulls ahead in the second half (mean D(x) 0.92, D(G(z)) 0.08) and the
-distance stops falling. The samples are single objects on plain or graded backgrounds, one
-colour each, with blob-like outlines: where and how big the object is, but rarely which shape.
+Settings: the full preset trains on the shapes (20000 images, g = d = 32, batch 64, Adam
+2e-4, 3000 iterations); the quick preset on digits (5000 images, g = d = 16, batch 32, Adam
+5e-4, 900 iterations). In a minute the shapes (textured, coloured backgrounds, ten shapes at
+random sizes and angles) only get as far as coloured noise; the digits, one grey stroke on a
+plain background, become readable in the same time, which is what the post shows. 4x4 kernels
+and batch 64 with Adam 2e-4 gave no clearer digits there, so the quick preset keeps the post's
+5x5 kernels.
 
 Departures from the post: sizes scaled for a CPU (32x32 synthetic shapes instead of CIFAR-10,
 g = d = 32, 3000 iterations); batch 64 (the paper used 128); biases dropped before batch norm
@@ -104,6 +80,18 @@ post's CIFAR mode read only the first ~9.7k images of one batch, here every trai
 used; the Frechet distance on a small classifier's features stands in for FID (its numbers are
 not comparable with published FIDs). The quick preset trains on digits (above), halves both
 nets (g = d = 16) and takes batch 32 with Adam 5e-4: more updates in its minute.
+
+Results (seed 0; Frechet distance on the classifier's features, untrained G -> end of run):
+    preset          untrained  end   floor  accuracy    D(x) / D(G(z))  time
+    quick (digits)  402.6      7.7   0.33   0.92        0.66 / 0.33     53 s CPU, 1 BLAS thread
+    full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     -
+The quick preset takes 44 s of wall time on 2 cores. Its samples (samples.gif) go from flat
+grey to the same stripes in all 64 cells (G ignores z at first) to varied digits from iteration
+450; by 900 many cells read as digits, with ragged edges; the nearest training images are other
+digits of a similar outline, never a copy. The full run's samples are single objects on plain
+or graded backgrounds, one colour each: where and how big the object is, but rarely which
+shape; D pulls ahead in its second half and the distance stops falling. The tried settings and
+the distances at each checkpoint are in benchmarks/README.md.
 """
 
 from __future__ import annotations
