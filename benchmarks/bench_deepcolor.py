@@ -29,12 +29,13 @@ if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy 
 
 import argparse
 import resource
-import time
 import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 
+import interleave
 import numpy as np
 
 from minimal import optim, training
@@ -130,13 +131,6 @@ def theirs(size: int, batch: int, width: int, depth: int):
     return iteration
 
 
-def timed(iteration, block: int) -> float:
-    start = time.perf_counter()
-    for _ in range(block):
-        iteration()
-    return (time.perf_counter() - start) / block * 100  # seconds per 100 iterations
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed blocks per engine")
@@ -153,33 +147,15 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
         engines["torch"] = theirs(*shape)
-    for run in engines.values():  # warm-up: allocator, BLAS threads, caches
-        for _ in range(3):
-            run()
-    tracemalloc.start()
+    times = interleave.interleaved(engines, args.repeats, args.block)
+    tracemalloc.start()  # one more of our iterations, warm, with its allocations traced
     engines["ours"]()
     traced_peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    names = list(engines)
-    for repeat in range(args.repeats):
-        order = names[repeat % len(names):] + names[:repeat % len(names)]
-        for name in order:
-            times[name].append(timed(engines[name], args.block))
-            time.sleep(0.05)
-    medians = {name: float(np.median(values)) for name, values in times.items()}
     print(f"deepcolor iteration (rung 4: one D step + one G step), {args.size} px, batch "
           f"{args.batch}, width {args.width}, depth {args.depth}, {args.threads} thread(s), "
           f"{args.repeats} x {args.block} iterations each")
-    print(f"{'engine':8} {'s / 100 it':>11} {'spread':>8}")
-    for name, values in times.items():
-        spread = (np.percentile(values, 75) - np.percentile(values, 25)) / medians[name]
-        print(f"{name:8} {medians[name]:11.2f} {spread:8.0%}")
-    if "torch" in medians:
-        ratio = medians["ours"] / medians["torch"]
-        print(f"ratio ours / torch: {ratio:.2f} (target <= {TARGET})")
-    else:
-        print("torch is not installed: no comparison")
+    interleave.report(times, TARGET)
     high_water = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {traced_peak / 2**20:.1f} MiB traced NumPy allocations in one of our "
           f"iterations; process high-water mark {high_water:.0f} MiB (both engines loaded)")

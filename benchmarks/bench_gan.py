@@ -25,11 +25,12 @@ if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy 
     os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
 
 import argparse
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 
+import interleave
 import numpy as np
 
 from minimal import optim
@@ -103,13 +104,6 @@ def theirs(batch: int, width: int):
     return iteration
 
 
-def timed(iteration, block: int) -> float:
-    start = time.perf_counter()
-    for _ in range(block):
-        iteration()
-    return (time.perf_counter() - start) / block * 100  # seconds per 100 iterations
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed blocks per engine")
@@ -123,29 +117,11 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
         engines["torch"] = theirs(args.batch, args.width)
-    for run in engines.values():  # warm-up: allocator, BLAS threads, caches
-        for _ in range(3):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in engines}
-    names = list(engines)
-    for repeat in range(args.repeats):
-        order = names[repeat % len(names):] + names[:repeat % len(names)]
-        for name in order:
-            times[name].append(timed(engines[name], args.block))
-            time.sleep(0.05)
-    medians = {name: float(np.median(values)) for name, values in times.items()}
+    times = interleave.interleaved(engines, args.repeats, args.block)
     print(f"GAN iteration (one D step + one G step), batch {args.batch}, 32x32x3, "
           f"g = d = {args.width}, {args.threads} thread(s), {args.repeats} x {args.block} "
           "iterations each")
-    print(f"{'engine':8} {'s / 100 it':>11} {'spread':>8}")
-    for name, values in times.items():
-        spread = (np.percentile(values, 75) - np.percentile(values, 25)) / medians[name]
-        print(f"{name:8} {medians[name]:11.2f} {spread:8.0%}")
-    if "torch" in medians:
-        ratio = medians["ours"] / medians["torch"]
-        print(f"ratio ours / torch: {ratio:.2f} (target <= {TARGET})")
-    else:
-        print("torch is not installed: no comparison")
+    interleave.report(times, TARGET)
 
 
 if __name__ == "__main__":
