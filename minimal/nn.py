@@ -25,7 +25,7 @@ from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
 from minimal.conv import int_pair
 from minimal.errors import CheckpointError
-from minimal.files import atomic_file
+from minimal.files import atomic_file, check_npz_sizes
 from minimal.parallel import for_blocks
 
 # ===== initialisers =======================================================================
@@ -271,6 +271,7 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
             if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
                 raise CheckpointError(f"{path}: not an .npz archive: {_what_file_is(head)}")
             file.seek(0)
+            check_npz_sizes(file)
             with np.load(file, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
     except (FileNotFoundError, CheckpointError):

@@ -4,9 +4,11 @@ a check that the digits are neither trivial nor noise (softmax regression vs a s
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +193,18 @@ def test_cache_file_without_checksum_is_rejected(tmp_path):
     path = tmp_path / "plain.npz"
     np.savez(path, images=np.zeros(3))
     with pytest.raises(ValueError, match="checksum"):
+        _cache.load_arrays(path)
+
+
+def test_cache_file_claiming_a_huge_array_is_damage_not_an_allocation(tmp_path):
+    member = io.BytesIO()  # a well-formed member (right CRC) whose header claims 400 GB
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 11,)})
+    member.write(bytes(8))
+    path = tmp_path / "claims.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("images.npy", member.getvalue())
+    with pytest.raises(ValueError, match=r"images.npy claims an array of shape"):
         _cache.load_arrays(path)
 
 
