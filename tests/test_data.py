@@ -7,6 +7,8 @@ import gzip
 import io
 import itertools
 import os
+import subprocess
+import sys
 import warnings
 import zipfile
 from pathlib import Path
@@ -575,6 +577,23 @@ def test_fetch_checks_md5_and_leaves_nothing_on_mismatch(tmp_path):
     with pytest.raises(ValueError, match="MD5"):
         download.fetch(url, other, "0" * 32)
     assert sorted(p.name for p in other.parent.iterdir()) == ["file.gz"]
+
+
+def test_a_killed_download_leaves_nothing_after_the_next_attempt(tmp_path):
+    """A download killed mid-way (SIGKILL: no cleanup ran) left its temporary file; the next
+    fetch of the same file removes it, and leaves only the checked file."""
+    from minimal.data import download
+
+    served = tmp_path / "server" / "file.gz"
+    served.parent.mkdir()
+    served.write_bytes(b"some published bytes")
+    target = tmp_path / "data" / "file.gz"
+    target.parent.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that no longer runs: the killed downloader's
+    (target.parent / f"file.gz.{dead.pid}.k2j4x.tmp").write_bytes(b"some pub")
+    download.fetch(served.as_uri(), target, download.md5_of(served))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.gz"]
 
 
 def test_download_cifar10_extracts_only_the_batches(tmp_path, monkeypatch):
