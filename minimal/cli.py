@@ -105,9 +105,14 @@ def validate(config: Any, *, counts: Sequence[str] = (), whole: Sequence[str] = 
     numbers in [0, 1]. finite: any finite number. choices: field -> allowed values (for a
     tuple field every element must be allowed, and it may not be empty). nonempty: tuple
     fields that need at least one value (the other kinds accept an empty tuple).
+    Every Config's ``out_dir`` must name a folder: an empty one would scatter the figures and
+    run.json over the folder the run was started from.
     """
     def refuse(name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{_flag(name)} must be {expected}, got {value!r}")
+
+    if isinstance(getattr(config, "out_dir", None), str) and not config.out_dir.strip():
+        refuse("out_dir", config.out_dir, "a folder for the figures and run.json")
 
     for name in nonempty:
         if not _values(config, name):
