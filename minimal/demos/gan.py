@@ -484,7 +484,7 @@ def train(config: Config, train_images: np.ndarray, evaluate=None, stop_after: i
     start = state.counters.get("iteration", 0)
     if start == 0 and not history:  # the untrained generator: the first frame and the ceiling
         _checkpoint_record(state, generator, fixed_noise, evaluate, 0)
-    progress = cli.Progress(config.iterations, label="iteration", every=5.0)
+    progress = cli.Progress(config.iterations, label="iteration", every=5.0, first=start)
     for iteration in range(start, config.iterations):
         real = train_images[rng.integers(0, len(train_images), config.batch_size)]
         z = sample_noise(rng, config.batch_size, config.z_dim)
