@@ -368,3 +368,41 @@ def transition_arrays(P: TransitionTable) -> tuple[np.ndarray, np.ndarray, np.nd
                 if terminated:
                     continues[state, action, next_state] = 0.0
     return probs, rewards, continues
+
+
+# ===== making gymnasium environments quietly ===============================================
+
+# MuJoCo's compiler warns about this attribute in gymnasium's own half_cheetah.xml (it still
+# works); the message says nothing about the user's run, so it alone is dropped.
+_SILENCED_MUJOCO_WARNING = "compiler attribute 'settotalmass' is deprecated"
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """gymnasium.make, without MuJoCo's 'settotalmass is deprecated' warning.
+
+    For MuJoCo environments a warning handler is installed while the model compiles: it drops
+    that one message and passes every other warning on (to the handler that was there before,
+    or to stderr in MuJoCo's own "WARNING: ..." form).
+    """
+    entry_point = str(getattr(gym.spec(env_id), "entry_point", ""))
+    if "mujoco" not in entry_point:
+        return gym.make(env_id, **kwargs)
+    import sys
+
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if _SILENCED_MUJOCO_WARNING in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        return gym.make(env_id, **kwargs)
+    finally:
+        mujoco.set_mju_user_warning(previous)

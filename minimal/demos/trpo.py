@@ -73,7 +73,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from itertools import pairwise
 
 import gymnasium as gym
@@ -97,7 +97,16 @@ from minimal.natural import (
     set_flat_parameters,
 )
 from minimal.optim import Adam
-from minimal.rollouts import Episode, PolicySpec, RolloutPool, limit_blas_threads
+from minimal.envs import make as make_env
+from minimal.rollouts import (
+    Actor,
+    Episode,
+    PolicySpec,
+    RolloutPool,
+    RunningMeanStd,
+    limit_blas_threads,
+    run_episode,
+)
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -116,8 +125,11 @@ class Config:
     gae_lambda: float = 0.97  # GAE lambda (1.0: discounted returns minus the baseline)
     hidden: tuple = (64, 64)  # hidden layer widths of the policy and of the value network
     activation: str = "relu"  # hidden activation of the policy: relu (the post) or tanh
+    value_fit: str = "adam"  # how the baseline is fitted: adam (minibatch epochs) or lbfgs
     value_lr: float = 1e-3  # Adam learning rate of the value baseline
-    value_epochs: int = 5  # passes over the batch to fit the baseline each iteration
+    value_epochs: int = 5  # passes over the batch to fit the baseline each iteration (adam)
+    value_iters: int = 25  # L-BFGS iterations on the whole batch per fit (lbfgs)
+    obs_norm: bool = False  # normalise observations by their running mean and std
     workers: int = 2  # rollout worker processes (0: collect in the learner's process)
     adaptive_steps: bool = False  # adapt steps/update every 10 iterations
     adaptive_kl: bool = False  # adapt max_kl every 10 iterations
@@ -126,16 +138,21 @@ class Config:
     speed_iterations: int = 5  # timed iterations per worker count, median reported (0: skip)
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
+    gif: bool = True  # write a GIF of one episode of each trained policy (MuJoCo: needs EGL)
+    preset: str = "none"  # none, or mujoco: the MuJoCo settings, for the settings left at default
     out_dir: str = "outputs/trpo"  # where figures are written
 
     def __post_init__(self):
+        if self.preset == "mujoco":
+            apply_preset(self, MUJOCO)
         cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
                      counts=("total_steps", "steps_per_update", "cg_iters", "fisher_subsample",
-                             "hidden", "value_epochs", "speed_workers"),
+                             "hidden", "value_epochs", "value_iters", "speed_workers"),
                      nonempty=("env_ids", "hidden"),
                      positive=("max_kl", "value_lr"), non_negative=("cg_damping", "margin"),
                      fractions=("gamma", "gae_lambda"),
-                     choices={"activation": ("relu", "tanh")})
+                     choices={"activation": ("relu", "tanh"), "value_fit": ("adam", "lbfgs"),
+                              "preset": ("none", "mujoco")})
         # an unknown id is refused here, not by gym.make after the first environment trained
         named = [("env_ids", env_id) for env_id in self.env_ids] + [("compare_env",
                                                                      self.compare_env)]
@@ -147,6 +164,24 @@ class Config:
                 raise ConfigError(f"{name} (--{name.replace('_', '-')}): unknown environment "
                                   f"{env_id!r}; {hint}")
 
+
+def apply_preset(config, preset: dict) -> None:
+    """Set the preset's values on the fields still at their defaults (so an explicit flag,
+    `--preset mujoco --max-kl 0.02`, wins; a flag given at its default value does not)."""
+    for item in fields(config):
+        default = item.default if item.default is not MISSING else item.default_factory()
+        if item.name in preset and getattr(config, item.name) == default:
+            setattr(config, item.name, preset[item.name])
+
+
+MUJOCO_TASKS = ("HalfCheetah-v5", "Swimmer-v5", "Reacher-v5", "Hopper-v5")
+MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
+    "env_ids": MUJOCO_TASKS,
+    "total_steps": 1_000_000,
+    "obs_norm": True,
+    "speed_iterations": 0,
+    "compare_steps": 0,
+}
 
 QUICK = {
     "env_ids": ("CartPole-v1",),
@@ -221,6 +256,26 @@ def fit_value(net: nn.Sequential, optimizer: Adam, observations: np.ndarray, tar
             optimizer.step()
             loss_value = float(loss.data)
     return loss_value
+
+
+def fit_value_lbfgs(net: nn.Sequential, observations: np.ndarray, targets: np.ndarray,
+                    iterations: int) -> float:
+    """Fit V(s) on the whole batch with scipy's L-BFGS (the original TRPO code's choice):
+    a quasi-Newton method needs no learning rate and gets close in a few dozen steps."""
+    from scipy.optimize import minimize
+
+    params = list(net.parameters())
+    obs = Tensor(observations)
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        set_flat_parameters(params, flat)
+        loss = F.mse_loss(net(obs).reshape(-1), targets)
+        return float(loss.data), flat_grad(loss, params)
+
+    result = minimize(loss_and_gradient, flat_parameters(params), jac=True, method="L-BFGS-B",
+                      options={"maxiter": iterations})
+    set_flat_parameters(params, result.x)
+    return float(result.fun)
 
 
 def predict_values(net: nn.Sequential, observations: np.ndarray) -> np.ndarray:
@@ -350,53 +405,110 @@ class AdaptiveSchedule:
 
 # ===== training ===========================================================================
 
-def policy_spec_for(env_id: str, hidden: tuple, activation: str) -> PolicySpec:
-    env = gym.make(env_id)
+def policy_spec_for(env_id: str, hidden: tuple, activation: str,
+                    obs_norm: bool = False) -> PolicySpec:
+    env = make_env(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
     if isinstance(env.action_space, gym.spaces.Discrete):
-        spec = PolicySpec(obs_dim, int(env.action_space.n), tuple(hidden), True, activation)
+        spec = PolicySpec(obs_dim, int(env.action_space.n), tuple(hidden), True, activation,
+                          obs_norm)
     else:
         spec = PolicySpec(obs_dim, int(np.prod(env.action_space.shape)), tuple(hidden), False,
-                          activation)
+                          activation, obs_norm)
     env.close()
     return spec
 
 
+def shipped_parameters(policy: MLPPolicy, normalizer: RunningMeanStd | None) -> np.ndarray:
+    """What the workers receive: the policy's flat parameters, then the normaliser's mean and
+    std (PolicySpec's layout), so any rollout backend normalises exactly as the learner."""
+    flat = flat_parameters(policy.ordered_parameters())
+    if normalizer is None:
+        return flat
+    return np.concatenate([flat, normalizer.mean, normalizer.std])
+
+
+def save_policy(path: str, spec: PolicySpec, shipped: np.ndarray,
+                normalizer: RunningMeanStd | None) -> None:
+    """The policy as one .npz: its spec, the shipped vector (normaliser included) and the
+    normaliser's running statistics (count, mean, var), written atomically."""
+    state = normalizer.state() if normalizer is not None else {}
+    temp = f"{path}.tmp.npz"
+    np.savez(temp, params=shipped, obs_dim=spec.obs_dim, act_dim=spec.act_dim,
+             hidden=np.array(spec.hidden), discrete=spec.discrete, activation=spec.activation,
+             obs_norm=spec.obs_norm, **state)
+    os.replace(temp, path)
+
+
+def load_policy(path: str) -> tuple[PolicySpec, np.ndarray, RunningMeanStd | None]:
+    """(spec, shipped vector, normaliser) as saved: Actor(spec, vector) acts like the policy."""
+    with np.load(path) as data:
+        spec = PolicySpec(int(data["obs_dim"]), int(data["act_dim"]),
+                          tuple(int(h) for h in data["hidden"]), bool(data["discrete"]),
+                          str(data["activation"]), bool(data["obs_norm"]))
+        normalizer = RunningMeanStd.from_state(data) if spec.obs_norm else None
+        return spec, data["params"].copy(), normalizer
+
+
+@dataclass
+class Trained:
+    """What train() returns besides the records: enough to save, reload and watch the policy."""
+    spec: PolicySpec
+    shipped: np.ndarray                 # the policy's parameters (+ normaliser), as shipped
+    normalizer: RunningMeanStd | None
+
+
 def train(config: Config, env_id: str, total_steps: int, label: str = "",
-          stop_at_return: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+          stop_at_return: float | None = None) -> tuple[dict[str, np.ndarray], Trained]:
     """TRPO on one environment; returns per-iteration records (steps, seconds, returns...)
-    and the final policy's flat parameters."""
+    and the final policy (its shipped vector: parameters, then the normaliser's statistics)."""
     limit_blas_threads(1)  # the learner's BLAS must not fight the workers for the cores
     rng = np.random.default_rng([config.seed, 1])
-    spec = policy_spec_for(env_id, config.hidden, config.activation)
+    spec = policy_spec_for(env_id, config.hidden, config.activation, config.obs_norm)
     policy = MLPPolicy(spec, rng)
     value = value_network(spec.obs_dim, config.hidden, rng)
     value_optimizer = Adam(value.parameters(), lr=config.value_lr)
+    normalizer = RunningMeanStd(spec.obs_dim) if config.obs_norm else None
     schedule = AdaptiveSchedule(config.steps_per_update, config.max_kl, config.adaptive_steps,
                                 config.adaptive_kl, config.margin)
     records: dict[str, list] = {key: [] for key in (
         "steps", "seconds", "mean_return", "collect_seconds", "learn_seconds", "kl", "max_kl",
-        "steps_per_update", "accepted")}
+        "steps_per_update", "accepted", "entropy", "value_loss")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
     with RolloutPool(env_id, spec, config.seed, config.workers) as pool:
         while steps < total_steps:
-            params = policy.ordered_parameters()
-            episodes = pool.collect(flat_parameters(params), schedule.steps_per_update)
+            episodes = pool.collect(shipped_parameters(policy, normalizer),
+                                    schedule.steps_per_update)
             collect_seconds = pool.stats.seconds
             learn_start = time.perf_counter()
             observations = np.concatenate([e.observations for e in episodes])
+            final_observations = np.stack([e.final_observation for e in episodes])
+            if normalizer is not None:
+                # the statistics the workers acted with, so the old policy is exactly theirs;
+                # the batch updates them afterwards, for the next iteration
+                raw_observations = observations
+                observations = normalizer.normalize(raw_observations)
+                final_observations = normalizer.normalize(final_observations)
             actions = np.concatenate([e.actions for e in episodes])
             all_values = predict_values(value, observations)
             values = np.split(all_values, np.cumsum([len(e) for e in episodes])[:-1])
-            final_values = predict_values(value, np.stack([e.final_observation
-                                                           for e in episodes]))
+            final_values = predict_values(value, final_observations)
             advantages, targets = advantages_and_targets(episodes, values, final_values,
                                                          config.gamma, config.gae_lambda)
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             info = trpo_update(policy, observations, actions, advantages, schedule.max_kl,
                                config.cg_damping, config.cg_iters, config.fisher_subsample)
-            fit_value(value, value_optimizer, observations, targets, config.value_epochs, rng)
+            if config.value_fit == "lbfgs":
+                value_loss = fit_value_lbfgs(value, observations, targets, config.value_iters)
+            else:
+                value_loss = fit_value(value, value_optimizer, observations, targets,
+                                       config.value_epochs, rng)
+            with no_grad():
+                entropy = float(policy(Tensor(observations[::config.fisher_subsample]))
+                                .entropy().mean().data)
+            if normalizer is not None:
+                normalizer.update(raw_observations)
             learn_seconds = time.perf_counter() - learn_start
 
             steps += len(observations)
@@ -406,31 +518,31 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
                               ("learn_seconds", learn_seconds), ("kl", info.kl),
                               ("max_kl", schedule.max_kl),
                               ("steps_per_update", schedule.steps_per_update),
-                              ("accepted", float(info.accepted))):
+                              ("accepted", float(info.accepted)), ("entropy", entropy),
+                              ("value_loss", value_loss)):
                 records[key].append(item)
             schedule.record(mean_return)
             progress.update(min(steps, total_steps), mean_return=mean_return, kl=info.kl)
             if stop_at_return is not None and mean_return >= stop_at_return:
                 break
-    final_params = flat_parameters(policy.ordered_parameters())
-    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}, \
-        final_params
+    trained = Trained(spec, shipped_parameters(policy, normalizer), normalizer)
+    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}, trained
 
 
-def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: tuple,
+def time_workers(config: Config, env_id: str, trained: Trained, worker_counts: tuple,
                  iterations: int) -> dict:
     """Collect and learn seconds per iteration for each worker count, on identical batches.
 
-    `flat` is a trained policy's parameters, so the episodes are typical of training (an
+    `trained` is a trained policy, so the episodes are typical of training (an
     untrained CartPole policy plays 20-step episodes, where messages, not steps, dominate).
     For each worker count the same batches are gathered and the same update timed, the counts
     taking turns within each repetition so that load from other processes falls on every
     count alike; the medians are returned.
     """
     limit_blas_threads(1)
-    spec = policy_spec_for(env_id, config.hidden, config.activation)
+    spec, flat = trained.spec, trained.shipped
     policy = MLPPolicy(spec, np.random.default_rng(0))
-    set_flat_parameters(policy.ordered_parameters(), flat)
+    set_flat_parameters(policy.ordered_parameters(), flat[:spec.num_policy_parameters()])
     timings = {n: {"collect": [], "learn": []} for n in worker_counts}
     pools = {n: RolloutPool(env_id, spec, config.seed, n) for n in worker_counts}
     try:
@@ -440,6 +552,8 @@ def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: t
                 timings[n]["collect"].append(pool.stats.seconds)
                 learn_start = time.perf_counter()
                 observations = np.concatenate([e.observations for e in episodes])
+                if trained.normalizer is not None:
+                    observations = trained.normalizer.normalize(observations)
                 actions = np.concatenate([e.actions for e in episodes])
                 advantages = np.concatenate([discounted_cumsum(e.rewards, config.gamma)
                                              for e in episodes])

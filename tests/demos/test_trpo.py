@@ -150,13 +150,13 @@ def test_kl_after_each_accepted_update_stays_within_one_and_a_half_max_kl(cartpo
 def test_short_reacher_run_with_workers():
     pytest.importorskip("mujoco")
     config = cli.make_config(trpo.Config, None, workers=2, steps_per_update=1000, seed=0)
-    records, params = trpo.train(config, "Reacher-v5", 3000)
+    records, trained = trpo.train(config, "Reacher-v5", 3000)
     assert len(records["steps"]) == 3 and records["steps"][-1] == 3000  # 50-step episodes
     assert np.all(np.isfinite(records["mean_return"])) and np.all(records["mean_return"] < 0)
     accepted = records["accepted"] > 0
     assert np.all(records["kl"][accepted] <= 1.5 * config.max_kl)
-    assert params.shape == (trpo.policy_spec_for("Reacher-v5", (64, 64), "relu")
-                            .num_parameters(),)
+    assert trained.shipped.shape == (trpo.policy_spec_for("Reacher-v5", (64, 64), "relu")
+                                     .num_parameters(),)
 
 
 def test_run_writes_every_figure(tmp_path):
