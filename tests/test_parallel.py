@@ -134,3 +134,18 @@ def test_adam_in_chunks_on_two_threads_matches_the_whole_array_update(monkeypatc
         adam.step()
     for p, q in zip(params, serial):
         assert np.array_equal(p.data, q.data)
+
+
+def test_threaded_max_pool_matches_the_loop_with_ties(monkeypatch):
+    """The stride = kernel pool split over images on two threads: the values and switches of
+    the loop in test_pool.py, on a channels-last array like a convolution's output."""
+    from test_pool import max_pool_loop
+
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (5, 9, 7, 4)).astype(np.float32).transpose(0, 3, 1, 2)  # ties
+    out, indices = F.max_pool2d(Tensor(x), 2, return_indices=True)
+    expected, expected_idx = max_pool_loop(x, (2, 2), (2, 2))
+    np.testing.assert_array_equal(out.data, expected)
+    np.testing.assert_array_equal(indices, expected_idx)
