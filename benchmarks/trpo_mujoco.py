@@ -41,10 +41,16 @@ def run(args) -> None:
             overrides[name] = text
     config = trpo.Config(preset="mujoco", seed=args.seed, env_ids=(args.env,),
                          total_steps=args.steps, workers=args.workers, gif=False, **overrides)
-    records, trained = trpo.train(config, args.env, args.steps, label=f"{args.tag} {args.env}")
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{args.tag}_{args.env}_s{args.seed}")
-    np.savez(stem + ".npz", **records)
+
+    def save(records: dict) -> None:  # every iteration, atomically: a killed run keeps its curve
+        np.savez(stem + ".tmp.npz", **{k: np.asarray(v, np.float64) for k, v in records.items()})
+        os.replace(stem + ".tmp.npz", stem + ".npz")
+
+    records, trained = trpo.train(config, args.env, args.steps, label=f"{args.tag} {args.env}",
+                                  on_iteration=save)
+    save(records)
     trpo.save_policy(stem + ".policy.npz", trained.spec, trained.shipped, trained.normalizer)
     print(f"{stem}: last-10 mean {records['mean_return'][-10:].mean():.2f}")
 

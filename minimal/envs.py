@@ -28,6 +28,9 @@ share the action numbering of gymnasium's CliffWalking: 0 up, 1 right, 2 down, 3
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -377,18 +380,11 @@ def transition_arrays(P: TransitionTable) -> tuple[np.ndarray, np.ndarray, np.nd
 _SILENCED_MUJOCO_WARNING = "compiler attribute 'settotalmass' is deprecated"
 
 
-def make(env_id: str, **kwargs: Any) -> gym.Env:
-    """gymnasium.make, without MuJoCo's 'settotalmass is deprecated' warning.
-
-    For MuJoCo environments a warning handler is installed while the model compiles: it drops
-    that one message and passes every other warning on (to the handler that was there before,
-    or to stderr in MuJoCo's own "WARNING: ..." form).
-    """
-    entry_point = str(getattr(gym.spec(env_id), "entry_point", ""))
-    if "mujoco" not in entry_point:
-        return gym.make(env_id, **kwargs)
-    import sys
-
+@contextmanager
+def quiet_settotalmass() -> Iterator[None]:
+    """While inside: MuJoCo's 'settotalmass is deprecated' warning is dropped, and every other
+    MuJoCo warning goes on to the handler that was there before (or to stderr in MuJoCo's own
+    "WARNING: ..." form). The previous handler is restored on the way out."""
     import mujoco
 
     previous = mujoco.get_mju_user_warning()
@@ -403,6 +399,16 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
 
     mujoco.set_mju_user_warning(handler)
     try:
-        return gym.make(env_id, **kwargs)
+        yield
     finally:
         mujoco.set_mju_user_warning(previous)
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """gymnasium.make, without MuJoCo's 'settotalmass is deprecated' warning (the model
+    compiles inside `quiet_settotalmass`); other environments are made as they are."""
+    entry_point = str(getattr(gym.spec(env_id), "entry_point", ""))
+    if "mujoco" not in entry_point:
+        return gym.make(env_id, **kwargs)
+    with quiet_settotalmass():
+        return gym.make(env_id, **kwargs)

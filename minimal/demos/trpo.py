@@ -73,6 +73,7 @@ from __future__ import annotations
 import difflib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, replace
 from itertools import pairwise
 
@@ -130,6 +131,7 @@ class Config:
     value_epochs: int = 5  # passes over the batch to fit the baseline each iteration (adam)
     value_iters: int = 25  # L-BFGS iterations on the whole batch per fit (lbfgs)
     obs_norm: bool = False  # normalise observations by their running mean and std
+    init_log_std: float = 0.0  # initial log std of a Gaussian policy (0: std 1)
     workers: int = 2  # rollout worker processes (0: collect in the learner's process)
     adaptive_steps: bool = False  # adapt steps/update every 10 iterations
     adaptive_kl: bool = False  # adapt max_kl every 10 iterations
@@ -182,6 +184,10 @@ MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
     "speed_iterations": 0,
     "compare_steps": 0,
 }
+
+# OpenAI baselines' TRPO benchmark at 1M steps (the -v1 tasks of its time)
+PUBLISHED_1M = {"HalfCheetah-v5": 1290.0, "Swimmer-v5": 95.0, "Reacher-v5": -4.8,
+                "Hopper-v5": 1910.0}
 
 QUICK = {
     "env_ids": ("CartPole-v1",),
@@ -459,13 +465,18 @@ class Trained:
 
 
 def train(config: Config, env_id: str, total_steps: int, label: str = "",
-          stop_at_return: float | None = None) -> tuple[dict[str, np.ndarray], Trained]:
+          stop_at_return: float | None = None,
+          on_iteration: Callable[[dict], None] | None = None
+          ) -> tuple[dict[str, np.ndarray], Trained]:
     """TRPO on one environment; returns per-iteration records (steps, seconds, returns...)
-    and the final policy (its shipped vector: parameters, then the normaliser's statistics)."""
+    and the final policy (its shipped vector: parameters, then the normaliser's statistics).
+    `on_iteration(records)`, if given, sees the records so far after every iteration."""
     limit_blas_threads(1)  # the learner's BLAS must not fight the workers for the cores
     rng = np.random.default_rng([config.seed, 1])
     spec = policy_spec_for(env_id, config.hidden, config.activation, config.obs_norm)
     policy = MLPPolicy(spec, rng)
+    if not spec.discrete:
+        policy.log_std.data[:] = config.init_log_std
     value = value_network(spec.obs_dim, config.hidden, rng)
     value_optimizer = Adam(value.parameters(), lr=config.value_lr)
     normalizer = RunningMeanStd(spec.obs_dim) if config.obs_norm else None
@@ -523,6 +534,8 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
                 records[key].append(item)
             schedule.record(mean_return)
             progress.update(min(steps, total_steps), mean_return=mean_return, kl=info.kl)
+            if on_iteration is not None:
+                on_iteration(records)
             if stop_at_return is not None and mean_return >= stop_at_return:
                 break
     trained = Trained(spec, shipped_parameters(policy, normalizer), normalizer)
@@ -634,6 +647,103 @@ def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
     viz.save_figure(fig, path)
 
 
+# ===== watching a trained policy ==========================================================
+
+def cartpole_frame(x: float, theta: float, width: int = 240, height: int = 120) -> np.ndarray:
+    """One CartPole picture drawn with NumPy: track, cart and pole (gymnasium's geometry:
+    the track is +-2.4, the pole 1.0 long), as an (height, width, 3) array in [0, 1]."""
+    scale = width / 4.8                                   # pixels per metre
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    frame = np.ones((height, width, 3))
+    ground = 0.8 * height
+    frame[np.abs(rows - ground) < 1.0] = 0.0              # the track
+    cart_x = (x + 2.4) * scale
+    cart = (np.abs(cols - cart_x) <= 0.2 * scale) & (rows <= ground) & \
+        (rows >= ground - 0.24 * scale)
+    frame[cart] = (0.15, 0.15, 0.15)
+    pivot = np.array([ground - 0.24 * scale, cart_x])     # (row, col): top of the cart
+    tip = pivot + scale * np.array([-np.cos(theta), np.sin(theta)])
+    # distance of every pixel to the pole's segment, pivot -> tip
+    along = tip - pivot
+    t = np.clip(((rows - pivot[0]) * along[0] + (cols - pivot[1]) * along[1])
+                / (along @ along), 0.0, 1.0)
+    distance = np.hypot(rows - pivot[0] - t * along[0], cols - pivot[1] - t * along[1])
+    frame[distance <= 0.04 * scale] = (0.8, 0.6, 0.4)
+    frame[np.hypot(rows - pivot[0], cols - pivot[1]) <= 0.03 * scale] = (0.5, 0.5, 0.8)
+    return frame
+
+
+def _greedy_episode_frames(env, actor: Actor, seed: int, every: int, max_steps: int,
+                           draw) -> tuple[list[np.ndarray], float]:
+    """Play one episode with the policy's most likely action; keep every `every`-th frame."""
+    observation, _ = env.reset(seed=seed)
+    box = isinstance(env.action_space, gym.spaces.Box)
+    frames, total, step = [draw(observation)], 0.0, 0
+    done = False
+    while not done and step < max_steps:
+        out = actor.output(observation)
+        action = np.clip(out, env.action_space.low, env.action_space.high) if box else \
+            int(np.argmax(out))
+        observation, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        step += 1
+        done = terminated or truncated
+        if step % every == 0:
+            frames.append(draw(observation))
+    return frames, total
+
+
+def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
+                      max_steps: int = 500, every: int = 3) -> float:
+    """A GIF of one episode of the trained policy (its mean action); returns the episode's
+    return. CartPole is drawn by cartpole_frame; any other task by its own renderer (MuJoCo:
+    offscreen through EGL, MUJOCO_GL=egl; without a GPU driver, MUJOCO_GL=osmesa with
+    libosmesa6 installed)."""
+    actor = Actor(trained.spec, trained.shipped)
+    if env_id.startswith("CartPole"):
+        env = make_env(env_id)
+        frames, total = _greedy_episode_frames(
+            env, actor, seed, every, max_steps, lambda obs: cartpole_frame(obs[0], obs[2]))
+    else:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # read when the first renderer is made
+        env = make_env(env_id, render_mode="rgb_array", width=240, height=240)
+        frames, total = _greedy_episode_frames(env, actor, seed, every, max_steps,
+                                               lambda _: env.render())
+    env.close()
+    viz.save_gif(frames, path, duration=0.02 * every)  # MuJoCo's tasks step 0.01-0.05 s
+    return total
+
+
+def plot_tasks(runs: dict[str, dict[int, dict]], path: str,
+               published: dict[str, float] | None = None) -> None:
+    """Every task's learning curve for every seed: return against steps (top row) and against
+    wall-clock seconds (bottom row); a dashed line at the published 1M-step figure."""
+    tasks = list(runs)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 6.2), squeeze=False)
+    for column, env_id in enumerate(tasks):
+        for seed, records in sorted(runs[env_id].items()):
+            last = float(np.mean(records["mean_return"][-10:]))
+            for row, key in enumerate(("steps", "seconds")):
+                axes[row, column].plot(records[key], records["mean_return"], lw=1,
+                                       color=f"C{seed}", label=f"seed {seed}: {last:.0f}"
+                                       if abs(last) >= 100 else f"seed {seed}: {last:.2f}")
+        for row in range(2):
+            ax = axes[row, column]
+            if published and env_id in published:
+                ax.axhline(published[env_id], color="grey", ls="--", lw=1)
+            ax.grid(alpha=0.3)
+        axes[0, column].set_title(env_id)
+        axes[0, column].legend(fontsize=7, title="last-10 mean", title_fontsize=7)
+        _thousands(axes[0, column])
+        axes[0, column].set_xlabel("environment steps")
+        axes[1, column].set_xlabel("wall-clock seconds (2 shared cores)")
+    axes[0, 0].set_ylabel("mean episode return")
+    axes[1, 0].set_ylabel("mean episode return")
+    fig.suptitle("TRPO, --preset mujoco: every seed (dashed: the published 1M-step TRPO result)")
+    fig.tight_layout()
+    viz.save_figure(fig, path)
+
+
 # ===== the demo ===========================================================================
 
 ADAPTIVE_VARIANTS = {
@@ -657,11 +767,22 @@ def run(config: Config) -> dict[str, float]:
     os.makedirs(config.out_dir, exist_ok=True)
     metrics: dict[str, float] = {}
     all_kl_ratios, collect_total, learn_total = [], 0.0, 0.0
-    trained = {}
+    trained, all_records = {}, {}
     for env_id in config.env_ids:
         records, trained[env_id] = train(config, env_id, config.total_steps)
+        all_records[env_id] = {config.seed: records}
         plot_rewards(records, env_id, os.path.join(config.out_dir, f"reward_{env_id}.png"))
-        last = records["mean_return"][-5:]
+        save_policy(os.path.join(config.out_dir, f"policy_{env_id}.npz"), trained[env_id].spec,
+                    trained[env_id].shipped, trained[env_id].normalizer)
+        if config.gif:
+            try:
+                metrics[f"{env_id}_gif_return"] = write_episode_gif(
+                    env_id, trained[env_id], os.path.join(config.out_dir, f"episode_{env_id}.gif"),
+                    seed=config.seed)
+            except Exception as error:  # noqa: BLE001 (no OpenGL here: say so, keep the run)
+                print(f"trpo: no GIF of {env_id} ({type(error).__name__}: {error}); "
+                      "try MUJOCO_GL=osmesa or egl")
+        last = records["mean_return"][-10:]
         metrics[f"{env_id}_final_return"] = float(np.mean(last))
         metrics[f"{env_id}_best_return"] = float(records["mean_return"].max())
         metrics[f"{env_id}_seconds_per_10k_steps"] = float(
@@ -672,6 +793,8 @@ def run(config: Config) -> dict[str, float]:
         all_kl_ratios += list(records["kl"][accepted] / records["max_kl"][accepted])
         collect_total += records["collect_seconds"].sum()
         learn_total += records["learn_seconds"].sum()
+    if len(config.env_ids) > 1:
+        plot_tasks(all_records, os.path.join(config.out_dir, "tasks.png"), PUBLISHED_1M)
     metrics["kl_max_over_limit"] = float(max(all_kl_ratios, default=0.0))
     metrics["collect_share"] = float(collect_total / (collect_total + learn_total))
 
