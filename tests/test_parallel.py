@@ -7,7 +7,7 @@ import pytest
 
 from minimal import functional as F
 from minimal import parallel
-from minimal.autograd import Tensor
+from minimal.autograd import Tensor, grad
 
 
 def test_for_blocks_covers_every_index_once(monkeypatch):
@@ -137,15 +137,27 @@ def test_adam_in_chunks_on_two_threads_matches_the_whole_array_update(monkeypatc
 
 
 def test_threaded_max_pool_matches_the_loop_with_ties(monkeypatch):
-    """The stride = kernel pool split over images on two threads: the values and switches of
-    the loop in test_pool.py, on a channels-last array like a convolution's output."""
-    from test_pool import max_pool_loop
+    """The stride = kernel pool split over images on two threads: the values (with the sign
+    of a zero), switches and gradient of the loops in test_pool.py, on a channels-last array
+    like a convolution's output, with many ties."""
+    from test_pool import max_pool_loop, unpool_loop
 
     monkeypatch.setattr(parallel, "THREADS", 2)
     monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
     rng = np.random.default_rng(3)
-    x = rng.integers(-2, 3, (5, 9, 7, 4)).astype(np.float32).transpose(0, 3, 1, 2)  # ties
-    out, indices = F.max_pool2d(Tensor(x), 2, return_indices=True)
+    x = rng.integers(-2, 3, (5, 9, 7, 4)).astype(np.float32)
+    x[(x == 0) & (rng.random(x.shape) < 0.5)] = -0.0  # ties of 0.0 and -0.0 too
+    x = x.transpose(0, 3, 1, 2)  # (5, 4, 9, 7) in channels-last memory
+    xt = Tensor(x, requires_grad=True)
+    out, indices = F.max_pool2d(xt, 2, return_indices=True)
     expected, expected_idx = max_pool_loop(x, (2, 2), (2, 2))
     np.testing.assert_array_equal(out.data, expected)
     np.testing.assert_array_equal(indices, expected_idx)
+    at_switches = np.take_along_axis(x.reshape(5, 4, -1), indices.reshape(5, 4, -1),
+                                     axis=2).reshape(indices.shape)
+    np.testing.assert_array_equal(np.signbit(out.data), np.signbit(at_switches))
+    for layout in ((0, 1, 2, 3), (0, 2, 3, 1)):  # the gradient in either memory order
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        g_laid = np.ascontiguousarray(g.transpose(layout)).transpose(np.argsort(layout))
+        (gx,) = grad(out, [xt], Tensor(g_laid))
+        np.testing.assert_array_equal(gx.data, unpool_loop(g, expected_idx, x.shape[2:]))
