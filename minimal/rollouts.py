@@ -153,7 +153,10 @@ OBS_CLIP = 10.0  # normalised observations are clipped to +-10 standard deviatio
 def normalize_observations(observations: np.ndarray, mean: np.ndarray,
                            std: np.ndarray) -> np.ndarray:
     """clip((obs - mean) / std, -OBS_CLIP, OBS_CLIP): the one formula learner and workers use."""
-    return np.clip((np.asarray(observations, np.float64) - mean) / std, -OBS_CLIP, OBS_CLIP)
+    # minimum/maximum rather than np.clip: the same numbers, without np.clip's Python-level
+    # overhead, which was a tenth of a HalfCheetah step in the workers
+    x = (np.asarray(observations, np.float64) - mean) / std
+    return np.minimum(np.maximum(x, -OBS_CLIP), OBS_CLIP)
 
 
 class RunningMeanStd:

@@ -140,7 +140,7 @@ class Config:
     speed_iterations: int = 5  # timed iterations per worker count, median reported (0: skip)
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
-    gif: bool = True  # write a GIF of one episode of each trained policy (MuJoCo: needs EGL)
+    gif: bool = True  # GIF of one episode per trained policy (CartPole, or MuJoCo through EGL)
     preset: str = "none"  # none, or mujoco: the MuJoCo settings, for the settings left at default
     out_dir: str = "outputs/trpo"  # where figures are written
 
@@ -181,6 +181,8 @@ MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
     "env_ids": MUJOCO_TASKS,
     "total_steps": 1_000_000,
     "obs_norm": True,
+    "steps_per_update": 2000,
+    "init_log_std": -0.5,
     "speed_iterations": 0,
     "compare_steps": 0,
 }
@@ -693,6 +695,10 @@ def _greedy_episode_frames(env, actor: Actor, seed: int, every: int, max_steps: 
     return frames, total
 
 
+def is_mujoco(env_id: str) -> bool:
+    return "mujoco" in str(getattr(gym.spec(env_id), "entry_point", ""))
+
+
 def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
                       max_steps: int = 500, every: int = 3) -> float:
     """A GIF of one episode of the trained policy (its mean action); returns the episode's
@@ -774,7 +780,7 @@ def run(config: Config) -> dict[str, float]:
         plot_rewards(records, env_id, os.path.join(config.out_dir, f"reward_{env_id}.png"))
         save_policy(os.path.join(config.out_dir, f"policy_{env_id}.npz"), trained[env_id].spec,
                     trained[env_id].shipped, trained[env_id].normalizer)
-        if config.gif:
+        if config.gif and (env_id.startswith("CartPole") or is_mujoco(env_id)):
             try:
                 metrics[f"{env_id}_gif_return"] = write_episode_gif(
                     env_id, trained[env_id], os.path.join(config.out_dir, f"episode_{env_id}.gif"),
