@@ -3,14 +3,16 @@
     python benchmarks/trpo_mujoco.py run --env HalfCheetah-v5 --seed 0 --tag preset \\
         [--steps 1000000] [--set obs_norm=True --set gae_lambda=0.95 ...] [--out /tmp/trpo_runs]
     python benchmarks/trpo_mujoco.py table --tag preset [--out /tmp/trpo_runs]
-    python benchmarks/trpo_mujoco.py plot --tag preset --png outputs/trpo/mujoco_curves.png
+    python benchmarks/trpo_mujoco.py plot --tag preset --tag humanoid --png outputs/trpo/tasks.png
+    python benchmarks/trpo_mujoco.py gif --tag preset --tag humanoid [--seed 0]
 
 `run` trains with the demo's `--preset mujoco` settings (plus any --set overrides) and writes
 TAG_ENV_sSEED.npz (the per-iteration records) and TAG_ENV_sSEED.policy.npz (the policy, its
 observation normaliser included). Several runs go in separate processes (`nice -n 5`, at most
 as many as there are cores), so a crash or a kill loses one run, not the set. `table` prints
 the mean of the last 10 iterations' returns per run, the mean over seeds and the worst seed,
-and the seconds per 10k steps split into collect and learn; `plot` draws every run's curve.
+and the seconds per 10k steps split into collect and learn; `plot` draws every run's curve;
+`gif` writes outputs/trpo/episode_ENV.gif from each saved policy of one seed.
 """
 from __future__ import annotations
 
@@ -86,9 +88,23 @@ def table(args) -> None:
 
 
 def plot(args) -> None:
-    runs = load_runs(args.out, args.tag)
-    trpo.plot_tasks(runs, args.png)
+    runs = {}
+    for tag in args.tag:
+        runs.update(load_runs(args.out, tag))
+    trpo.plot_tasks(runs, args.png, trpo.PUBLISHED_1M)
     print(args.png)
+
+
+def gif(args) -> None:
+    """A GIF of one episode of each task's saved policy (the given seed)."""
+    for tag in args.tag:
+        for path in sorted(glob.glob(os.path.join(args.out, f"{tag}_*_s{args.seed}.policy.npz"))):
+            env_id = os.path.basename(path)[len(tag) + 1:-len(f"_s{args.seed}.policy.npz")]
+            spec, shipped, normalizer = trpo.load_policy(path)
+            target = os.path.join(args.gif_dir, f"episode_{env_id}.gif")
+            total = trpo.write_episode_gif(env_id, trpo.Trained(spec, shipped, normalizer),
+                                           target, seed=args.seed, max_steps=args.max_steps)
+            print(f"{target}: return {total:.1f} over at most {args.max_steps} steps")
 
 
 def main() -> None:
@@ -104,13 +120,19 @@ def main() -> None:
     for p in sub.choices.values():
         p.add_argument("--out", default="/tmp/trpo_runs")
     p_table = sub.add_parser("table")
+    p_table.add_argument("--tag", default="preset")
     p_plot = sub.add_parser("plot")
-    for p in (p_table, p_plot):
-        p.add_argument("--tag", default="preset")
+    p_gif = sub.add_parser("gif")
+    for p in (p_plot, p_gif):
+        p.add_argument("--tag", action="append", required=True)
+    for p in (p_table, p_plot, p_gif):
         p.add_argument("--out", default="/tmp/trpo_runs")
     p_plot.add_argument("--png", default="outputs/trpo/mujoco_curves.png")
+    p_gif.add_argument("--seed", type=int, default=0)
+    p_gif.add_argument("--max-steps", type=int, default=300)
+    p_gif.add_argument("--gif-dir", default="outputs/trpo")
     args = parser.parse_args()
-    {"run": run, "table": table, "plot": plot}[args.command](args)
+    {"run": run, "table": table, "plot": plot, "gif": gif}[args.command](args)
 
 
 if __name__ == "__main__":
