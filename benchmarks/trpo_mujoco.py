@@ -79,12 +79,19 @@ def table(args) -> None:
                            for r in seeds.values()])
         learn = np.mean([r["learn_seconds"].sum() / r["steps"][-1] * 1e4
                          for r in seeds.values()])
+        cpu = ""
+        if all("learn_cpu_seconds" in r for r in seeds.values()):
+            cpu_c = np.mean([r["collect_cpu_seconds"].sum() / r["steps"][-1] * 1e4
+                             for r in seeds.values()])
+            cpu_l = np.mean([r["learn_cpu_seconds"].sum() / r["steps"][-1] * 1e4
+                             for r in seeds.values()])
+            cpu = f" | CPU s/10k collect {cpu_c:.2f} learn {cpu_l:.2f}"
         per_seed = " ".join(f"s{s} {v:.2f} ({steps[s] / 1e3:.0f}k)" for s, v in finals.items())
         values = np.array(list(finals.values()))
         print(f"{env_id:15s} mean {values.mean():9.2f}  worst {values.min():9.2f}  "
               f"published {PUBLISHED.get(env_id, float('nan'))}  target "
               f"{THRESHOLDS.get(env_id, float('nan'))}  | {per_seed} | s/10k collect "
-              f"{collect:.2f} learn {learn:.2f}")
+              f"{collect:.2f} learn {learn:.2f}{cpu}")
 
 
 def plot(args) -> None:

@@ -525,15 +525,20 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
                                 config.adaptive_kl, config.margin)
     records: dict[str, list] = {key: [] for key in (
         "steps", "seconds", "mean_return", "collect_seconds", "learn_seconds", "kl", "max_kl",
-        "steps_per_update", "accepted", "entropy", "value_loss")}
+        "steps_per_update", "accepted", "entropy", "value_loss", "collect_cpu_seconds",
+        "learn_cpu_seconds")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
     with RolloutPool(env_id, spec, config.seed, config.workers) as pool:
         while steps < total_steps:
+            # CPU seconds of this process: with workers=0 collect's count is the stepping's own
+            # cost, unlike wall seconds, which other jobs on the machine inflate
+            collect_cpu = time.process_time()
             episodes = pool.collect(shipped_parameters(policy, normalizer),
                                     schedule.steps_per_update)
             collect_seconds = pool.stats.seconds
-            learn_start = time.perf_counter()
+            learn_start, learn_cpu = time.perf_counter(), time.process_time()
+            collect_cpu = learn_cpu - collect_cpu
             observations = np.concatenate([e.observations for e in episodes])
             final_observations = np.stack([e.final_observation for e in episodes])
             if normalizer is not None:
@@ -562,6 +567,7 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
             if normalizer is not None:
                 normalizer.update(raw_observations)
             learn_seconds = time.perf_counter() - learn_start
+            learn_cpu = time.process_time() - learn_cpu
 
             steps += len(observations)
             mean_return = float(np.mean([e.total_reward for e in episodes]))
@@ -571,7 +577,8 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
                               ("max_kl", schedule.max_kl),
                               ("steps_per_update", schedule.steps_per_update),
                               ("accepted", float(info.accepted)), ("entropy", entropy),
-                              ("value_loss", value_loss)):
+                              ("value_loss", value_loss), ("collect_cpu_seconds", collect_cpu),
+                              ("learn_cpu_seconds", learn_cpu)):
                 records[key].append(item)
             schedule.record(mean_return)
             progress.update(min(steps, total_steps), mean_return=mean_return, kl=info.kl)
