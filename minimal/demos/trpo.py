@@ -127,6 +127,8 @@ class Config:
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
     out_dir: str = "outputs/trpo"  # where figures are written
+    backend: str = "process"  # rollout workers as local processes, or as Ray actors (ray)
+    ray_address: str = ""  # Ray cluster to join, e.g. HEAD:6379 (empty: start Ray locally)
 
     def __post_init__(self):
         cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
@@ -146,6 +148,7 @@ class Config:
                     "expected a gymnasium id such as CartPole-v1"
                 raise ConfigError(f"{name} (--{name.replace('_', '-')}): unknown environment "
                                   f"{env_id!r}; {hint}")
+        check_backend(self)
 
 
 QUICK = {
@@ -161,6 +164,37 @@ TARGETS = {
     "CartPole-v1_best_return": (">=", 450.0),  # quick, seed 0: 500, first >= 450 at 37k steps
     "kl_max_over_limit": ("<=", 1.5),
 }
+
+
+def check_backend(config: Config) -> None:
+    """The rollout backend's settings; --backend ray without Ray installed fails here, at once."""
+    cli.validate(config, choices={"backend": ("process", "ray")})
+    if config.backend == "process":
+        if config.ray_address:
+            raise ConfigError("--ray-address needs --backend ray, got --backend process")
+        return
+    if config.workers < 1:
+        raise ConfigError(f"--workers must be >= 1 with --backend ray (0 collects in the "
+                          f"learner's process), got {config.workers}")
+    from minimal.rollouts_ray import import_ray
+
+    import_ray()
+
+
+def make_pool(config: Config, env_id: str, spec: PolicySpec, workers: int) -> RolloutPool:
+    """The rollout pool of the configured backend: processes here, or Ray actors anywhere.
+
+    With Ray, one instance serves the whole run (every environment and worker count): the
+    first pool starts it (locally, with as many CPUs as the run holds actors at once) or joins
+    config.ray_address; it stops when the program exits (Ctrl-C included).
+    """
+    if config.backend == "process":
+        return RolloutPool(env_id, spec, config.seed, workers)
+    from minimal.rollouts_ray import RayRolloutPool, start_ray
+
+    start_ray(config.ray_address or None, num_cpus=max(config.workers,
+                                                       sum(config.speed_workers)))
+    return RayRolloutPool(env_id, spec, config.seed, workers)
 
 
 # ===== the policy and the value baseline ===================================================
@@ -379,7 +413,7 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
         "steps_per_update", "accepted")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
-    with RolloutPool(env_id, spec, config.seed, config.workers) as pool:
+    with make_pool(config, env_id, spec, config.workers) as pool:
         while steps < total_steps:
             params = policy.ordered_parameters()
             episodes = pool.collect(flat_parameters(params), schedule.steps_per_update)
@@ -432,7 +466,7 @@ def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: t
     policy = MLPPolicy(spec, np.random.default_rng(0))
     set_flat_parameters(policy.ordered_parameters(), flat)
     timings = {n: {"collect": [], "learn": []} for n in worker_counts}
-    pools = {n: RolloutPool(env_id, spec, config.seed, n) for n in worker_counts}
+    pools = {n: make_pool(config, env_id, spec, n) for n in worker_counts}
     try:
         for _ in range(iterations):
             for n, pool in pools.items():
