@@ -25,16 +25,18 @@ Faults: an actor whose environment raises sends its traceback back and the learn
 `WorkerError` with it, as with processes; an actor that dies (killed, out of memory, its node
 lost) fails its pending calls with Ray's ActorDiedError, which becomes `WorkerError` too. Ctrl-C
 raises KeyboardInterrupt in the learner, whose `with` block (or the atexit hook) kills the
-actors and shuts a local instance down; Ray's own processes die with the learner even when it
-is killed outright (Ray ties them to the process that started them).
+actors and shuts a local instance down, all its processes with it. A learner killed outright
+(SIGKILL) cleans nothing up: its actors, GCS and raylet die with it, but Ray 2.60 leaves the
+local instance's dashboard and runtime-env agents running (they ignore SIGTERM; kill -9 them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
-import time
+import socket
 import traceback
 import weakref
 from dataclasses import dataclass, field
@@ -99,8 +101,30 @@ def start_ray(address: str | None = None, num_cpus: int | None = None,
                  object_store_memory=object_store_mb * 1024**2,
                  logging_level=logging.WARNING, log_to_driver=True)
     else:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        check_reachable(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+        except ConnectionError as error:
+            cause = str(error.__cause__ or "")
+            hint = ("; the cluster uses token authentication: set RAY_AUTH_MODE=token and give "
+                    "this machine the cluster's token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+                    if "Authentication" in cause else "")
+            raise ConfigError(f"--ray-address {address}: {error}{hint}") from None
     return True
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse a HOST:PORT where nothing listens, with a one-line ConfigError: Ray itself would
+    retry such an address for ever ("auto" and ray:// addresses are left to Ray)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({error}); "
+                          "start one with `ray start --head` on that machine, or leave "
+                          "--ray-address empty to start Ray locally") from None
 
 
 # ===== the actor: the worker loop of rollouts._worker_main as methods =====================
@@ -261,10 +285,8 @@ def _shutdown(ray, workers: list[_RayWorker], owns_ray: bool) -> None:
     """Kill the actors (and with them their pending calls); stop Ray if the pool started it."""
     if ray.is_initialized():
         for worker in workers:
-            try:
+            with contextlib.suppress(Exception):  # already dead, or Ray is going down
                 ray.kill(worker.handle)
-            except Exception:  # noqa: BLE001 (already dead, or Ray is going down)
-                pass
     workers.clear()
     if owns_ray and ray.is_initialized():
         ray.shutdown()

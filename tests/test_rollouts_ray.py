@@ -120,6 +120,21 @@ def test_backend_settings_are_checked():
         cli.make_config(trpo.Config, None, ray_address="head:6379")
 
 
+def test_an_address_where_no_cluster_listens_is_refused_at_once():
+    import socket
+
+    from minimal.rollouts_ray import check_reachable
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=rf"--ray-address 127.0.0.1:{port}: no Ray cluster "
+                                          r"answers there .*ray start --head"):
+        check_reachable(f"127.0.0.1:{port}")
+    assert time.perf_counter() - start < 10.0  # Ray itself would retry for ever
+
+
 # ===== on a local Ray instance ==============================================================
 
 
