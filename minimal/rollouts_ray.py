@@ -4,8 +4,9 @@
 local processes. Only the transport differs; everything else is RolloutPool's own code:
 
 - the learner's side is inherited: `collect(flat_params, min_steps)`, the episode numbering,
-  the queueing of up to two episodes per worker, the surplus handling, `.stats`, `close()` and
-  the context manager. Episode k is still seeded from (seed, k) alone, so the batches are
+  the queueing of up to two episodes per worker, the surplus handling, `.stats` and the
+  context manager; this class supplies only the transport RolloutPool's collect calls
+  (`_send`, `_receive`, `_raise_dead`) and its own start and `close()`. Episode k is still seeded from (seed, k) alone, so the batches are
   bit-identical to the process pool's and to in-process collection, for any number of actors;
 - the worker's side speaks the same messages (a flat float64 array: set the parameters, or run
   episode k) and replies with the same packed episode or the same traceback text, using
@@ -46,8 +47,8 @@ import numpy as np
 
 from minimal.errors import ConfigError
 from minimal.rollouts import (
-    _RUN_EPISODE,
-    _SET_PARAMS,
+    RUN_EPISODE,
+    SET_PARAMS,
     Actor,
     Episode,
     PolicySpec,
@@ -160,11 +161,11 @@ class RolloutActor:
             return b"E" + self.error.encode()
         try:
             command = np.frombuffer(payload, dtype=np.float64)
-            if command[0] == _SET_PARAMS:
+            if command[0] == SET_PARAMS:
                 self.generation = int(command[1])
                 self.actor = Actor(self.spec, command[2:])
                 return b""
-            if command[0] == _RUN_EPISODE:
+            if command[0] == RUN_EPISODE:
                 episode = run_episode(self.env, self.actor, self.seed, int(command[1]))
                 return b"D" + pack_episode(episode, self.generation)
             raise ValueError(f"unknown command {command[0]}")
@@ -243,7 +244,7 @@ class RayRolloutPool(RolloutPool):
 
     # ----- the transport: what RolloutPool's collect calls ------------------------------
     def _send(self, worker: _RayWorker, payload: bytes) -> None:
-        if np.frombuffer(payload[:8], dtype=np.float64)[0] == _SET_PARAMS:
+        if np.frombuffer(payload[:8], dtype=np.float64)[0] == SET_PARAMS:
             # the same parameters go to every actor: put them in the object store once
             if self._put_generation != self.generation:
                 self._params_ref = self._ray.put(payload)
