@@ -37,17 +37,24 @@ Run:  python -m minimal.demos.trpo [--quick] [--seed 0] [--workers 2] [--env-ids
 
 On Ray (minimal/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
 workers as Ray actors, the learner unchanged and the batches bit-identical. Without an address
-it starts a private local Ray instance and stops it on exit (Ctrl-C included). On a cluster:
-`ray start --head` on the head node (`ray start --address HEAD:6379` on the others; every node
-needs this project and its environments installed), then on the learner's machine
+it starts a private local Ray instance (6-12 s here) and stops it on exit, Ctrl-C included. On
+a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on the others
+(each node needs this project and its environments installed), then on the learner's machine
 `python -m minimal.demos.trpo --backend ray --ray-address HEAD:6379 --workers 32` (with
-RAY_AUTH_MODE=token and the cluster's token when it uses token authentication). Each actor
-reserves one CPU. What travels per iteration: the flat parameter vector once per node (37 KB
+RAY_AUTH_MODE=token and the cluster's token if it uses token authentication). Each actor
+reserves one CPU. Per iteration the flat parameter vector travels once to each node (37 KB
 for CartPole's policy), then per episode two floats out and one packed float64 episode back
-(CartPole: 48 bytes a step). Overhead against the process pool on this 2-core machine (under
-load, medians of 5000-step batches): ~0.6 ms more per episode, so about +50% collect time
-with an untrained CartPole policy's 22-step episodes, none with 200- or 500-step episodes;
-starting the local instance takes 6-12 s once.
+(48 bytes a CartPole step). Collect seconds per 5000-step batch, medians of 9 interleaved
+batches on this 2-core machine under heavy load from other jobs (load average 8-10, hence no
+gain from a second worker; benchmarks/bench_rollouts_ray.py):
+
+    workload (episodes per batch)      pool 1   Ray 1   pool 2   Ray 2
+    CartPole, untrained policy (229)    0.27    0.37     0.27    0.27
+    CartPole, balancing policy (10)     0.20    0.23     0.21    0.23
+    Pendulum (25)                       0.24    0.25     0.24    0.22
+
+Ray costs 0.4-0.7 ms more per episode (one actor call each; two runs), so it shows only with
+many short episodes. Across nodes the episodes are the traffic: 24 KB for 500 CartPole steps.
 
 Figures (in out_dir):
     reward_<env>.png      mean episode return per iteration against environment steps and
