@@ -171,13 +171,13 @@ def learner_with_ray(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ray_instance(learner_with_ray):
-    """A local Ray instance started by a pool (4 CPUs: room for the tests' actors too)."""
+    """A local Ray instance started by a pool (3 CPUs: room for 2 more actors at a time)."""
     import ray
 
     from minimal.rollouts_ray import RayRolloutPool
 
     assert not ray.is_initialized()
-    owner = RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=1, num_cpus=4)
+    owner = RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=1, num_cpus=3)
     assert owner.owns_ray
     yield owner
     started = ray_processes(os.getpid())
@@ -232,6 +232,19 @@ def test_killed_actor_raises_worker_error_within_seconds_and_the_rest_stop(ray_i
     with pytest.raises(WorkerError, match=r"the pool stopped after a worker failure \(rollout "
                                           r"worker \d+ .*died .*\); make a new RolloutPool"):
         pool.collect(random_params(CARTPOLE, 0), 200)
+
+
+def test_more_actors_than_the_cluster_can_place_is_an_error_not_a_hang(ray_instance):
+    from minimal.rollouts_ray import RayRolloutPool
+
+    # the instance has 3 CPUs, 1 taken by the module's pool: 2 actors of 2 CPUs never fit
+    with pytest.raises(WorkerError, match=r"2 actors of 2 CPU each did not start within 2 s; "
+                                          r".*Ask for fewer workers or add nodes"):
+        RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2, actor_cpus=2,
+                       start_timeout=2)
+    # their CPUs were never taken, and the queued actors are gone: a pool that fits still starts
+    with RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2) as pool:
+        assert len(pool.collect(random_params(CARTPOLE, 0), 50)) >= 1
 
 
 def test_environment_raising_in_an_actor_is_the_same_worker_error_as_in_a_process(
