@@ -3,14 +3,15 @@
     python benchmarks/bench_deconvnet.py                    # shapes 32x32x3, 5 timed epochs each
     python benchmarks/bench_deconvnet.py --dataset digits --images 1000 --repeats 7 --threads 2
 
-The net is the demo's (the post's, on pixels - 0.5): conv 5x5 32 'same', ReLU, max-pool 2; conv 5x5 64, ReLU,
-max-pool 2; FC 1024, ReLU; FC 10; softmax cross-entropy, Adam, batch 50. One "epoch" here is
-`--images` training images in batches of 50, shuffled, each step forward + backward + Adam: the
-demo's inner loop (seconds per epoch of the demo = the figure here x its train_size / images).
+The net is the demo's (the post's, on pixels - 0.5): conv 5x5 32 'same', ReLU, max-pool 2;
+conv 5x5 64, ReLU, max-pool 2; FC 1024, ReLU; FC 10; softmax cross-entropy, Adam, batch 50.
+One "epoch" here is `--images` training images in batches of 50, shuffled, each step forward +
+backward + Adam: the demo's inner loop (seconds per epoch of the demo = the figure here x its
+train_size / images).
 
-Protocol (as bench_engine.py): warm-up, then the two engines alternate epoch by epoch (who goes
-first rotates, 50 ms pause between), medians and the ratio of medians from the same run, with
-the spread (interquartile range as a percent of the median). PyTorch gets the same thread count
+Protocol: benchmarks/interleave.py (one warm-up epoch each, then the two engines alternate
+epoch by epoch, who goes first rotating), medians and the ratio of medians from the same run,
+with the spread (interquartile range over the median). PyTorch gets the same thread count
 as OpenBLAS. OPENBLAS_THREAD_TIMEOUT=4 keeps idle OpenBLAS threads from spinning on a core
 PyTorch needs. The same images and starting weights go into both nets.
 """
@@ -25,11 +26,12 @@ if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy 
     os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
 
 import argparse
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 
+import interleave
 import numpy as np
 
 from minimal import data, optim
@@ -90,19 +92,11 @@ def theirs(images: np.ndarray, labels: np.ndarray, weights: dict, rng: np.random
 
 
 def measure(epochs: dict, repeats: int) -> dict:
-    for epoch in epochs.values():  # warm-up: allocator, thread pools, first-call costs
-        epoch()
-    samples = {name: [] for name in epochs}
-    names = list(epochs)
-    for repeat in range(repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            start = time.perf_counter()
-            epochs[name]()
-            samples[name].append(time.perf_counter() - start)
-            time.sleep(0.05)
+    """(median seconds per epoch, spread in percent) of each engine, interleaved."""
+    times = interleave.interleaved(epochs, repeats, block=1, warmup=1)  # s per 100 epochs
     summary = {}
-    for name, values in samples.items():
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
+    for name, values in times.items():
+        q1, median, q3 = np.percentile(np.asarray(values) / 100, [25, 50, 75])
         summary[name] = (median, 100 * (q3 - q1) / median)
     return summary
 

@@ -1,6 +1,6 @@
 """Speed of a DRAW training iteration, ours against the same model in PyTorch CPU.
 
-    python benchmarks/bench_draw.py                     # attention, 9 timed runs each
+    python benchmarks/bench_draw.py                     # attention, 1 thread, 9 x 3 iterations
     python benchmarks/bench_draw.py --threads 2 --repeats 15 --no-attention
 
 The model of the issue: batch 64, T 10 glimpses, read and write N 5, LSTM 256 (encoder and
@@ -9,11 +9,11 @@ the T KL terms, backward, gradient clipping at norm 5, an Adam step. The PyTorch
 from our weights and given the same batch and noise, and its loss is checked against ours first
 (so the two are the same model, not just the same sizes).
 
-Protocol as bench_engine.py: warm up, then alternate ours and PyTorch (who goes first rotates,
-50 ms pause between runs), medians and the ratio of medians ours / PyTorch from the same run,
-with the spread (interquartile range as a percent of the median). PyTorch runs at the same
-thread count as OpenBLAS. On a shared machine the absolute times move with the others' load;
-the ratio, measured in one run, is the number to read.
+Protocol: benchmarks/interleave.py (warm-up, then timed blocks of --block iterations with ours
+and PyTorch alternating, who goes first rotating), medians, spreads (interquartile range over
+the median) and the ratio of medians ours / PyTorch from the same run. PyTorch runs at the
+same thread count as OpenBLAS. On a shared machine the absolute times move with the others'
+load; the ratio, measured in one run, is the number to read.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ os.environ["OPENBLAS_NUM_THREADS"] = (sys.argv[sys.argv.index("--threads") + 1]
                                       if "--threads" in sys.argv else "1")
 
 import argparse
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 
+import interleave
 import numpy as np
 
 from minimal import optim
@@ -143,14 +144,10 @@ def theirs(model: draw.Draw, config: draw.Config, x: np.ndarray, noise: np.ndarr
     return net, step
 
 
-def median_and_spread(times: list[float]) -> tuple[float, float]:
-    q1, median, q3 = np.percentile(times, [25, 50, 75])
-    return float(median), float(100 * (q3 - q1) / median)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=9, help="timed iterations of each")
+    parser.add_argument("--repeats", type=int, default=9, help="timed blocks of each")
+    parser.add_argument("--block", type=int, default=3, help="iterations per timed block")
     parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads")
     parser.add_argument("--no-attention", action="store_true", help="the plain model instead")
     args = parser.parse_args()
@@ -170,26 +167,11 @@ def main() -> None:
         steps["torch"] = their_step
     else:
         print("PyTorch is not installed: timing ours alone")
-    for step in steps.values():  # warm up
-        step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    names = list(steps)
-    for repeat in range(args.repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
-            time.sleep(0.05)
-            start = time.perf_counter()
-            steps[name]()
-            times[name].append(time.perf_counter() - start)
+    times = interleave.interleaved(steps, args.repeats, args.block)
     kind = "attention" if attention else "no attention"
     print(f"DRAW ({kind}), batch 64, T 10, N 5, LSTM 256, 28x28, {args.threads} thread(s), "
-          f"{args.repeats} timed iterations each")
-    result = {name: median_and_spread(values) for name, values in times.items()}
-    for name, (median, spread) in result.items():
-        print(f"  {name:6s} {1000 * median:8.1f} ms/iteration  {1 / median:6.2f} it/s  "
-              f"(spread {spread:.0f}%)")
-    if "torch" in result:
-        print(f"  ratio ours / PyTorch: {result['ours'][0] / result['torch'][0]:.2f}x "
-              "(target <= 1.5x)")
+          f"{args.repeats} x {args.block} iterations each (s / 100 it = 10 x ms / it)")
+    interleave.report(times, 1.5)
 
 
 if __name__ == "__main__":

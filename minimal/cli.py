@@ -105,9 +105,14 @@ def validate(config: Any, *, counts: Sequence[str] = (), whole: Sequence[str] = 
     numbers in [0, 1]. finite: any finite number. choices: field -> allowed values (for a
     tuple field every element must be allowed, and it may not be empty). nonempty: tuple
     fields that need at least one value (the other kinds accept an empty tuple).
+    Every Config's ``out_dir`` must name a folder: an empty one would scatter the figures and
+    run.json over the folder the run was started from.
     """
     def refuse(name: str, value: Any, expected: str) -> None:
         raise ConfigError(f"{_flag(name)} must be {expected}, got {value!r}")
+
+    if isinstance(getattr(config, "out_dir", None), str) and not config.out_dir.strip():
+        refuse("out_dir", config.out_dir, "a folder for the figures and run.json")
 
     for name in nonempty:
         if not _values(config, name):
@@ -291,14 +296,17 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Prints `step 40/200  loss 0.31  12.5 step/s  left 13s` at most every `every` seconds.
 
-    Call `update(step, loss=...)` inside the loop; the last step always prints.
+    Call `update(step, loss=...)` inside the loop; the last step always prints. A resumed run
+    passes the step it resumed from as `first`, so the rate counts only this run's steps.
     """
 
-    def __init__(self, total: int, label: str = "step", every: float = 2.0, stream=None):
+    def __init__(self, total: int, label: str = "step", every: float = 2.0, stream=None,
+                 first: int = 0):
         self.total = total
         self.label = label
         self.every = every
         self.stream = stream if stream is not None else sys.stdout
+        self.first = first
         self.start = time.perf_counter()
         self.last_print = -float("inf")
 
@@ -308,7 +316,7 @@ class Progress:
             return
         self.last_print = now
         elapsed = now - self.start
-        rate = step / elapsed if elapsed > 0 else 0.0
+        rate = (step - self.first) / elapsed if elapsed > 0 else 0.0
         left = (self.total - step) / rate if rate > 0 else 0.0
         parts = [f"{self.label} {step}/{self.total}"]
         parts += [f"{name} {_short(value)}" for name, value in metrics.items()]

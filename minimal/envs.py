@@ -28,6 +28,9 @@ share the action numbering of gymnasium's CliffWalking: 0 up, 1 right, 2 down, 3
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -368,3 +371,44 @@ def transition_arrays(P: TransitionTable) -> tuple[np.ndarray, np.ndarray, np.nd
                 if terminated:
                     continues[state, action, next_state] = 0.0
     return probs, rewards, continues
+
+
+# ===== making gymnasium environments quietly ===============================================
+
+# MuJoCo's compiler warns about this attribute in gymnasium's own half_cheetah.xml (it still
+# works); the message says nothing about the user's run, so it alone is dropped.
+_SILENCED_MUJOCO_WARNING = "compiler attribute 'settotalmass' is deprecated"
+
+
+@contextmanager
+def quiet_settotalmass() -> Iterator[None]:
+    """While inside: MuJoCo's 'settotalmass is deprecated' warning is dropped, and every other
+    MuJoCo warning goes on to the handler that was there before (or to stderr in MuJoCo's own
+    "WARNING: ..." form). The previous handler is restored on the way out."""
+    import mujoco
+
+    previous = mujoco.get_mju_user_warning()
+
+    def handler(message: str) -> None:
+        if _SILENCED_MUJOCO_WARNING in message:
+            return
+        if previous is not None:
+            previous(message)
+        else:
+            print(f"WARNING: {message}", file=sys.stderr)
+
+    mujoco.set_mju_user_warning(handler)
+    try:
+        yield
+    finally:
+        mujoco.set_mju_user_warning(previous)
+
+
+def make(env_id: str, **kwargs: Any) -> gym.Env:
+    """gymnasium.make, without MuJoCo's 'settotalmass is deprecated' warning (the model
+    compiles inside `quiet_settotalmass`); other environments are made as they are."""
+    entry_point = str(getattr(gym.spec(env_id), "entry_point", ""))
+    if "mujoco" not in entry_point:
+        return gym.make(env_id, **kwargs)
+    with quiet_settotalmass():
+        return gym.make(env_id, **kwargs)

@@ -1,4 +1,5 @@
-"""Atomic file writes: a file is either the old one or the complete new one, never half-written.
+"""Safe files: atomic writes (a file is either the old one or the complete new one, never
+half-written), and .npz archives checked before NumPy allocates what they claim.
 
     with atomic_file("outputs/model.npz") as file:
         np.savez(file, **arrays)
@@ -12,19 +13,27 @@ it replaces one, else 0666 minus the umask (not the 0600 of a bare temporary fil
 make a shared ``datasets/`` unreadable to others). A process killed mid-write cannot remove its
 temporary file; its name (``NAME.PID.XXXX.tmp``) says which process wrote it, and the next write
 to the same path removes every one whose process is gone.
+
+An .npy header inside an .npz states its array's shape, and NumPy allocates that much before it
+reads a byte: a damaged or hostile file of a few bytes could claim terabytes.
+``check_npz_sizes`` refuses a member whose claim is more than its stored bytes can hold.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import stat
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 # a temporary file without a process id in its name (older versions) counts as stale after this
 _UNOWNED_STALE_SECONDS = 3600.0
@@ -113,3 +122,42 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+# deflate cannot expand data by more than about 1032:1 (RFC 1951: 258 bytes from a 2-bit code)
+_DEFLATE_MAX_RATIO = 1032
+
+
+def check_npz_sizes(file: BinaryIO) -> None:
+    """Raise ValueError naming the member when an .npz (an open binary file, rewound after)
+    holds an array whose header claims more bytes than its stored data could inflate to."""
+    start = file.tell()
+    file.seek(0, os.SEEK_END)
+    archive_size = file.tell()
+    file.seek(start)
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if info.compress_size > archive_size:
+                    raise ValueError(f"member {info.filename} claims {info.compress_size} "
+                                     f"bytes in an archive of {archive_size}")
+                if info.compress_type == zipfile.ZIP_STORED:
+                    room = info.compress_size
+                else:
+                    room = info.compress_size * _DEFLATE_MAX_RATIO + 1024
+                with archive.open(info) as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0), (3, 0)):
+                        raise ValueError(f"member {info.filename}: unknown .npy version "
+                                         f"{version}")
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                    else:  # 2.0 and 3.0 differ only in the header's text encoding
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+                claimed = math.prod(shape) * dtype.itemsize
+                if claimed > room:
+                    raise ValueError(f"member {info.filename} claims an array of shape {shape} "
+                                     f"{dtype} ({claimed} bytes) but stores {info.compress_size} "
+                                     f"bytes")
+    finally:
+        file.seek(start)

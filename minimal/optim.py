@@ -15,6 +15,9 @@ import numpy as np
 from minimal.autograd import Parameter
 from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
 from minimal.nn import check_state
+from minimal.parallel import for_blocks
+
+_CHUNK = 1 << 15  # entries per Adam chunk: 128 KB of float32 per array, cache-sized
 
 
 def _check_setting(owner: str, name: str, value: float, low: float = 0.0,
@@ -128,14 +131,34 @@ class Adam(Optimizer):
         for p, m, v in zip(self.params, self.m, self.v):
             if p.grad is None:
                 continue
-            g = p.grad + self.weight_decay * p.data if self.weight_decay else p.grad
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * (g * g)
-            denominator = np.sqrt(v / correction2)
-            denominator += self.eps
-            p.data -= (step_size * m / denominator).astype(p.dtype, copy=False)
+            arrays = (p.data, p.grad, m, v)
+            if not all(a.flags.c_contiguous for a in arrays):  # no flat views: one whole pass
+                self._update(*arrays, step_size, correction2)
+                continue
+            flat = [a.reshape(-1) for a in arrays]
+
+            def update_chunks(lo, hi, flat=flat):
+                # chunks of _CHUNK entries: the temporaries stay in cache instead of each of
+                # the ~10 passes going through memory (a 4.2M-weight step ~1.3x faster, 1 thread)
+                for start in range(lo * _CHUNK, min(hi * _CHUNK, len(flat[0])), _CHUNK):
+                    self._update(*(a[start:start + _CHUNK] for a in flat), step_size,
+                                 correction2)
+
+            chunks = -(-p.size // _CHUNK)
+            for_blocks(update_chunks, chunks, 4 * p.size)  # and on every core: parallel.py
+
+    def _update(self, p: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
+                step_size: float, correction2: float) -> None:
+        """The update of the class docstring on (a slice of) one parameter, in place: each
+        entry by the same operations whatever the slicing, so chunks give the same bits."""
+        g = grad + self.weight_decay * p if self.weight_decay else grad
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        denominator = np.sqrt(v / correction2)
+        denominator += self.eps
+        p -= (step_size * m / denominator).astype(p.dtype, copy=False)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         state = {"t": np.asarray(self.t)}

@@ -55,6 +55,7 @@ from multiprocessing.connection import wait
 import gymnasium as gym
 import numpy as np
 
+from minimal.envs import make as make_env
 from minimal.errors import NonFiniteLossError
 
 # A forkserver worker re-runs the learner's main module by name although the server has
@@ -114,7 +115,9 @@ class PolicySpec:
 
     Flat parameter layout (the order the learner's model must use): for each Linear layer its
     weight (out, in) row-major then its bias (out,); then, for a Gaussian policy, the
-    state-independent log std (act_dim,).
+    state-independent log std (act_dim,); then, with `obs_norm`, the observation normaliser's
+    mean (obs_dim,) and std (obs_dim,). The normaliser travels with the parameters, so any
+    backend that builds an Actor from the shipped vector normalises exactly as the learner.
     """
 
     obs_dim: int
@@ -122,6 +125,7 @@ class PolicySpec:
     hidden: tuple[int, ...] = (64, 64)
     discrete: bool = True
     activation: str = "relu"        # "relu" (the post) or "tanh"
+    obs_norm: bool = False          # the policy sees clip((obs - mean) / std, -10, 10)
 
     def __post_init__(self) -> None:
         # anything else would silently act as relu in Actor and in the learner's policy
@@ -133,9 +137,79 @@ class PolicySpec:
         widths = (self.obs_dim,) + tuple(self.hidden) + (self.act_dim,)
         return list(pairwise(widths))
 
-    def num_parameters(self) -> int:
+    def num_policy_parameters(self) -> int:
+        """The learner's trainable numbers: the layers and, if Gaussian, the log std."""
         total = sum(n_in * n_out + n_out for n_in, n_out in self.layer_sizes())
         return total + (0 if self.discrete else self.act_dim)
+
+    def num_parameters(self) -> int:
+        """Length of the shipped vector: the policy's parameters, then the normaliser's."""
+        return self.num_policy_parameters() + (2 * self.obs_dim if self.obs_norm else 0)
+
+
+OBS_CLIP = 10.0  # normalised observations are clipped to +-10 standard deviations
+
+
+def normalize_observations(observations: np.ndarray, mean: np.ndarray,
+                           std: np.ndarray) -> np.ndarray:
+    """clip((obs - mean) / std, -OBS_CLIP, OBS_CLIP): the one formula learner and workers use."""
+    # minimum/maximum rather than np.clip: the same numbers, without np.clip's Python-level
+    # overhead, which was a tenth of a HalfCheetah step in the workers
+    x = (np.asarray(observations, np.float64) - mean) / std
+    return np.minimum(np.maximum(x, -OBS_CLIP), OBS_CLIP)
+
+
+class RunningMeanStd:
+    """Mean and variance of every observation seen so far, updated a batch at a time.
+
+    Chan et al.'s pairwise update: with the stream so far (n, mean, var) and a batch
+    (m, batch_mean, batch_var), delta = batch_mean - mean,
+        mean' = mean + delta * m / (n + m)
+        var'  = (var * n + batch_var * m + delta^2 * n * m / (n + m)) / (n + m)
+    which equals NumPy's mean and (population) variance of the whole stream. The learner
+    updates it from each collected batch, which is the same for any number of workers, so the
+    statistics are too.
+    """
+
+    def __init__(self, dim: int, epsilon: float = 1e-8):
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.var = np.ones(dim)      # before any data: the identity transform
+        self.epsilon = epsilon       # keeps a constant feature's std away from 0
+
+    def update(self, batch: np.ndarray) -> None:
+        batch = np.asarray(batch, np.float64).reshape(-1, len(self.mean))
+        m = len(batch)
+        if m == 0:
+            return
+        batch_mean, batch_var = batch.mean(axis=0), batch.var(axis=0)
+        if self.count == 0:
+            self.count, self.mean, self.var = m, batch_mean, batch_var
+            return
+        n, total = self.count, self.count + m
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * m / total
+        self.var = (self.var * n + batch_var * m + delta ** 2 * n * m / total) / total
+        self.count = total
+
+    @property
+    def std(self) -> np.ndarray:
+        return np.sqrt(self.var + self.epsilon)
+
+    def normalize(self, observations: np.ndarray) -> np.ndarray:
+        return normalize_observations(observations, self.mean, self.std)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"norm_count": np.array(self.count), "norm_mean": self.mean.copy(),
+                "norm_var": self.var.copy()}
+
+    @classmethod
+    def from_state(cls, state) -> RunningMeanStd:
+        normalizer = cls(len(state["norm_mean"]))
+        normalizer.count = int(state["norm_count"])
+        normalizer.mean = np.array(state["norm_mean"], np.float64)
+        normalizer.var = np.array(state["norm_var"], np.float64)
+        return normalizer
 
 
 class Actor:
@@ -156,11 +230,18 @@ class Actor:
             offset += n_out
             self.layers.append((np.ascontiguousarray(weight.T), bias))
         self.std = None if spec.discrete else np.exp(flat[offset:offset + spec.act_dim])
+        offset += 0 if spec.discrete else spec.act_dim
+        self.obs_mean = self.obs_std = None
+        if spec.obs_norm:
+            self.obs_mean = flat[offset:offset + spec.obs_dim]
+            self.obs_std = flat[offset + spec.obs_dim:offset + 2 * spec.obs_dim]
         self.hidden_fn = np.tanh if spec.activation == "tanh" else _relu
 
     def output(self, observations: np.ndarray) -> np.ndarray:
-        """Logits or action means for observations (..., obs_dim)."""
+        """Logits or action means for raw observations (..., obs_dim)."""
         x = np.asarray(observations, dtype=np.float64)
+        if self.obs_mean is not None:
+            x = normalize_observations(x, self.obs_mean, self.obs_std)
         for i, (weight_t, bias) in enumerate(self.layers):
             x = x @ weight_t + bias
             if i < len(self.layers) - 1:
@@ -263,7 +344,7 @@ def _worker_main(conn, env_id: str, env_kwargs: dict, spec: PolicySpec, seed: in
     """A worker's loop: set parameters, run episode k, or stop. Errors go back as text."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
     try:
-        env = gym.make(env_id, **env_kwargs)
+        env = make_env(env_id, **env_kwargs)
         actor, generation = None, -1
         while True:
             try:
@@ -336,7 +417,7 @@ class RolloutPool:
         self._finalizer = weakref.finalize(self, _shutdown, self.workers)
         if workers < 0:
             raise ValueError(f"RolloutPool: workers must be >= 0, got {workers}")
-        self._env = gym.make(env_id, **self.env_kwargs) if workers == 0 else None
+        self._env = make_env(env_id, **self.env_kwargs) if workers == 0 else None
         if workers:
             context = mp.get_context(start_method)
             if start_method == "forkserver":

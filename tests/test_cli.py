@@ -62,6 +62,18 @@ def test_progress_prints_last_step(capsys):
     assert len(lines) == 2 and lines[-1].startswith("step 10/10  loss 0.125")
 
 
+def test_progress_rate_after_a_resume_counts_only_this_runs_steps(monkeypatch):
+    """Resumed at step 900 of 1000, 50 steps in 10 s: 5 step/s and 10 s left (not the 95
+    step/s and 0 s that counting the earlier run's 900 steps as this run's would say)."""
+    import io
+    clock = iter([100.0, 110.0])
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    progress = cli.Progress(1000, stream=stream, every=0, first=900)
+    progress.update(950)
+    assert stream.getvalue().split("  ")[-2:] == ["5 step/s", "left 10s\n"]
+
+
 @dataclass
 class Checked:
     steps: int = 3  # steps

@@ -4,9 +4,13 @@ a check that the digits are neither trivial nor noise (softmax regression vs a s
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import os
+import subprocess
+import sys
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +195,18 @@ def test_cache_file_without_checksum_is_rejected(tmp_path):
     path = tmp_path / "plain.npz"
     np.savez(path, images=np.zeros(3))
     with pytest.raises(ValueError, match="checksum"):
+        _cache.load_arrays(path)
+
+
+def test_cache_file_claiming_a_huge_array_is_damage_not_an_allocation(tmp_path):
+    member = io.BytesIO()  # a well-formed member (right CRC) whose header claims 400 GB
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f4", "fortran_order": False, "shape": (10 ** 11,)})
+    member.write(bytes(8))
+    path = tmp_path / "claims.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("images.npy", member.getvalue())
+    with pytest.raises(ValueError, match=r"images.npy claims an array of shape"):
         _cache.load_arrays(path)
 
 
@@ -561,6 +577,23 @@ def test_fetch_checks_md5_and_leaves_nothing_on_mismatch(tmp_path):
     with pytest.raises(ValueError, match="MD5"):
         download.fetch(url, other, "0" * 32)
     assert sorted(p.name for p in other.parent.iterdir()) == ["file.gz"]
+
+
+def test_a_killed_download_leaves_nothing_after_the_next_attempt(tmp_path):
+    """A download killed mid-way (SIGKILL: no cleanup ran) left its temporary file; the next
+    fetch of the same file removes it, and leaves only the checked file."""
+    from minimal.data import download
+
+    served = tmp_path / "server" / "file.gz"
+    served.parent.mkdir()
+    served.write_bytes(b"some published bytes")
+    target = tmp_path / "data" / "file.gz"
+    target.parent.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that no longer runs: the killed downloader's
+    (target.parent / f"file.gz.{dead.pid}.k2j4x.tmp").write_bytes(b"some pub")
+    download.fetch(served.as_uri(), target, download.md5_of(served))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.gz"]
 
 
 def test_download_cifar10_extracts_only_the_batches(tmp_path, monkeypatch):

@@ -2,9 +2,11 @@
 error (exit code 2) naming the flag, the value and what was expected."""
 
 import importlib
+import pkgutil
 
 import pytest
 
+import minimal.demos
 from minimal import cli
 
 CASES = [
@@ -46,6 +48,11 @@ CASES = [
 ]
 
 
+# every demo, through cli.validate: an empty --out-dir would write into the current folder
+CASES += [(info.name, ["--out-dir", ""], "out_dir (--out-dir) must be a folder for the figures")
+          for info in pkgutil.iter_modules(minimal.demos.__path__)]
+
+
 @pytest.mark.parametrize("name, flags, message", CASES,
                          ids=[f"{name} {' '.join(flags)}" for name, flags, _ in CASES])
 def test_a_bad_setting_is_a_usage_error_before_any_work(name, flags, message, capsys, tmp_path,
@@ -53,7 +60,7 @@ def test_a_bad_setting_is_a_usage_error_before_any_work(name, flags, message, ca
     module = importlib.import_module(f"minimal.demos.{name}")
     monkeypatch.setattr(module, "run", lambda config: pytest.fail("the demo started"))
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(module.__name__, [*flags, "--out-dir", str(tmp_path / "out")])
+        cli.main(module.__name__, ["--out-dir", str(tmp_path / "out"), *flags])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert message in " ".join(err.split()), err

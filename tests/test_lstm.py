@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from minimal import nn
-from minimal.autograd import Tensor
+from minimal.autograd import Tensor, grad
 from minimal.gradcheck import check_grads
 
 rng = np.random.default_rng(13)
@@ -126,6 +126,29 @@ def test_cell_is_one_step_of_the_loop():
                                          layer)[0][0], rtol=1e-12)
     check_grads(lambda x, h, c: cell(x, (h, c))[0] * cell(x, (h, c))[1], [x, h, c], order=2)
 
+
+
+def test_cell_fast_backward_matches_the_graph_of_small_ops():
+    """A 2-D cell runs as one step of the whole-sequence node (NumPy backward): every gradient,
+    the weights' included, equals the one through `_lstm_gates`' graph of small ops, which
+    the tests above check against the loop and central differences."""
+    cell = _float64(nn.LSTMCell(4, 3, rng=rng))
+    x, h, c = (Tensor(rng.standard_normal((5, n)), requires_grad=True) for n in (4, 3, 3))
+    weights = rng.standard_normal((2, 5, 3))
+    params = list(cell.parameters())
+
+    def gradients(step):
+        h_new, c_new = step()
+        loss = (h_new * Tensor(weights[0])).sum() + (c_new * Tensor(weights[1])).sum()
+        return grad(loss, [x, h, c] + params)
+
+    fast = gradients(lambda: cell(x, (h, c)))
+    small_ops = gradients(lambda: nn._lstm_gates(
+        x @ cell.weight_ih.T + (cell.bias_ih + cell.bias_hh), h, c, cell.weight_hh))
+    for a, b in zip(fast, small_ops, strict=True):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+    sequence = cell(Tensor(x.data[None]), (h, c))  # 3-D input: the small-op path, same values
+    np.testing.assert_allclose(sequence[0].data[0], cell(x, (h, c))[0].data, rtol=1e-12)
 
 def test_pytorch_names_shapes_and_init():
     model = nn.LSTM(10, 6, num_layers=2, rng=np.random.default_rng(0))

@@ -1,3 +1,7 @@
+import io
+import tracemalloc
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -212,3 +216,33 @@ def test_a_file_that_is_not_an_npz_is_reported_as_what_it_is(tmp_path, content, 
     with pytest.raises(ValueError, match=message):
         model.load(path)
     assert _same(before, model)
+
+
+def _npz_claiming(path, shape, compression=zipfile.ZIP_STORED):
+    """An .npz whose one member's header claims `shape` (float32) but holds 16 bytes."""
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        member, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    member.write(bytes(16))
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("body.0.weight.npy", member.getvalue())
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_an_npz_claiming_a_huge_array_is_refused_before_numpy_allocates_it(tmp_path,
+                                                                           compression):
+    path = tmp_path / "model.npz"
+    _npz_claiming(path, (10 ** 12,), compression)
+    model = TwoLayer(np.random.default_rng(0))
+    before = model.state_dict()
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"body.0.weight.npy claims an array of shape "
+                                         r"\(1000000000000,\) float32"):
+        model.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 * 2 ** 20
+    assert _same(before, model)
+    _npz_claiming(path, (4,), compression)  # the honest claim passes the check
+    with pytest.raises(ValueError, match="missing"):
+        model.load(path)  # and fails later, on the names, as any wrong checkpoint does

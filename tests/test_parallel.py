@@ -7,7 +7,7 @@ import pytest
 
 from minimal import functional as F
 from minimal import parallel
-from minimal.autograd import Tensor
+from minimal.autograd import Tensor, grad
 
 
 def test_for_blocks_covers_every_index_once(monkeypatch):
@@ -86,3 +86,78 @@ def test_threaded_cross_entropy_matches_the_serial_path_bit_for_bit(monkeypatch)
     threaded = _cross_entropy_and_gradient(1)
     for a, b in zip(serial, threaded, strict=True):
         assert np.array_equal(a, b)
+
+
+def _adam_reference(p, grads, lr, betas, eps, weight_decay):
+    """Adam written out on whole arrays, as in its docstring: the obvious version."""
+    p, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        g = g + weight_decay * p if weight_decay else g
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * (g * g)
+        p = p - (lr / (1 - betas[0] ** t)) * m / (np.sqrt(v / (1 - betas[1] ** t)) + eps)
+    return p
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_in_chunks_on_two_threads_matches_the_whole_array_update(monkeypatch, weight_decay):
+    from minimal import optim
+    from minimal.autograd import Parameter
+
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(optim, "_CHUNK", 7)  # chunks that do not divide the sizes
+    rng = np.random.default_rng(0)
+    shapes = [(5, 13), (3,), (40, 3)]
+    starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for _ in range(4)] for s in shapes]
+    # the last one is a transposed (not C-contiguous) parameter: the whole-array path
+    params = [Parameter(starts[0].copy()), Parameter(starts[1].copy()),
+              Parameter(np.asfortranarray(starts[2]))]
+    adam = optim.Adam(params, lr=1e-2, betas=(0.8, 0.99), weight_decay=weight_decay)
+    for step in range(4):
+        for p, g in zip(params, grads):
+            p.grad = g[step] if p.data.flags.c_contiguous else np.asfortranarray(g[step])
+        adam.step()
+    for p, start, g in zip(params, starts, grads):
+        expected = _adam_reference(start, g, 1e-2, (0.8, 0.99), 1e-8, weight_decay)
+        # the same operations on float32, bar the order of the 1/(1 - b1^t) factor
+        np.testing.assert_allclose(p.data, expected, rtol=1e-6, atol=1e-7)
+    # and chunked/threaded gives the very bits of one unchunked pass
+    monkeypatch.setattr(parallel, "THREADS", 1)
+    monkeypatch.setattr(optim, "_CHUNK", 1 << 20)
+    serial = [Parameter(s.copy()) for s in starts]
+    adam = optim.Adam(serial, lr=1e-2, betas=(0.8, 0.99), weight_decay=weight_decay)
+    for step in range(4):
+        for p, g in zip(serial, grads):
+            p.grad = g[step]
+        adam.step()
+    for p, q in zip(params, serial):
+        assert np.array_equal(p.data, q.data)
+
+
+def test_threaded_max_pool_matches_the_loop_with_ties(monkeypatch):
+    """The stride = kernel pool split over images on two threads: the values (with the sign
+    of a zero), switches and gradient of the loops in test_pool.py, on a channels-last array
+    like a convolution's output, with many ties."""
+    from test_pool import max_pool_loop, unpool_loop
+
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(3)
+    x = rng.integers(-2, 3, (5, 9, 7, 4)).astype(np.float32)
+    x[(x == 0) & (rng.random(x.shape) < 0.5)] = -0.0  # ties of 0.0 and -0.0 too
+    x = x.transpose(0, 3, 1, 2)  # (5, 4, 9, 7) in channels-last memory
+    xt = Tensor(x, requires_grad=True)
+    out, indices = F.max_pool2d(xt, 2, return_indices=True)
+    expected, expected_idx = max_pool_loop(x, (2, 2), (2, 2))
+    np.testing.assert_array_equal(out.data, expected)
+    np.testing.assert_array_equal(indices, expected_idx)
+    at_switches = np.take_along_axis(x.reshape(5, 4, -1), indices.reshape(5, 4, -1),
+                                     axis=2).reshape(indices.shape)
+    np.testing.assert_array_equal(np.signbit(out.data), np.signbit(at_switches))
+    for layout in ((0, 1, 2, 3), (0, 2, 3, 1)):  # the gradient in either memory order
+        g = rng.standard_normal(out.shape).astype(np.float32)
+        g_laid = np.ascontiguousarray(g.transpose(layout)).transpose(np.argsort(layout))
+        (gx,) = grad(out, [xt], Tensor(g_laid))
+        np.testing.assert_array_equal(gx.data, unpool_loop(g, expected_idx, x.shape[2:]))

@@ -15,6 +15,7 @@ from minimal.rollouts import (
     Actor,
     PolicySpec,
     RolloutPool,
+    RunningMeanStd,
     WorkerError,
     episode_seeds,
     pack_episode,
@@ -58,6 +59,91 @@ def test_batch_is_bit_identical_for_zero_one_and_two_workers(env_id, spec):
     assert all(sum(len(e) for e in batch) >= 600 for batch in in_process)
     indices = [e.index for batch in in_process for e in batch]
     assert indices == list(range(len(indices)))
+
+
+PENDULUM_NORM = PolicySpec(obs_dim=3, act_dim=1, hidden=(16,), discrete=False,
+                           activation="tanh", obs_norm=True)
+
+
+def normalised_params(spec: PolicySpec, seed: int) -> np.ndarray:
+    """Random policy parameters, then a mean and a positive std for the normaliser."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([0.5 * rng.standard_normal(spec.num_policy_parameters()),
+                           rng.standard_normal(spec.obs_dim),
+                           rng.uniform(0.5, 2.0, spec.obs_dim)])
+
+
+def test_normalising_batches_are_bit_identical_for_zero_one_and_two_workers():
+    def collect(workers):
+        with RolloutPool("Pendulum-v1", PENDULUM_NORM, seed=4, workers=workers) as pool:
+            return [pool.collect(normalised_params(PENDULUM_NORM, i), 400) for i in range(2)]
+
+    in_process = collect(0)
+    assert_same_batches(in_process, collect(1))
+    assert_same_batches(in_process, collect(2))
+
+
+def test_running_mean_std_matches_numpy_on_the_whole_stream():
+    rng = np.random.default_rng(0)
+    # batches of very different sizes and scales, one of a single row
+    batches = [rng.normal(loc, scale, (n, 3)) for loc, scale, n in
+               ((5.0, 2.0, 7), (-3.0, 0.1, 1), (100.0, 30.0, 250), (0.0, 1.0, 64))]
+    normalizer = RunningMeanStd(3)
+    np.testing.assert_allclose(normalizer.normalize(np.ones((2, 3))), 1.0, rtol=1e-7)  # identity
+    for i, batch in enumerate(batches):
+        normalizer.update(batch)
+        stream = np.concatenate(batches[:i + 1])
+        assert normalizer.count == len(stream)
+        np.testing.assert_allclose(normalizer.mean, stream.mean(axis=0), rtol=1e-12)
+        np.testing.assert_allclose(normalizer.var, stream.var(axis=0), rtol=1e-10)
+    restored = RunningMeanStd.from_state(normalizer.state())
+    assert restored.count == normalizer.count
+    np.testing.assert_array_equal(restored.mean, normalizer.mean)
+    np.testing.assert_array_equal(restored.var, normalizer.var)
+
+
+def test_actor_normalises_raw_observations_with_the_shipped_statistics():
+    flat = normalised_params(PENDULUM_NORM, 3)
+    plain = Actor(PENDULUM, flat[:PENDULUM.num_parameters()])
+    normalising = Actor(PENDULUM_NORM, flat)
+    mean, std = flat[-6:-3], flat[-3:]
+    obs = np.random.default_rng(1).normal(0.0, 3.0, (20, 3))
+    obs[0] = mean + 50.0 * std  # far out: clipped at +10 standard deviations
+    expected = np.clip((obs - mean) / std, -10.0, 10.0)
+    np.testing.assert_allclose(normalising.output(obs), plain.output(expected), rtol=1e-12)
+    assert not np.allclose(normalising.output(obs), plain.output(obs))
+    assert PENDULUM_NORM.num_parameters() == PENDULUM.num_parameters() + 6
+
+
+def test_making_halfcheetah_prints_no_settotalmass_warning_but_gym_make_does():
+    pytest.importorskip("mujoco")
+    script = ("import gymnasium as gym; from minimal.envs import make; import sys; "
+              "make('HalfCheetah-v5'); print('--', file=sys.stderr, flush=True); "
+              "gym.make('HalfCheetah-v5')")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    ours, gyms = (result.stderr + result.stdout).split("--\n", 1)
+    assert "settotalmass" not in ours
+    assert "settotalmass" in gyms  # the warning is real: the test would see it
+
+
+def test_quiet_settotalmass_forwards_every_other_warning_and_restores_the_handler():
+    mujoco = pytest.importorskip("mujoco")
+    from minimal.envs import quiet_settotalmass
+
+    seen: list[str] = []
+    previous = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(seen.append)
+    try:
+        with quiet_settotalmass():
+            handler = mujoco.get_mju_user_warning()
+            handler("compiler attribute 'settotalmass' is deprecated and will be removed")
+            handler("Nan, Inf or huge value in QACC at DOF 0")
+        assert seen == ["Nan, Inf or huge value in QACC at DOF 0"]
+        assert mujoco.get_mju_user_warning() is seen.append or \
+            mujoco.get_mju_user_warning() == seen.append
+    finally:
+        mujoco.set_mju_user_warning(previous)
 
 
 def test_episode_seeds_depend_on_seed_and_number_only():

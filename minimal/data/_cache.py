@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal.files import atomic_file
+from minimal.files import atomic_file, check_npz_sizes
 
 Arrays = dict[str, np.ndarray]
 
@@ -79,8 +79,10 @@ def load_arrays(path: Path) -> Arrays:
     """
     try:
         # our own handle: np.load leaks its file when the archive turns out to be damaged
-        with open(path, "rb") as file, np.load(file, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        with open(path, "rb") as file:
+            check_npz_sizes(file)
+            with np.load(file, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
     except MemoryError:
         raise
     # Whatever np.load raises on a damaged file is damage: besides the usual OSError,

@@ -7,7 +7,8 @@ stand-ins unless asked. When a network is there:
     python -m minimal.data.download cifar10          # -> datasets/cifar-10-batches-bin/*.bin
 
 Each file is downloaded to a temporary name, its MD5 compared with the one the data set's
-authors publish, and only then renamed into place; a wrong or partial download leaves nothing.
+authors publish, and only then renamed into place (files.atomic_file): a wrong or partial
+download leaves nothing, and the temporary file of a killed one is removed by the next attempt.
 From the CIFAR-10 archive only the six expected regular .bin members are extracted (no paths
 from the archive are trusted, nothing is unpickled).
 """
@@ -20,13 +21,12 @@ import os
 import shutil
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from minimal.errors import DataError, UserError
-from minimal.files import default_file_mode
+from minimal.files import atomic_file
 
 from ._cache import default_data_dir
 
@@ -55,28 +55,24 @@ def fetch(url: str, destination: Path, expected_md5: str, timeout: float = 60.0)
     """Download `url` to `destination` if it is not already there with the right MD5."""
     if destination.is_file() and md5_of(destination) == expected_md5:
         return destination
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part",
-                                         dir=destination.parent)
-    temp = Path(temp_name)
-    try:
+    # atomic_file: the target appears only complete and checked, and the temporary file of a
+    # download that was killed is removed by the next attempt
+    with atomic_file(destination) as out:
+        digest = hashlib.md5()  # the published checksums are MD5: integrity, not security
         try:
-            with os.fdopen(handle, "wb") as out, \
-                    urllib.request.urlopen(url, timeout=timeout) as src:
-                shutil.copyfileobj(src, out, 1 << 20)
+            with urllib.request.urlopen(url, timeout=timeout) as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", None) or error
             raise UserError(f"cannot download {url}: {reason}. Is there a network? Without "
                             "one, put the files in place by hand (see datasets/README.md)") \
                 from None
-        found = md5_of(temp)
-        if found != expected_md5:
-            raise DataError(f"{url}: MD5 {found} does not match the published {expected_md5}; "
-                            f"the download is damaged or the mirror serves another file")
-        os.chmod(temp, default_file_mode())  # mkstemp's 0600 would hide a shared datasets/
-        os.replace(temp, destination)
-    finally:
-        temp.unlink(missing_ok=True)
+        if digest.hexdigest() != expected_md5:
+            raise DataError(f"{url}: MD5 {digest.hexdigest()} does not match the published "
+                            f"{expected_md5}; the download is damaged or the mirror serves "
+                            "another file")
     return destination
 
 
@@ -98,14 +94,8 @@ def download_cifar10(folder: Path, base_url: str = CIFAR_URL) -> Path:
         if missing:
             raise DataError(f"{archive} lacks {missing}: not the CIFAR-10 binary archive")
         for name, member in members.items():
-            handle, temp_name = tempfile.mkstemp(prefix=name + ".", suffix=".part", dir=folder)
-            try:  # as in fetch: an interrupted extraction leaves no .part file behind
-                with os.fdopen(handle, "wb") as out:
-                    shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
-                os.chmod(temp_name, default_file_mode())
-                os.replace(temp_name, folder / name)
-            finally:
-                Path(temp_name).unlink(missing_ok=True)
+            with atomic_file(folder / name) as out:
+                shutil.copyfileobj(tar.extractfile(member), out, 1 << 20)
     return folder
 
 

@@ -490,12 +490,13 @@ def train(config: Config, prepared: dict, rng: np.random.Generator,
                                   "changed); start afresh in another --out-dir")
     state.history["vocabulary"] = list(vocabulary)  # what --chat needs to read and write words
     train_rows, held_rows = prepared["train"], prepared["held_out"][:config.eval_messages]
-    meter = cli.Progress(config.steps, every=5.0) if progress else None
+    first = state.counters.get("step", 0)
+    meter = cli.Progress(config.steps, every=5.0, first=first) if progress else None
     if not state.history.get("eval_step"):  # the untrained model, for the curve's start
         state.history["eval_step"] = [0]
         state.history["held_out_loss"] = [evaluate(model, held_rows)]
     params = model.parameters()
-    for step in range(state.counters.get("step", 0), config.steps):
+    for step in range(first, config.steps):
         loss, _ = sequence_loss(model, batch_rows(train_rows, step, config.batch_size))
         state.check_finite(f"step {step + 1}", loss=loss)
         adam.zero_grad()

@@ -460,7 +460,7 @@ def train(config: Config, pictures: dict, rng: np.random.Generator,
         generator, discriminator = modules[f"rung{rung}"], modules.get(f"disc{rung}")
         adam_g, adam_d = optimizers[f"rung{rung}"], optimizers.get(f"disc{rung}")
         start = state.counters.get(f"rung{rung}", 0)
-        progress = cli.Progress(config.iterations, label=f"rung {rung} step")
+        progress = cli.Progress(config.iterations, label=f"rung {rung} step", first=start)
         for step in range(start, config.iterations):
             index = rng.integers(0, len(pictures["train"]), config.batch_size)
             hints = training_hints(rung, pictures, index, rng)

@@ -96,7 +96,7 @@ import numpy as np
 
 from minimal import cli, data, nn, optim, training, viz
 from minimal import functional as F
-from minimal.autograd import Tensor, concatenate, no_grad, split
+from minimal.autograd import Tensor, concatenate, fused, no_grad, split
 from minimal.errors import ConfigError, DataError
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -169,14 +169,38 @@ def filterbank(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size: int
     mu_i = centre + (i - n/2 - 0.5) delta for i = 1..n (the paper's 1-based indices). Each row
     is normalised to sum to one; written as a softmax over a it is the same division, and it
     stays exact when the variance is tiny and every exponential underflows.
+
+    One node with a NumPy backward (`fused`): as ~16 recorded small ops (and their backward's
+    ~35 more) the four filterbanks of each step cost more in bookkeeping than in arithmetic
+    (an iteration of the benchmark's model: 4796 -> 2676 nodes). `composed` is the same
+    formula in Tensor ops, differentiated instead under create_graph=True.
     """
     offsets = np.arange(1, n + 1, dtype=centre.dtype) - n / 2 - 0.5  # (n,)
-    mu = centre + delta * Tensor(offsets)  # (B, n)
-    pixels = Tensor(np.arange(1, size + 1, dtype=centre.dtype))  # (size,)
-    distance = pixels - mu.reshape(mu.shape + (1,))  # (B, n, size)
-    # the squared *distance* over 2 sigma^2 (one public version squared the ratio instead)
-    exponent = -(distance * distance) / (2 * log_var.exp()).reshape(log_var.shape + (1,))
-    return F.softmax(exponent, axis=-1)
+    pixels = np.arange(1, size + 1, dtype=centre.dtype)  # (size,)
+
+    def composed(centre: Tensor, delta: Tensor, log_var: Tensor) -> Tensor:
+        mu = centre + delta * Tensor(offsets)  # (B, n)
+        distance = Tensor(pixels) - mu.reshape(mu.shape + (1,))  # (B, n, size)
+        # the squared *distance* over 2 sigma^2 (one public version squared the ratio instead)
+        exponent = -(distance * distance) / (2 * log_var.exp()).reshape(log_var.shape + (1,))
+        return F.softmax(exponent, axis=-1)
+
+    distance = pixels - (centre.data + delta.data * offsets)[..., None]  # (B, n, size)
+    variance = np.exp(log_var.data)[..., None]  # (B, 1, 1)
+    exponent = -(distance * distance) / (2 * variance)
+    bank = np.exp(exponent - exponent.max(axis=-1, keepdims=True))
+    bank /= bank.sum(axis=-1, keepdims=True)
+
+    def fast_backward(g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        # through the softmax, then d exponent / d mu_i = distance / sigma^2 and
+        # d exponent / d log sigma^2 = -exponent
+        d_exponent = bank * (g.data - (g.data * bank).sum(axis=-1, keepdims=True))
+        d_mu = (d_exponent * distance).sum(axis=-1) / variance[..., 0]  # (B, n)
+        return (Tensor(d_mu.sum(axis=-1, keepdims=True)),
+                Tensor((d_mu * offsets).sum(axis=-1, keepdims=True)),
+                Tensor(-(d_exponent * exponent).sum(axis=(1, 2))[:, None]))
+
+    return fused(bank, (centre, delta, log_var), fast_backward, composed, "filterbank")
 
 
 def window(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]:

@@ -46,7 +46,8 @@ It is 0 for identical statistics. It is reported against held-out real images, n
 references measured the same way with the same number of images: the floor (real training
 images against held-out ones: what sampling noise alone gives) and the untrained generator
 (the ceiling). The classifier's weights are cached in out_dir (feature_net.npz, keyed by the
-data, the seed and its settings), so later runs skip its training.
+data, the seed, its settings and the BLAS thread count, which changes float32 sums), so later
+runs skip its training and still give the numbers a fresh run would.
 
 Run:  python -m minimal.demos.gan [--quick] [--dataset shapes|digits|faces] [--data PATH]
       --data PATH: CIFAR-10 binary batches (shapes), MNIST IDX files (digits) or a folder of
@@ -105,7 +106,7 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import cli, data, nn, optim, parallel, training, viz
 from minimal import functional as F
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
@@ -423,7 +424,7 @@ def _feature_net_key(config: Config, train: np.ndarray) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(train[:: max(1, len(train) // 500)]).tobytes())
     return json.dumps({"dataset": config.dataset, "data": config.data, "seed": config.seed,
                        "n": len(train), "epochs": config.classifier_epochs,
-                       "images": digest.hexdigest()[:16]})
+                       "images": digest.hexdigest()[:16], "blas_threads": parallel.THREADS})
 
 
 def features_of(net: FeatureNet, images: np.ndarray, batch: int = 500) -> np.ndarray:
@@ -484,7 +485,7 @@ def train(config: Config, train_images: np.ndarray, evaluate=None, stop_after: i
     start = state.counters.get("iteration", 0)
     if start == 0 and not history:  # the untrained generator: the first frame and the ceiling
         _checkpoint_record(state, generator, fixed_noise, evaluate, 0)
-    progress = cli.Progress(config.iterations, label="iteration", every=5.0)
+    progress = cli.Progress(config.iterations, label="iteration", every=5.0, first=start)
     for iteration in range(start, config.iterations):
         real = train_images[rng.integers(0, len(train_images), config.batch_size)]
         z = sample_noise(rng, config.batch_size, config.z_dim)

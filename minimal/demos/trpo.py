@@ -94,7 +94,8 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields, replace
 from itertools import pairwise
 
 import gymnasium as gym
@@ -118,7 +119,16 @@ from minimal.natural import (
     set_flat_parameters,
 )
 from minimal.optim import Adam
-from minimal.rollouts import Episode, PolicySpec, RolloutPool, limit_blas_threads
+from minimal.envs import make as make_env
+from minimal.rollouts import (
+    Actor,
+    Episode,
+    PolicySpec,
+    RolloutPool,
+    RunningMeanStd,
+    limit_blas_threads,
+    run_episode,
+)
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -137,8 +147,12 @@ class Config:
     gae_lambda: float = 0.97  # GAE lambda (1.0: discounted returns minus the baseline)
     hidden: tuple = (64, 64)  # hidden layer widths of the policy and of the value network
     activation: str = "relu"  # hidden activation of the policy: relu (the post) or tanh
+    value_fit: str = "adam"  # how the baseline is fitted: adam (minibatch epochs) or lbfgs
     value_lr: float = 1e-3  # Adam learning rate of the value baseline
-    value_epochs: int = 5  # passes over the batch to fit the baseline each iteration
+    value_epochs: int = 5  # passes over the batch to fit the baseline each iteration (adam)
+    value_iters: int = 25  # L-BFGS iterations on the whole batch per fit (lbfgs)
+    obs_norm: bool = False  # normalise observations by their running mean and std
+    init_log_std: float = 0.0  # initial log std of a Gaussian policy (0: std 1)
     workers: int = 2  # rollout worker processes (0: collect in the learner's process)
     adaptive_steps: bool = False  # adapt steps/update every 10 iterations
     adaptive_kl: bool = False  # adapt max_kl every 10 iterations
@@ -147,18 +161,23 @@ class Config:
     speed_iterations: int = 5  # timed iterations per worker count, median reported (0: skip)
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
+    gif: bool = True  # GIF of one episode per trained policy (CartPole, or MuJoCo through EGL)
+    preset: str = "none"  # none, or mujoco: the MuJoCo settings, for the settings left at default
     out_dir: str = "outputs/trpo"  # where figures are written
     backend: str = "process"  # rollout workers: process (this machine) or ray (Ray actors)
     ray_address: str = ""  # Ray cluster to join, e.g. HEAD:6379 (empty: start Ray locally)
 
     def __post_init__(self):
+        if self.preset == "mujoco":
+            apply_preset(self, MUJOCO)
         cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
                      counts=("total_steps", "steps_per_update", "cg_iters", "fisher_subsample",
-                             "hidden", "value_epochs", "speed_workers"),
+                             "hidden", "value_epochs", "value_iters", "speed_workers"),
                      nonempty=("env_ids", "hidden"),
                      positive=("max_kl", "value_lr"), non_negative=("cg_damping", "margin"),
                      fractions=("gamma", "gae_lambda"),
-                     choices={"activation": ("relu", "tanh")})
+                     choices={"activation": ("relu", "tanh"), "value_fit": ("adam", "lbfgs"),
+                              "preset": ("none", "mujoco")})
         # an unknown id is refused here, not by gym.make after the first environment trained
         named = [("env_ids", env_id) for env_id in self.env_ids] + [("compare_env",
                                                                      self.compare_env)]
@@ -171,6 +190,30 @@ class Config:
                                   f"{env_id!r}; {hint}")
         check_backend(self)
 
+
+def apply_preset(config, preset: dict) -> None:
+    """Set the preset's values on the fields still at their defaults (so an explicit flag,
+    `--preset mujoco --max-kl 0.02`, wins; a flag given at its default value does not)."""
+    for item in fields(config):
+        default = item.default if item.default is not MISSING else item.default_factory()
+        if item.name in preset and getattr(config, item.name) == default:
+            setattr(config, item.name, preset[item.name])
+
+
+MUJOCO_TASKS = ("HalfCheetah-v5", "Swimmer-v5", "Reacher-v5", "Hopper-v5")
+MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
+    "env_ids": MUJOCO_TASKS,
+    "total_steps": 1_000_000,
+    "obs_norm": True,
+    "steps_per_update": 2000,
+    "init_log_std": -0.5,
+    "speed_iterations": 0,
+    "compare_steps": 0,
+}
+
+# OpenAI baselines' TRPO benchmark at 1M steps (the -v1 tasks of its time)
+PUBLISHED_1M = {"HalfCheetah-v5": 1290.0, "Swimmer-v5": 95.0, "Reacher-v5": -4.8,
+                "Hopper-v5": 1910.0}
 
 QUICK = {
     "env_ids": ("CartPole-v1",),
@@ -276,6 +319,26 @@ def fit_value(net: nn.Sequential, optimizer: Adam, observations: np.ndarray, tar
             optimizer.step()
             loss_value = float(loss.data)
     return loss_value
+
+
+def fit_value_lbfgs(net: nn.Sequential, observations: np.ndarray, targets: np.ndarray,
+                    iterations: int) -> float:
+    """Fit V(s) on the whole batch with scipy's L-BFGS (the original TRPO code's choice):
+    a quasi-Newton method needs no learning rate and gets close in a few dozen steps."""
+    from scipy.optimize import minimize
+
+    params = list(net.parameters())
+    obs = Tensor(observations)
+
+    def loss_and_gradient(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        set_flat_parameters(params, flat)
+        loss = F.mse_loss(net(obs).reshape(-1), targets)
+        return float(loss.data), flat_grad(loss, params)
+
+    result = minimize(loss_and_gradient, flat_parameters(params), jac=True, method="L-BFGS-B",
+                      options={"maxiter": iterations})
+    set_flat_parameters(params, result.x)
+    return float(result.fun)
 
 
 def predict_values(net: nn.Sequential, observations: np.ndarray) -> np.ndarray:
@@ -405,53 +468,115 @@ class AdaptiveSchedule:
 
 # ===== training ===========================================================================
 
-def policy_spec_for(env_id: str, hidden: tuple, activation: str) -> PolicySpec:
-    env = gym.make(env_id)
+def policy_spec_for(env_id: str, hidden: tuple, activation: str,
+                    obs_norm: bool = False) -> PolicySpec:
+    env = make_env(env_id)
     obs_dim = int(np.prod(env.observation_space.shape))
     if isinstance(env.action_space, gym.spaces.Discrete):
-        spec = PolicySpec(obs_dim, int(env.action_space.n), tuple(hidden), True, activation)
+        spec = PolicySpec(obs_dim, int(env.action_space.n), tuple(hidden), True, activation,
+                          obs_norm)
     else:
         spec = PolicySpec(obs_dim, int(np.prod(env.action_space.shape)), tuple(hidden), False,
-                          activation)
+                          activation, obs_norm)
     env.close()
     return spec
 
 
+def shipped_parameters(policy: MLPPolicy, normalizer: RunningMeanStd | None) -> np.ndarray:
+    """What the workers receive: the policy's flat parameters, then the normaliser's mean and
+    std (PolicySpec's layout), so any rollout backend normalises exactly as the learner."""
+    flat = flat_parameters(policy.ordered_parameters())
+    if normalizer is None:
+        return flat
+    return np.concatenate([flat, normalizer.mean, normalizer.std])
+
+
+def save_policy(path: str, spec: PolicySpec, shipped: np.ndarray,
+                normalizer: RunningMeanStd | None) -> None:
+    """The policy as one .npz: its spec, the shipped vector (normaliser included) and the
+    normaliser's running statistics (count, mean, var), written atomically."""
+    state = normalizer.state() if normalizer is not None else {}
+    temp = f"{path}.tmp.npz"
+    np.savez(temp, params=shipped, obs_dim=spec.obs_dim, act_dim=spec.act_dim,
+             hidden=np.array(spec.hidden), discrete=spec.discrete, activation=spec.activation,
+             obs_norm=spec.obs_norm, **state)
+    os.replace(temp, path)
+
+
+def load_policy(path: str) -> tuple[PolicySpec, np.ndarray, RunningMeanStd | None]:
+    """(spec, shipped vector, normaliser) as saved: Actor(spec, vector) acts like the policy."""
+    with np.load(path) as data:
+        spec = PolicySpec(int(data["obs_dim"]), int(data["act_dim"]),
+                          tuple(int(h) for h in data["hidden"]), bool(data["discrete"]),
+                          str(data["activation"]), bool(data["obs_norm"]))
+        normalizer = RunningMeanStd.from_state(data) if spec.obs_norm else None
+        return spec, data["params"].copy(), normalizer
+
+
+@dataclass
+class Trained:
+    """What train() returns besides the records: enough to save, reload and watch the policy."""
+    spec: PolicySpec
+    shipped: np.ndarray                 # the policy's parameters (+ normaliser), as shipped
+    normalizer: RunningMeanStd | None
+
+
 def train(config: Config, env_id: str, total_steps: int, label: str = "",
-          stop_at_return: float | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+          stop_at_return: float | None = None,
+          on_iteration: Callable[[dict], None] | None = None
+          ) -> tuple[dict[str, np.ndarray], Trained]:
     """TRPO on one environment; returns per-iteration records (steps, seconds, returns...)
-    and the final policy's flat parameters."""
+    and the final policy (its shipped vector: parameters, then the normaliser's statistics).
+    `on_iteration(records)`, if given, sees the records so far after every iteration."""
     limit_blas_threads(1)  # the learner's BLAS must not fight the workers for the cores
     rng = np.random.default_rng([config.seed, 1])
-    spec = policy_spec_for(env_id, config.hidden, config.activation)
+    spec = policy_spec_for(env_id, config.hidden, config.activation, config.obs_norm)
     policy = MLPPolicy(spec, rng)
+    if not spec.discrete:
+        policy.log_std.data[:] = config.init_log_std
     value = value_network(spec.obs_dim, config.hidden, rng)
     value_optimizer = Adam(value.parameters(), lr=config.value_lr)
+    normalizer = RunningMeanStd(spec.obs_dim) if config.obs_norm else None
     schedule = AdaptiveSchedule(config.steps_per_update, config.max_kl, config.adaptive_steps,
                                 config.adaptive_kl, config.margin)
     records: dict[str, list] = {key: [] for key in (
         "steps", "seconds", "mean_return", "collect_seconds", "learn_seconds", "kl", "max_kl",
-        "steps_per_update", "accepted")}
+        "steps_per_update", "accepted", "entropy", "value_loss")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
     with make_pool(config, env_id, spec, config.workers) as pool:
         while steps < total_steps:
-            params = policy.ordered_parameters()
-            episodes = pool.collect(flat_parameters(params), schedule.steps_per_update)
+            episodes = pool.collect(shipped_parameters(policy, normalizer),
+                                    schedule.steps_per_update)
             collect_seconds = pool.stats.seconds
             learn_start = time.perf_counter()
             observations = np.concatenate([e.observations for e in episodes])
+            final_observations = np.stack([e.final_observation for e in episodes])
+            if normalizer is not None:
+                # the statistics the workers acted with, so the old policy is exactly theirs;
+                # the batch updates them afterwards, for the next iteration
+                raw_observations = observations
+                observations = normalizer.normalize(raw_observations)
+                final_observations = normalizer.normalize(final_observations)
             actions = np.concatenate([e.actions for e in episodes])
             all_values = predict_values(value, observations)
             values = np.split(all_values, np.cumsum([len(e) for e in episodes])[:-1])
-            final_values = predict_values(value, np.stack([e.final_observation
-                                                           for e in episodes]))
+            final_values = predict_values(value, final_observations)
             advantages, targets = advantages_and_targets(episodes, values, final_values,
                                                          config.gamma, config.gae_lambda)
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
             info = trpo_update(policy, observations, actions, advantages, schedule.max_kl,
                                config.cg_damping, config.cg_iters, config.fisher_subsample)
-            fit_value(value, value_optimizer, observations, targets, config.value_epochs, rng)
+            if config.value_fit == "lbfgs":
+                value_loss = fit_value_lbfgs(value, observations, targets, config.value_iters)
+            else:
+                value_loss = fit_value(value, value_optimizer, observations, targets,
+                                       config.value_epochs, rng)
+            with no_grad():
+                entropy = float(policy(Tensor(observations[::config.fisher_subsample]))
+                                .entropy().mean().data)
+            if normalizer is not None:
+                normalizer.update(raw_observations)
             learn_seconds = time.perf_counter() - learn_start
 
             steps += len(observations)
@@ -461,31 +586,33 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
                               ("learn_seconds", learn_seconds), ("kl", info.kl),
                               ("max_kl", schedule.max_kl),
                               ("steps_per_update", schedule.steps_per_update),
-                              ("accepted", float(info.accepted))):
+                              ("accepted", float(info.accepted)), ("entropy", entropy),
+                              ("value_loss", value_loss)):
                 records[key].append(item)
             schedule.record(mean_return)
             progress.update(min(steps, total_steps), mean_return=mean_return, kl=info.kl)
+            if on_iteration is not None:
+                on_iteration(records)
             if stop_at_return is not None and mean_return >= stop_at_return:
                 break
-    final_params = flat_parameters(policy.ordered_parameters())
-    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}, \
-        final_params
+    trained = Trained(spec, shipped_parameters(policy, normalizer), normalizer)
+    return {key: np.asarray(items, dtype=np.float64) for key, items in records.items()}, trained
 
 
-def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: tuple,
+def time_workers(config: Config, env_id: str, trained: Trained, worker_counts: tuple,
                  iterations: int) -> dict:
     """Collect and learn seconds per iteration for each worker count, on identical batches.
 
-    `flat` is a trained policy's parameters, so the episodes are typical of training (an
+    `trained` is a trained policy, so the episodes are typical of training (an
     untrained CartPole policy plays 20-step episodes, where messages, not steps, dominate).
     For each worker count the same batches are gathered and the same update timed, the counts
     taking turns within each repetition so that load from other processes falls on every
     count alike; the medians are returned.
     """
     limit_blas_threads(1)
-    spec = policy_spec_for(env_id, config.hidden, config.activation)
+    spec, flat = trained.spec, trained.shipped
     policy = MLPPolicy(spec, np.random.default_rng(0))
-    set_flat_parameters(policy.ordered_parameters(), flat)
+    set_flat_parameters(policy.ordered_parameters(), flat[:spec.num_policy_parameters()])
     timings = {n: {"collect": [], "learn": []} for n in worker_counts}
     pools = {n: make_pool(config, env_id, spec, n) for n in worker_counts}
     try:
@@ -495,6 +622,8 @@ def time_workers(config: Config, env_id: str, flat: np.ndarray, worker_counts: t
                 timings[n]["collect"].append(pool.stats.seconds)
                 learn_start = time.perf_counter()
                 observations = np.concatenate([e.observations for e in episodes])
+                if trained.normalizer is not None:
+                    observations = trained.normalizer.normalize(observations)
                 actions = np.concatenate([e.actions for e in episodes])
                 advantages = np.concatenate([discounted_cumsum(e.rewards, config.gamma)
                                              for e in episodes])
@@ -575,6 +704,107 @@ def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
     viz.save_figure(fig, path)
 
 
+# ===== watching a trained policy ==========================================================
+
+def cartpole_frame(x: float, theta: float, width: int = 240, height: int = 120) -> np.ndarray:
+    """One CartPole picture drawn with NumPy: track, cart and pole (gymnasium's geometry:
+    the track is +-2.4, the pole 1.0 long), as an (height, width, 3) array in [0, 1]."""
+    scale = width / 4.8                                   # pixels per metre
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
+    frame = np.ones((height, width, 3))
+    ground = 0.8 * height
+    frame[np.abs(rows - ground) < 1.0] = 0.0              # the track
+    cart_x = (x + 2.4) * scale
+    cart = (np.abs(cols - cart_x) <= 0.2 * scale) & (rows <= ground) & \
+        (rows >= ground - 0.24 * scale)
+    frame[cart] = (0.15, 0.15, 0.15)
+    pivot = np.array([ground - 0.24 * scale, cart_x])     # (row, col): top of the cart
+    tip = pivot + scale * np.array([-np.cos(theta), np.sin(theta)])
+    # distance of every pixel to the pole's segment, pivot -> tip
+    along = tip - pivot
+    t = np.clip(((rows - pivot[0]) * along[0] + (cols - pivot[1]) * along[1])
+                / (along @ along), 0.0, 1.0)
+    distance = np.hypot(rows - pivot[0] - t * along[0], cols - pivot[1] - t * along[1])
+    frame[distance <= 0.04 * scale] = (0.8, 0.6, 0.4)
+    frame[np.hypot(rows - pivot[0], cols - pivot[1]) <= 0.03 * scale] = (0.5, 0.5, 0.8)
+    return frame
+
+
+def _greedy_episode_frames(env, actor: Actor, seed: int, every: int, max_steps: int,
+                           draw) -> tuple[list[np.ndarray], float]:
+    """Play one episode with the policy's most likely action; keep every `every`-th frame."""
+    observation, _ = env.reset(seed=seed)
+    box = isinstance(env.action_space, gym.spaces.Box)
+    frames, total, step = [draw(observation)], 0.0, 0
+    done = False
+    while not done and step < max_steps:
+        out = actor.output(observation)
+        action = np.clip(out, env.action_space.low, env.action_space.high) if box else \
+            int(np.argmax(out))
+        observation, reward, terminated, truncated, _ = env.step(action)
+        total += float(reward)
+        step += 1
+        done = terminated or truncated
+        if step % every == 0:
+            frames.append(draw(observation))
+    return frames, total
+
+
+def is_mujoco(env_id: str) -> bool:
+    return "mujoco" in str(getattr(gym.spec(env_id), "entry_point", ""))
+
+
+def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
+                      max_steps: int = 500, every: int = 3) -> float:
+    """A GIF of one episode of the trained policy (its mean action); returns the episode's
+    return. CartPole is drawn by cartpole_frame; any other task by its own renderer (MuJoCo:
+    offscreen through EGL, MUJOCO_GL=egl; without a GPU driver, MUJOCO_GL=osmesa with
+    libosmesa6 installed)."""
+    actor = Actor(trained.spec, trained.shipped)
+    if env_id.startswith("CartPole"):
+        env = make_env(env_id)
+        frames, total = _greedy_episode_frames(
+            env, actor, seed, every, max_steps, lambda obs: cartpole_frame(obs[0], obs[2]))
+    else:
+        os.environ.setdefault("MUJOCO_GL", "egl")  # read when the first renderer is made
+        env = make_env(env_id, render_mode="rgb_array", width=240, height=240)
+        frames, total = _greedy_episode_frames(env, actor, seed, every, max_steps,
+                                               lambda _: env.render())
+    env.close()
+    viz.save_gif(frames, path, duration=0.02 * every)  # MuJoCo's tasks step 0.01-0.05 s
+    return total
+
+
+def plot_tasks(runs: dict[str, dict[int, dict]], path: str,
+               published: dict[str, float] | None = None) -> None:
+    """Every task's learning curve for every seed: return against steps (top row) and against
+    wall-clock seconds (bottom row); a dashed line at the published 1M-step figure."""
+    tasks = list(runs)
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 6.2), squeeze=False)
+    for column, env_id in enumerate(tasks):
+        for seed, records in sorted(runs[env_id].items()):
+            last = float(np.mean(records["mean_return"][-10:]))
+            for row, key in enumerate(("steps", "seconds")):
+                axes[row, column].plot(records[key], records["mean_return"], lw=1,
+                                       color=f"C{seed}", label=f"seed {seed}: {last:.0f}"
+                                       if abs(last) >= 100 else f"seed {seed}: {last:.2f}")
+        for row in range(2):
+            ax = axes[row, column]
+            if published and env_id in published:
+                ax.axhline(published[env_id], color="grey", ls="--", lw=1)
+            ax.grid(alpha=0.3)
+        axes[0, column].set_title(env_id)
+        axes[0, column].legend(fontsize=7, title="last-10 mean", title_fontsize=7)
+        _thousands(axes[0, column])
+        axes[0, column].set_xlabel("environment steps")
+        axes[1, column].set_xlabel("wall-clock seconds (2 shared cores)")
+    axes[0, 0].set_ylabel("mean episode return")
+    axes[1, 0].set_ylabel("mean episode return")
+    fig.suptitle("TRPO, --preset mujoco: every seed (dashed: the published 1M-step TRPO result)")
+    fig.tight_layout()
+    viz.save_figure(fig, path)
+
+
 # ===== the demo ===========================================================================
 
 ADAPTIVE_VARIANTS = {
@@ -598,11 +828,22 @@ def run(config: Config) -> dict[str, float]:
     os.makedirs(config.out_dir, exist_ok=True)
     metrics: dict[str, float] = {}
     all_kl_ratios, collect_total, learn_total = [], 0.0, 0.0
-    trained = {}
+    trained, all_records = {}, {}
     for env_id in config.env_ids:
         records, trained[env_id] = train(config, env_id, config.total_steps)
+        all_records[env_id] = {config.seed: records}
         plot_rewards(records, env_id, os.path.join(config.out_dir, f"reward_{env_id}.png"))
-        last = records["mean_return"][-5:]
+        save_policy(os.path.join(config.out_dir, f"policy_{env_id}.npz"), trained[env_id].spec,
+                    trained[env_id].shipped, trained[env_id].normalizer)
+        if config.gif and (env_id.startswith("CartPole") or is_mujoco(env_id)):
+            try:
+                metrics[f"{env_id}_gif_return"] = write_episode_gif(
+                    env_id, trained[env_id], os.path.join(config.out_dir, f"episode_{env_id}.gif"),
+                    seed=config.seed)
+            except Exception as error:  # noqa: BLE001 (no OpenGL here: say so, keep the run)
+                print(f"trpo: no GIF of {env_id} ({type(error).__name__}: {error}); "
+                      "try MUJOCO_GL=osmesa or egl")
+        last = records["mean_return"][-10:]
         metrics[f"{env_id}_final_return"] = float(np.mean(last))
         metrics[f"{env_id}_best_return"] = float(records["mean_return"].max())
         metrics[f"{env_id}_seconds_per_10k_steps"] = float(
@@ -613,6 +854,8 @@ def run(config: Config) -> dict[str, float]:
         all_kl_ratios += list(records["kl"][accepted] / records["max_kl"][accepted])
         collect_total += records["collect_seconds"].sum()
         learn_total += records["learn_seconds"].sum()
+    if len(config.env_ids) > 1:
+        plot_tasks(all_records, os.path.join(config.out_dir, "tasks.png"), PUBLISHED_1M)
     metrics["kl_max_over_limit"] = float(max(all_kl_ratios, default=0.0))
     metrics["collect_share"] = float(collect_total / (collect_total + learn_total))
 

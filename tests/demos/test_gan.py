@@ -193,3 +193,24 @@ def test_a_finished_run_can_be_trained_on_longer(tmp_path):
     assert len(state.history["d_loss"]) == 4 and state.counters["iteration"] == 4
     with pytest.raises(CheckpointError, match="lr"):  # other settings are still refused
         gan.train(gan.Config(**{**longer.__dict__, "lr": 1e-3}), images)
+
+
+def test_the_cached_classifier_is_reused_only_for_the_same_blas_thread_count(tmp_path,
+                                                                             monkeypatch):
+    """float32 sums differ with the BLAS thread count, so a classifier cached by a run with
+    another count would give other distances than a fresh run: it is trained anew."""
+    config = gan.Config(**{**TINY_RUN, "train_images": 200, "classifier_epochs": 1,
+                           "out_dir": str(tmp_path)})
+    images, labels, _, _ = gan.load_images(config)
+    trainings = []
+    adam = gan.optim.Adam
+    monkeypatch.setattr(gan.optim, "Adam", lambda *a, **k: trainings.append(1) or adam(*a, **k))
+    monkeypatch.setattr(gan.parallel, "THREADS", 1)
+    first, _ = gan.train_feature_net(images, labels, config)
+    again, _ = gan.train_feature_net(images, labels, config)
+    assert len(trainings) == 1  # the second call loaded the cache
+    for a, b in zip(first.parameters(), again.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    monkeypatch.setattr(gan.parallel, "THREADS", 2)
+    gan.train_feature_net(images, labels, config)
+    assert len(trainings) == 2  # another thread count: trained, not loaded
