@@ -42,9 +42,9 @@ import traceback
 import weakref
 from dataclasses import dataclass, field
 
-import gymnasium as gym
 import numpy as np
 
+from minimal.envs import make as make_env
 from minimal.errors import ConfigError
 from minimal.rollouts import (
     RUN_EPISODE,
@@ -146,7 +146,7 @@ class RolloutActor:
         self.generation = -1
         self.error: str | None = None
         try:
-            self.env = gym.make(env_id, **env_kwargs)
+            self.env = make_env(env_id, **env_kwargs)  # as _worker_main makes it
         except Exception:  # noqa: BLE001 (reported on the first message, like a process worker)
             self.env, self.error = None, traceback.format_exc()
 

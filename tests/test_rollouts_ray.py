@@ -208,10 +208,12 @@ def test_trpo_learns_the_same_with_ray_actors(ray_instance):
     from minimal.demos import trpo
 
     def returns(backend: str) -> np.ndarray:
+        # with the observation normaliser, which travels in the parameter vector
         config = cli.make_config(trpo.Config, None, backend=backend, workers=2,
-                                 steps_per_update=1000, hidden=(16,))
-        records, params = trpo.train(config, "CartPole-v1", 3000)
-        return np.append(records["mean_return"], params)
+                                 steps_per_update=1000, hidden=(16,), obs_norm=True)
+        records, trained = trpo.train(config, "CartPole-v1", 3000)
+        assert trained.spec.obs_norm
+        return np.append(records["mean_return"], trained.shipped)
 
     np.testing.assert_array_equal(returns("process"), returns("ray"))
 
