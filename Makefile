@@ -1,6 +1,6 @@
 # `make test` runs the test suite, `make run` runs every demo's quick preset,
 # `make gallery` runs them too and refreshes the README's pictures in gallery/.
-# Each creates .venv and installs the project (with the test and mujoco extras) on first use.
+# Each creates .venv and installs the project (with the test, mujoco and ray extras) on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,mujoco]"
+	$(PY) -m pip install -q -e ".[test,mujoco,ray]"
 	touch $(STAMP)
 
 test: $(STAMP)

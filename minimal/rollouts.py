@@ -312,6 +312,8 @@ def run_episode(env: gym.Env, actor: Actor, seed: int, index: int) -> Episode:
 # ===== message packing: episodes and commands as flat float64 arrays =======================
 
 _SET_PARAMS, _RUN_EPISODE, _STOP = 0.0, 1.0, 2.0
+# the two commands under public names, for workers on another transport (minimal/rollouts_ray.py)
+SET_PARAMS, RUN_EPISODE = _SET_PARAMS, _RUN_EPISODE
 
 
 def pack_episode(episode: Episode, generation: int) -> bytes:
