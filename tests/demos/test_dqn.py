@@ -5,6 +5,7 @@ import pytest
 
 from minimal.autograd import Tensor
 from minimal.demos import dqn
+from minimal.replay import ReplayMemory, Transitions
 
 
 def test_dqn_target_by_hand():
@@ -52,7 +53,7 @@ def test_huber_by_hand():
 
 
 def test_epsilon_decays_linearly_then_stays():
-    config = dqn.Config(epsilon_decay_steps=100)
+    config = dqn.Config(epsilon_decay_steps=100, epsilon_end=0.05)
     assert dqn.epsilon_at(0, config) == 1.0
     np.testing.assert_allclose(dqn.epsilon_at(50, config), 0.525)
     np.testing.assert_allclose([dqn.epsilon_at(100, config), dqn.epsilon_at(10_000, config)],
@@ -65,8 +66,93 @@ def test_returns_on_grid_is_a_trailing_mean():
     np.testing.assert_allclose(got, [np.nan, 10.0, 15.0, 25.0])
 
 
-def test_dqn_learns_cartpole_with_a_fixed_seed():
-    config = dqn.Config(**{**dqn.QUICK, "eval_episodes": 3})
-    result = dqn.train(config, "dqn", seed=0)
-    assert result["final"] >= 150  # a random policy lasts about 22 steps
-    assert result["returns"][-10:].mean() >= 100
+
+class ThreeStepEpisode:
+    """A 3-step episode with observations (1, 0, 0, 0), (2, ...), (3, ...), reward 1 per step;
+    the third step ends it by a fall (terminated) or by the time limit (truncated). A reset
+    returns -99s, so a next_obs taken from the next episode shows up in the targets."""
+
+    def __init__(self, ending: str):
+        self.ending, self.t = ending, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.full(4, -99.0, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        end = self.t == 3
+        obs = np.array([self.t, 0, 0, 0], np.float32)
+        return obs, 1.0, end and self.ending == "terminated", end and self.ending == "truncated", {}
+
+
+@pytest.mark.parametrize("ending", ["terminated", "truncated"])
+def test_td_target_bootstraps_on_truncation_and_not_on_termination(ending):
+    env, memory = ThreeStepEpisode(ending), ReplayMemory(8, obs_shape=(4,))
+    obs = np.zeros(4, np.float32)
+    rng = np.random.default_rng(0)
+    ended = []
+    for action in (0, 1, 1):
+        obs, reward, done = dqn.record_step(env, obs, action, memory, rng)
+        ended.append(done)
+    assert ended == [False, False, True] and obs[0] == -99  # the episode restarted
+    # a one-layer "target network": Q(s, .) = (s_0, 2 s_0 + 1), so max_a Q(s', a) = 2 s'_0 + 1
+    target = [np.array([[1, 0, 0, 0], [2, 0, 0, 0]], np.float32), np.array([0, 1], np.float32)]
+    batch = Transitions(*(field[:3] for field in (memory.obs, memory.action, memory.reward,
+                                                  memory.next_obs, memory.terminated)))
+    gamma = 0.9
+    last = 1.0 if ending == "terminated" else 1 + gamma * (2 * 3 + 1)  # s' = (3, 0, 0, 0)
+    np.testing.assert_allclose(dqn.td_targets(batch, target, gamma),
+                               [1 + gamma * 3, 1 + gamma * 5, last], rtol=1e-6)
+
+
+def test_target_network_changes_only_at_a_sync():
+    config = dqn.Config(total_steps=260, learning_starts=50, target_sync=100, train_every=1,
+                        eval_every=1000, eval_episodes=2, hidden=8)
+    seen = {}
+
+    def record(step, online, target):
+        seen[step] = ([w.copy() for w in online], [w.copy() for w in target])
+
+    dqn.train(config, "dqn", seed=0, on_step=record)
+    online0, target0 = seen[1]
+    for step in range(2, 261):
+        online, target = seen[step]
+        previous_online, previous_target = seen[step - 1]
+        same = all(np.array_equal(a, b) for a, b in zip(target, previous_target))
+        assert same == (step % 100 != 0), step  # the copy moves only at steps 100 and 200
+        if step % 100 == 0:  # ... and then it is the online network of that step
+            assert all(np.array_equal(a, b) for a, b in zip(target, online))
+        # the online network moves at every update, from learning_starts on
+        moved = not all(np.array_equal(a, b) for a, b in zip(online, previous_online))
+        assert moved == (step >= 50), step
+    assert all(np.array_equal(a, b) for a, b in zip(seen[99][1], target0))
+    # without a target network the bootstrap uses theta itself at every step
+    seen.clear()
+    dqn.train(config, "no_target", seed=0, on_step=record)
+    for step in (49, 50, 99, 100, 101, 150):
+        assert all(np.array_equal(a, b) for a, b in zip(*seen[step]))
+
+
+def test_greedy_evaluation_counts_each_episode_once():
+    envs = dqn.make_evaluation_env(20)
+    # always push right: the pole falls within about 10 steps in every episode
+    push_right = [np.zeros((2, 4), np.float32), np.array([0, 1], np.float32)]
+    falls = dqn.greedy_returns(envs, push_right, seed=1)
+    assert falls.shape == (20,) and 7 <= falls.min() and falls.max() <= 14 and falls.std() > 0
+    # push towards the side the pole leans and rotates to: balances until the 500-step limit
+    lean = [np.array([[0, 0, -1, -1], [0, 0, 1, 1]], np.float32), np.zeros(2, np.float32)]
+    balanced = dqn.greedy_returns(envs, lean, seed=1)
+    assert balanced.max() == 500 and balanced.mean() > 400
+    np.testing.assert_array_equal(dqn.greedy_returns(envs, lean, seed=1), balanced)  # seeded
+
+
+def test_no_replay_trains_on_each_new_transition_once():
+    """no_replay's memory holds train_every transitions: its batch is exactly the newest ones."""
+    memory = ReplayMemory(2, obs_shape=(4,))
+    for i in range(5):
+        memory.push(np.full(4, i), i % 2, float(i), np.full(4, i + 1), terminated=False)
+    batch = dqn.stored(memory)
+    assert sorted(batch.reward) == [3.0, 4.0]
+    np.testing.assert_array_equal(batch.obs[:, 0], batch.reward)
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.reward + 1)
