@@ -63,6 +63,24 @@ def test_filterbank_node_matches_its_formula_in_tensor_ops():
     for a, b in zip(fast, graph, strict=True):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-10, atol=1e-12)
 
+
+@pytest.mark.parametrize("op", [draw.read_patches, draw.write_patches])
+def test_read_and_write_nodes_match_their_formula_in_tensor_ops(op):
+    """read and write are single nodes with NumPy backwards: the gradients of the images (or
+    patches) and of both filterbanks equal those of the same products as small ops."""
+    rng = np.random.default_rng(4)
+    batch, channels, n, height, width = 3, 2, 4, 7, 6
+    win = draw.window(Tensor(rng.normal(0, 0.7, (batch, 5))), height, width, n)
+    fx, fy = (Tensor(win[k].data, requires_grad=True) for k in ("fx", "fy"))
+    shape = (batch, channels) + ((height, width) if op is draw.read_patches else (n, n))
+    inputs = [Tensor(rng.standard_normal(shape), requires_grad=True), fx, fy]
+    out = op(*inputs)
+    weights = Tensor(rng.standard_normal(out.shape))
+    fast = grad((out * weights).sum(), inputs)
+    graph = grad((out * weights).sum(), inputs, create_graph=True)  # the Tensor-op formula
+    for a, b in zip(fast, graph, strict=True):
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-10, atol=1e-12)
+
 def test_read_with_n_equal_to_the_image_and_tiny_variance_is_the_image():
     rng = np.random.default_rng(1)
     size = 9
