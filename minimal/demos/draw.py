@@ -171,36 +171,52 @@ def filterbank(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size: int
     stays exact when the variance is tiny and every exponential underflows.
 
     One node with a NumPy backward (`fused`): as ~16 recorded small ops (and their backward's
-    ~35 more) the four filterbanks of each step cost more in bookkeeping than in arithmetic
-    (an iteration of the benchmark's model: 4796 -> 2676 nodes). `composed` is the same
-    formula in Tensor ops, differentiated instead under create_graph=True.
+    ~35 more) the four filterbanks of each step cost more in bookkeeping than in arithmetic.
+    `_filterbank_ops` is the same formula in Tensor ops, differentiated instead under
+    create_graph=True.
     """
+    bank, backward = _filterbank_arrays(centre.data, delta.data, log_var.data, n, size)
+
+    def fast_backward(g: Tensor) -> tuple[Tensor, ...]:
+        return tuple(Tensor(d) for d in backward(g.data))
+
+    return fused(bank, (centre, delta, log_var), fast_backward,
+                 lambda *args: _filterbank_ops(*args, n, size), "filterbank")
+
+
+def _filterbank_ops(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size: int
+                    ) -> Tensor:
+    """`filterbank` written in Tensor ops."""
+    offsets = np.arange(1, n + 1, dtype=centre.dtype) - n / 2 - 0.5  # (n,)
+    mu = centre + delta * Tensor(offsets)  # (B, n)
+    pixels = Tensor(np.arange(1, size + 1, dtype=centre.dtype))  # (size,)
+    distance = pixels - mu.reshape(mu.shape + (1,))  # (B, n, size)
+    # the squared *distance* over 2 sigma^2 (one public version squared the ratio instead)
+    exponent = -(distance * distance) / (2 * log_var.exp()).reshape(log_var.shape + (1,))
+    return F.softmax(exponent, axis=-1)
+
+
+def _filterbank_arrays(centre: np.ndarray, delta: np.ndarray, log_var: np.ndarray, n: int,
+                       size: int):
+    """`filterbank` in NumPy: (bank, backward), backward(g) = the gradients of centre, delta
+    and log_var (each (B, 1)) from the gradient g (B, n, size) of the bank."""
     offsets = np.arange(1, n + 1, dtype=centre.dtype) - n / 2 - 0.5  # (n,)
     pixels = np.arange(1, size + 1, dtype=centre.dtype)  # (size,)
-
-    def composed(centre: Tensor, delta: Tensor, log_var: Tensor) -> Tensor:
-        mu = centre + delta * Tensor(offsets)  # (B, n)
-        distance = Tensor(pixels) - mu.reshape(mu.shape + (1,))  # (B, n, size)
-        # the squared *distance* over 2 sigma^2 (one public version squared the ratio instead)
-        exponent = -(distance * distance) / (2 * log_var.exp()).reshape(log_var.shape + (1,))
-        return F.softmax(exponent, axis=-1)
-
-    distance = pixels - (centre.data + delta.data * offsets)[..., None]  # (B, n, size)
-    variance = np.exp(log_var.data)[..., None]  # (B, 1, 1)
+    distance = pixels - (centre + delta * offsets)[..., None]  # (B, n, size)
+    variance = np.exp(log_var)[..., None]  # (B, 1, 1)
     exponent = -(distance * distance) / (2 * variance)
     bank = np.exp(exponent - exponent.max(axis=-1, keepdims=True))
     bank /= bank.sum(axis=-1, keepdims=True)
 
-    def fast_backward(g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # through the softmax, then d exponent / d mu_i = distance / sigma^2 and
         # d exponent / d log sigma^2 = -exponent
-        d_exponent = bank * (g.data - (g.data * bank).sum(axis=-1, keepdims=True))
+        d_exponent = bank * (g - (g * bank).sum(axis=-1, keepdims=True))
         d_mu = (d_exponent * distance).sum(axis=-1) / variance[..., 0]  # (B, n)
-        return (Tensor(d_mu.sum(axis=-1, keepdims=True)),
-                Tensor((d_mu * offsets).sum(axis=-1, keepdims=True)),
-                Tensor(-(d_exponent * exponent).sum(axis=(1, 2))[:, None]))
+        return (d_mu.sum(axis=-1, keepdims=True), (d_mu * offsets).sum(axis=-1, keepdims=True),
+                -(d_exponent * exponent).sum(axis=(1, 2))[:, None])
 
-    return fused(bank, (centre, delta, log_var), fast_backward, composed, "filterbank")
+    return bank, backward
 
 
 def window(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]:
@@ -210,16 +226,46 @@ def window(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]
     the stride delta = (max(H, W) - 1)/(N - 1) exp(log delta~) (multiplied: dividing by the
     exponential, as one public version did, turns a bigger output into a smaller window);
     sigma^2 = exp(log sigma^2); gamma = exp(log gamma).
+
+    Returns the filterbanks fx (B, N, W) and fy (B, N, H), gamma (B, 1), and gx, gy, delta
+    (B, 1) as values (for drawing the window, no gradient). fx and fy are each one node on
+    params whose NumPy backward fills params' gradient columns directly: splitting params and
+    placing the grid in small ops would record ~25 more nodes per window (an iteration of the
+    benchmark's model: 2338 -> 1818 nodes). `_window_ops` is the same in Tensor ops,
+    differentiated under create_graph=True.
     """
-    gx_tilde, gy_tilde, log_var, log_delta, log_gamma = split(params, 5, axis=-1)  # (B, 1)
+    p = params.data
+    centres = {"x": (width + 1) / 2 * (p[:, 0:1] + 1), "y": (height + 1) / 2 * (p[:, 1:2] + 1)}
+    delta = (max(height, width) - 1) / (n - 1) * np.exp(p[:, 3:4])
+    banks = {}
+    for column, (axis, size) in enumerate((("x", width), ("y", height))):
+        # Fy from the y centre (the post's colour version built it from gX)
+        bank, backward = _filterbank_arrays(centres[axis], delta, p[:, 2:3], n, size)
+
+        def fast_backward(g: Tensor, backward=backward, column=column, size=size):
+            d_centre, d_delta, d_log_var = backward(g.data)
+            d_params = np.zeros_like(p)  # through the formulas above to (g~, log var, log delta~)
+            d_params[:, column:column + 1] = d_centre * ((size + 1) / 2)
+            d_params[:, 2:3] = d_log_var
+            d_params[:, 3:4] = d_delta * delta
+            return (Tensor(d_params),)
+
+        def composed(params: Tensor, axis=axis) -> Tensor:
+            return _window_ops(params, height, width, n)["f" + axis]
+
+        banks[axis] = fused(bank, (params,), fast_backward, composed, "window_filterbank")
+    return {"fx": banks["x"], "fy": banks["y"], "gamma": params[:, 4:5].exp(),
+            "gx": Tensor(centres["x"]), "gy": Tensor(centres["y"]), "delta": Tensor(delta)}
+
+
+def _window_ops(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]:
+    """`window`'s filterbanks in Tensor ops."""
+    gx_tilde, gy_tilde, log_var, log_delta, _ = split(params, 5, axis=-1)  # (B, 1)
     gx = (width + 1) / 2 * (gx_tilde + 1)
     gy = (height + 1) / 2 * (gy_tilde + 1)
     delta = (max(height, width) - 1) / (n - 1) * log_delta.exp()
-    return {"fx": filterbank(gx, delta, log_var, n, width),  # (B, N, W)
-            # Fy from the y centre (the post's colour version built it from gX)
-            "fy": filterbank(gy, delta, log_var, n, height),  # (B, N, H)
-            "gamma": log_gamma.exp(),  # (B, 1)
-            "gx": gx, "gy": gy, "delta": delta}
+    return {"fx": _filterbank_ops(gx, delta, log_var, n, width),  # (B, N, W)
+            "fy": _filterbank_ops(gy, delta, log_var, n, height)}  # (B, N, H)
 
 
 def read_patches(images: Tensor, fx: Tensor, fy: Tensor) -> Tensor:

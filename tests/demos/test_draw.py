@@ -64,6 +64,21 @@ def test_filterbank_node_matches_its_formula_in_tensor_ops():
         np.testing.assert_allclose(a.data, b.data, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("bank", ["fx", "fy"])
+def test_window_filterbank_nodes_match_their_formula_in_tensor_ops(bank):
+    """fx and fy are single nodes on the window's five numbers: their gradient with respect to
+    those numbers equals that of the split-and-place formula in small ops."""
+    rng = np.random.default_rng(6)
+    params = Tensor(rng.normal(0, 0.7, (3, 5)), requires_grad=True)
+    out = draw.window(params, 7, 9, 4)[bank]
+    weights = Tensor(rng.standard_normal(out.shape))
+    (fast,) = grad((out * weights).sum(), [params])
+    (graph,) = grad((out * weights).sum(), [params], create_graph=True)
+    np.testing.assert_allclose(fast.data, graph.data, rtol=1e-10, atol=1e-12)
+    used = [0 if bank == "fx" else 1, 2, 3]  # its centre, log variance and log stride
+    assert np.all(fast.data[:, used] != 0)
+    assert np.all(np.delete(fast.data, used, axis=1) == 0)
+
 @pytest.mark.parametrize("op", [draw.read_patches, draw.write_patches])
 def test_read_and_write_nodes_match_their_formula_in_tensor_ops(op):
     """read and write are single nodes with NumPy backwards: the gradients of the images (or
