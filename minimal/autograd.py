@@ -688,6 +688,16 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
+        if not _recording:  # a plain backward: the same NumPy products without recording the
+            # 5-7 nodes of the Tensor version (DRAW runs 70 of these per iteration)
+            rows = g.data.reshape(-1, out_features)
+            grads = [_constant((rows @ weight.data).reshape(x.shape)) if x.requires_grad
+                     else None,
+                     _constant(rows.T @ x.data.reshape(-1, in_features))
+                     if weight.requires_grad else None]
+            if bias is not None:
+                grads.append(_constant(rows.sum(axis=0)) if bias.requires_grad else None)
+            return grads
         g_rows = reshape(g, (-1, out_features))
         grads = [reshape(matmul(g_rows, weight), x.shape) if x.requires_grad else None,
                  matmul(transpose(g_rows), reshape(x, (-1, in_features)))

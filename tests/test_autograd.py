@@ -218,6 +218,24 @@ def test_linear_op_matches_composition():
         ag.linear(Tensor(np.zeros((4, 2))), Tensor(w))
 
 
+
+def test_linear_plain_backward_is_the_formula_and_the_recorded_one_bit_for_bit():
+    """A backward without create_graph takes linear's NumPy path: the gradients of the
+    written-out formula, and the same bits as the recorded Tensor-op backward."""
+    rng = np.random.default_rng(8)
+    x, w, b = (Tensor(rng.standard_normal(s).astype(np.float32), requires_grad=True)
+               for s in ((2, 4, 3), (5, 3), (5,)))
+    g = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    out = ag.linear(x, w, b)
+    plain = ag.grad(out, [x, w, b], Tensor(g))
+    recorded = ag.grad(out, [x, w, b], Tensor(g), create_graph=True)
+    rows, inputs = g.reshape(-1, 5), x.data.reshape(-1, 3)
+    expected = [(rows @ w.data).reshape(x.shape), rows.T @ inputs, rows.sum(axis=0)]
+    for p, r, e in zip(plain, recorded, expected, strict=True):
+        assert p.dtype == np.float32 and not p.requires_grad
+        np.testing.assert_array_equal(p.data, r.data)
+        np.testing.assert_allclose(p.data, e, rtol=1e-6)
+
 def test_leaf_gradients_do_not_share_memory():
     a = Tensor(randn(3), requires_grad=True)
     b = Tensor(randn(3), requires_grad=True)
