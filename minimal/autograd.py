@@ -444,7 +444,12 @@ def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: 
                     raise RuntimeError(f"{current._op} backward gave a gradient of shape "
                                        f"{pg.shape} for an input of shape {parent.shape}")
                 key = id(parent)
-                grads[key] = grads[key] + pg if key in grads else pg
+                if key not in grads:
+                    grads[key] = pg
+                elif create_graph:
+                    grads[key] = grads[key] + pg
+                else:  # nothing is recorded: the sum without an add node's bookkeeping
+                    grads[key] = _constant(grads[key].data + pg.data)
             if id(current) not in keep:
                 del grads[id(current)]  # free intermediate gradients early
     return grads

@@ -236,6 +236,27 @@ def test_linear_plain_backward_is_the_formula_and_the_recorded_one_bit_for_bit()
         np.testing.assert_array_equal(p.data, r.data)
         np.testing.assert_allclose(p.data, e, rtol=1e-6)
 
+
+def test_gradients_of_a_value_used_many_times_add_up_on_both_paths():
+    """A plain backward sums the gradients reaching a node in NumPy, without add nodes: the
+    same bits as the recorded sum under create_graph, and the derivative written out."""
+    rng = np.random.default_rng(9)
+    x = Tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    w = Tensor(rng.standard_normal((3, 4)).astype(np.float32), requires_grad=True)
+    h = x * w
+    y = (h * h + h.exp() + x * 3 + (h * x).tanh()).sum()  # x and h each reach y several ways
+    (plain_x, plain_w), (recorded_x, recorded_w) = (
+        ag.grad(y, [x, w], create_graph=flag) for flag in (False, True))
+    np.testing.assert_array_equal(plain_x.data, recorded_x.data)
+    np.testing.assert_array_equal(plain_w.data, recorded_w.data)
+    xd, wd = x.data.astype(np.float64), w.data.astype(np.float64)
+    hd = xd * wd
+    sech2 = 1 - np.tanh(hd * xd) ** 2
+    np.testing.assert_allclose(plain_x.data, (2 * hd + np.exp(hd)) * wd + 3 + sech2 * 2 * hd,
+                               rtol=1e-5)
+    np.testing.assert_allclose(plain_w.data, (2 * hd + np.exp(hd)) * xd + sech2 * xd * xd,
+                               rtol=1e-5)
+
 def test_leaf_gradients_do_not_share_memory():
     a = Tensor(randn(3), requires_grad=True)
     b = Tensor(randn(3), requires_grad=True)
