@@ -24,8 +24,8 @@ CASES = [
     ("trpo", ["--activation", "gelu"], "activation (--activation) must be one of relu, tanh"),
     ("trpo", ["--gae-lambda", "1.2"], "gae_lambda (--gae-lambda) must be a number from 0 to 1"),
     ("actor_critic", ["--seeds", "0"], "seeds (--seeds) must be a whole number >= 1, got 0"),
-    ("actor_critic", ["--methods", "a2c"], ("methods (--methods) must be one of reinforce, "
-                                            "reinforce_baseline, actor_critic, got ('a2c',)")),
+    ("actor_critic", ["--methods", "ppo"], ("methods (--methods) must be one of reinforce, "
+                                            "reinforce_baseline, actor_critic, a2c, got ('ppo',)")),
     ("dqn", ["--batch-size", "0"], "batch_size (--batch-size) must be a whole number >= 1"),
     ("dqn", ["--variants", "double"], "variants (--variants) must be one of dqn, no_replay"),
     ("dqn", ["--loss", "l1"], "loss (--loss) must be one of huber, mse, got 'l1'"),
