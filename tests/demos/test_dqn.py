@@ -156,3 +156,22 @@ def test_no_replay_trains_on_each_new_transition_once():
     assert sorted(batch.reward) == [3.0, 4.0]
     np.testing.assert_array_equal(batch.obs[:, 0], batch.reward)
     np.testing.assert_array_equal(batch.next_obs[:, 0], batch.reward + 1)
+
+
+def test_replay_and_target_network_are_what_make_it_learn_with_a_fixed_seed():
+    """6000 steps, seed 0 (the greedy policy evaluated on 100 episodes every 500 steps).
+
+    Measured: DQN's greedy return 163-180 at 2500-3500 steps, mean 120 from 2500 on; online
+    learning (no replay) mean 25, best 45; without a target network Q(s, a) grows to ~1e6
+    (no return is worth more than 100) and the policy falls in ~9 steps. Random play: ~22,
+    the untrained greedy network: 12.
+    """
+    config = dqn.Config(total_steps=6000, eval_every=500)
+    results = {variant: dqn.train(config, variant, seed=0)
+               for variant in ("dqn", "no_replay")}
+    learning = {variant: r["eval_returns"][r["eval_steps"] >= 2500]
+                for variant, r in results.items()}
+    assert learning["dqn"].max() >= 150 and learning["dqn"].mean() >= 90
+    assert learning["no_replay"].max() <= 100 and learning["no_replay"].mean() <= 50
+    diverged = dqn.train(dqn.Config(total_steps=4000, eval_every=500), "no_target", seed=0)
+    assert diverged["eval_returns"][diverged["eval_steps"] >= 1500].max() <= 15
