@@ -78,10 +78,12 @@ pixels - 0.5 (the post fed [0, 1]) and trains with Adam 3e-4 (the post: 1e-4) fo
 rather than the post's 20000: both for the CPU budget, both measured below. The data are a
 synthetic CIFAR stand-in (or synthetic digits) rather than MNIST.
 
-Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread):
-    quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.38 (untrained 0.11, chance
+Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread; a training epoch takes 1.25x
+PyTorch's time at 1 thread, benchmarks/bench_deconvnet.py on a loaded machine):
+    quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.378 (untrained 0.11, chance
         0.10); identity check 0 with switches, 1.732 with filling; p(true class) falls by 0.33
-        on average where the square hides most; no silent feature; 50 s of CPU.
+        on average where the square hides most; no silent feature; 44 s of CPU (51 s before
+        the faster max-pool and Adam, which moved only float32 rounding: 0.38 then).
     full (20000 images, 5 epochs, 2000 Adam steps): held-out accuracy 0.566 (untrained 0.10),
         still rising by 2-4 points an epoch (not converged); p(true class) falls by 0.55 under
         the square; 7 of 64 layer-2 features never fire on 500 held-out images; 373 s of one
@@ -153,7 +155,7 @@ class Config:
                               f"index from 0 to {count - 1}, got {self.feature!r}")
 
 
-# 4000 images, 3 epochs: 53 s at 1 thread in all, figures included (measured, see above)
+# 4000 images, 3 epochs: 44 s at 1 thread in all, figures included (measured, see above)
 QUICK = {"train_size": 4000, "test_size": 1000, "epochs": 3, "probe_size": 300,
          "occlusion_images": 4}
 

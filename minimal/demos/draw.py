@@ -70,10 +70,15 @@ Departures from the original code (the first five are bugs fixed, each with a te
 Results (seed 0, synthetic binarised digits, test negative ELBO in nats per image, one sample
 of z per image; CPU seconds):
     preset                      attention  no attention  untrained (att. / none)  CPU
-    quick                       118.7      121.1         376.0 / 411.5            ~54 s
+    quick                       120.0      121.1         376.0 / 411.5            ~42 s
     full (3000 iterations)      114.5      78.8          391.2 / 398.1            ~20 min
     colour quick (faces, L2+KL) 96.8       83.5          764 / 738                ~130 s
-The quick preset takes 50 s of wall time on 2 cores. What mattered in it: the write window's
+(seed 1, quick: 120.8 / 118.5). The full and colour rows were measured before the attention's
+filterbanks, reads and writes and the LSTM cells became single nodes; the quick preset then
+took ~61 s of CPU and gave 118.7 / 121.1 (the same formulas, float32 rounding apart). One
+training iteration of the full-size model runs at 0.9x PyTorch's time at 1 thread
+(benchmarks/bench_draw.py, loaded machine); the quick preset took 50 s of wall time on 2
+cores before those changes. What mattered in the quick preset: the write window's
 initial log gamma bias lowered by 3. A write spreads each patch value over a few pixels with
 weights summing to one, so at the post's initialisation the decoder cannot yet use what the
 encoder sends and every image becomes the same grey blob (attention model alone, 200
@@ -147,13 +152,13 @@ class Config:
             raise ConfigError(f"beta1 (--beta1) must be below 1, got {self.beta1}")
 
 
-# about a minute of CPU: two small models (LSTM 64) of 10 steps, 400 batches each; a larger
+# ~42 s of CPU: two small models (LSTM 64) of 10 steps, 400 batches each; a larger
 # learning rate, and writes 20 times stronger at the start (see the docstring: what mattered)
 QUICK = {"hidden": 64, "iterations": 400, "train_size": 5000, "test_size": 500,
          "eval_every": 100, "save_every": 100, "lr": 3e-3, "write_log_gamma": -3.0,
          "read_log_gamma": 1.0, "log_delta": -0.7}
 
-# measured with the quick preset (seed 0): 118.7 and 121.1 nats; untrained 376.0 and 411.5
+# measured with the quick preset (seed 0): 120.0 and 121.1 nats; untrained 376.0 and 411.5
 TARGETS = {
     "test_nll_attention": ("<=", 130.0),
     "test_nll_plain": ("<=", 132.0),
