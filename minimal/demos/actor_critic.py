@@ -60,8 +60,8 @@ the moved critic; 12 of 12 seeds then solve within 800 episodes, 342-627). The T
 from the critic as it was before the episode: fitted first to the very targets it then judges,
 it leaves the actor mostly its residuals. Not the cause: truncation (it already bootstrapped;
 now tested), the TD errors' scale (dividing them by a running RMS changed little). A2C's
-critic does need its output scaled (V = 100 x network): at 1 it lagged and 0 of 3 seeds
-solved (best 228, 201, 180).
+critic does need its output scaled (V = 100 x network): at 1 (critic Adam 1e-2 or 3e-2) 0 of
+3 seeds solved (best 228, 201, 180).
 
 Results (2 cores, CPU seconds; best = best 100-episode average and area = mean of the
 100-episode average over the budget, a solved run held, both mean over seeds; the longer record
