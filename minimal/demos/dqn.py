@@ -72,7 +72,7 @@ is in benchmarks/README.md):
     dqn         12.5k, 32.5k, 5k                        242 / 353             489 / 119
     no_replay   62.5k, 100k (single spikes), never       92 / 194              410 / 51
     no_target   never, never, never                     9.4 / 9.4             20 / 9.7
-    time        full ~12 CPU minutes (9 runs of 100k steps); quick ~50 CPU seconds
+    time        full 630 CPU seconds (9 runs of 100k steps); quick 51 CPU seconds
 
 DQN's greedy policy scores >= 475 in 24% of its evaluations, online learning in 2% (2 of 120:
 one spike on each of two seeds), without a target network never: by 2500 steps every seed has
