@@ -822,7 +822,14 @@ def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
         os.environ.setdefault("MUJOCO_GL", "egl")  # read when the first renderer is made
         import mujoco
 
-        env = make_env(env_id, render_mode="rgb_array", width=size, height=size)
+        # Reacher's default view is far and slanted: look straight down from closer
+        view = ({"default_camera_config": {"trackbodyid": 0, "distance": 0.9,
+                                           "elevation": -90.0, "azimuth": 90.0}}
+                if env_id.startswith("Reacher") else {})
+        env = make_env(env_id, render_mode="rgb_array", width=size, height=size, **view)
+        limit = env.spec.max_episode_steps if env.spec is not None else None
+        if limit is not None and limit <= 100:
+            every = 1  # short episodes (Reacher: 50 steps): keep every frame
         # the runners leave the default free camera's view; their models' "track" camera
         # follows the centre of mass (Reacher has none and stays in view)
         camera = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
