@@ -188,7 +188,7 @@ def test_the_page_in_chromium_paint_a_stroke_colour_and_get_the_drawings_size(se
         assert np.all(hint[:20] == 1.0)
 
         driver.find_element(By.ID, "nohint").click()
-        status_says("with no hint")
+        status_says("Coloured with no hint")  # the reply, not "Colouring with no hint..."
         assert received[-1] is None  # "No hint" sends the line art alone: the all-white hint
         driver.find_element(By.ID, "clear").click()
         driver.find_element(By.ID, "go").click()
