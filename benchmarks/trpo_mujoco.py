@@ -43,8 +43,9 @@ def run(args) -> None:
             overrides[name] = text
     # the preset's values, then the overrides (Config(preset=...) would put the preset back on
     # an override equal to the plain default, e.g. obs_norm=False)
-    settings = {**trpo.MUJOCO, "seed": args.seed, "env_ids": (args.env,),
-                "total_steps": args.steps, "workers": args.workers, "gif": False, **overrides}
+    settings = {**trpo.MUJOCO, **trpo.MUJOCO_PER_TASK.get(args.env, {}), "seed": args.seed,
+                "env_ids": (args.env,), "total_steps": args.steps, "workers": args.workers,
+                "gif": False, **overrides}
     config = trpo.Config(**settings)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{args.tag}_{args.env}_s{args.seed}")

@@ -270,6 +270,12 @@ def test_mujoco_preset_fills_only_the_settings_left_at_their_defaults():
     assert config.env_ids == trpo.MUJOCO_TASKS and config.obs_norm
     assert config.max_kl == 0.02  # given explicitly: kept
     assert trpo.Config().env_ids == ("CartPole-v1", "Pendulum-v1")  # default unchanged
+    preset = trpo.Config(preset="mujoco")
+    assert trpo.task_config(preset, "Hopper-v5").max_kl == 0.02  # Hopper's own setting
+    assert trpo.task_config(preset, "Swimmer-v5").max_kl == 0.01
+    explicit = trpo.Config(preset="mujoco", max_kl=0.005)
+    assert trpo.task_config(explicit, "Hopper-v5").max_kl == 0.005  # given: kept
+    assert trpo.task_config(trpo.Config(), "Hopper-v5").max_kl == 0.01  # no preset
     with pytest.raises(ConfigError, match="preset"):
         trpo.Config(preset="atari")
 
