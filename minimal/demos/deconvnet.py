@@ -397,8 +397,9 @@ def train(config: Config, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
     if config.resume:
         state.resume()
     steps = len(train_x) // config.batch_size
-    progress = cli.Progress(config.epochs * steps, "step")
-    for epoch in range(state.counters.get("epoch", 0), config.epochs):
+    first = state.counters.get("epoch", 0)
+    progress = cli.Progress(config.epochs * steps, "step", first=first * steps)
+    for epoch in range(first, config.epochs):
         order = rng.permutation(len(train_x))
         losses = []
         for step in range(steps):

@@ -533,7 +533,7 @@ def train(name: str, model: Draw, adam: optim.Adam, images: np.ndarray, test: np
     """
     history = state.history
     start = state.counters.get(name, 0)
-    progress = cli.Progress(config.iterations, label=f"{name} it")
+    progress = cli.Progress(config.iterations, label=f"{name} it", first=start)
     for it in range(start, config.iterations):
         x = images[rng.integers(0, len(images), config.batch_size)]
         noise = rng.standard_normal((config.steps, config.batch_size, config.z_size)
