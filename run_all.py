@@ -25,8 +25,10 @@ import traceback
 from pathlib import Path
 
 import minimal.demos
+from minimal import parallel
 from minimal.cli import make_config
 from minimal.errors import UserError
+from minimal.rollouts import limit_blas_threads
 from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
@@ -96,6 +98,8 @@ def run_demo(name: str, quick: bool) -> dict:
     except Exception as error:  # noqa: BLE001 - a broken demo is reported, the others still run
         traceback.print_exc()
         row["status"], row["detail"] = "ERROR", f"{type(error).__name__}: {error}"
+    finally:  # a demo that pinned BLAS to one thread (dqn, trpo) leaves the next one its cores
+        limit_blas_threads(parallel.THREADS)
     row["seconds"] = time.perf_counter() - start
     return row
 

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import sys
 import types
 
@@ -59,3 +60,36 @@ def test_a_user_error_in_a_demo_is_one_line_without_a_traceback(tmp_path, monkey
     err = capsys.readouterr().err
     assert err.strip() == "fake: datasets/mnist/train-images-idx3-ubyte.gz is truncated"
     assert '"status": "failed"' in (tmp_path / "outputs" / "fake" / "run.json").read_text()
+
+
+def test_a_demo_that_pins_blas_to_one_thread_leaves_the_next_demo_its_threads(tmp_path,
+                                                                              monkeypatch):
+    """dqn and trpo call limit_blas_threads(1) for their own reasons; in run_all's one process
+    the demos after them must get the thread count BLAS started with, not theirs."""
+    from minimal import parallel
+    from minimal.rollouts import limit_blas_threads
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(parallel, "THREADS", 2)  # as if started on 2 cores (tests run at 1)
+    module = types.ModuleType("minimal.demos.fake")
+
+    @dataclasses.dataclass
+    class Config:
+        out_dir: str = "outputs/fake"  # where figures go
+
+    seen = []
+
+    def run(config):
+        seen.append(os.environ["OPENBLAS_NUM_THREADS"])
+        limit_blas_threads(1)
+        return {}
+
+    module.Config, module.run, module.QUICK = Config, run, {}
+    monkeypatch.setitem(sys.modules, "minimal.demos.fake", module)
+    try:
+        limit_blas_threads(2)
+        assert run_all.run_demo("fake", quick=True)["status"] == "pass"
+        assert run_all.run_demo("fake", quick=True)["status"] == "pass"
+        assert seen == ["2", "2"]  # the second run started with 2 threads again
+    finally:
+        limit_blas_threads(1)  # the tests' setting (conftest)
