@@ -38,23 +38,22 @@ Run:  python -m minimal.demos.trpo [--quick] [--seed 0] [--workers 2] [--env-ids
 
 On Ray (minimal/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
 workers as Ray actors, the learner unchanged and the batches bit-identical. Without an address
-it starts a private local Ray instance (6-12 s here) and stops it on exit, Ctrl-C included. On
-a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on the others
-(each node needs this project and its environments installed), then on the learner's machine
-`python -m minimal.demos.trpo --backend ray --ray-address HEAD:6379 --workers 32` (with
-RAY_AUTH_MODE=token and the cluster's token if it uses token authentication). Each actor
-reserves one CPU. Per iteration the flat parameter vector travels once to each node (37 KB
+it starts a private local Ray instance (about 6 s on 2 cores) and stops it on exit, Ctrl-C
+included. On a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on
+the others (each node needs this project and its environments installed), then on the
+learner's machine `python -m minimal.demos.trpo --backend ray --ray-address HEAD:6379 --workers
+32` (with RAY_AUTH_MODE=token and the cluster's token if it uses token authentication). Each
+actor reserves one CPU. Per iteration the flat parameter vector travels once to each node (37 KB
 for CartPole's policy), then per episode two floats out and one packed float64 episode back
-(48 bytes a CartPole step). Collect seconds per 5000-step batch, medians of 9 interleaved
-batches on this 2-core machine under heavy load from other jobs (load average 8-10, hence no
-gain from a second worker; benchmarks/bench_rollouts_ray.py):
+(48 bytes a CartPole step). Collect seconds per 5000-step batch, medians of 7 interleaved
+batches on 2 otherwise idle cores (benchmarks/bench_rollouts_ray.py):
 
     workload (episodes per batch)      pool 1   Ray 1   pool 2   Ray 2
-    CartPole, untrained policy (229)    0.27    0.37     0.27    0.27
-    CartPole, balancing policy (10)     0.20    0.23     0.21    0.23
-    Pendulum (25)                       0.24    0.25     0.24    0.22
+    CartPole, untrained policy (229)    0.25    0.35     0.15    0.29
+    CartPole, balancing policy (10)     0.21    0.21     0.11    0.13
+    Pendulum (25)                       0.21    0.22     0.11    0.14
 
-Ray costs 0.4-0.7 ms more per episode (one actor call each; two runs), so it shows only with
+Ray costs 0.4-0.6 ms more per episode (one actor call each), so it shows only with
 many short episodes. Across nodes the episodes are the traffic: 24 KB for 500 CartPole steps.
 
 Figures and files (in out_dir):
