@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import weakref
 import numbers
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np

@@ -6,8 +6,9 @@ local processes. Only the transport differs; everything else is RolloutPool's ow
 - the learner's side is inherited: `collect(flat_params, min_steps)`, the episode numbering,
   the queueing of up to two episodes per worker, the surplus handling, `.stats` and the
   context manager; this class supplies only the transport RolloutPool's collect calls
-  (`_send`, `_receive`, `_raise_dead`) and its own start and `close()`. Episode k is still seeded from (seed, k) alone, so the batches are
-  bit-identical to the process pool's and to in-process collection, for any number of actors;
+  (`_send`, `_receive`, `_raise_dead`) and its own start and `close()`. Episode k is still
+  seeded from (seed, k) alone, so the batches are bit-identical to the process pool's and to
+  in-process collection, for any number of actors;
 - the worker's side speaks the same messages (a flat float64 array: set the parameters, or run
   episode k) and replies with the same packed episode or the same traceback text, using
   rollouts.py's `Actor`, `run_episode` and `pack_episode`.

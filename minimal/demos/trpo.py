@@ -180,6 +180,7 @@ from minimal import cli, nn, viz
 from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
+from minimal.envs import make as make_env
 from minimal.errors import ConfigError
 from minimal.natural import (
     fisher_vector_product,
@@ -190,7 +191,6 @@ from minimal.natural import (
     set_flat_parameters,
 )
 from minimal.optim import Adam
-from minimal.envs import make as make_env
 from minimal.rollouts import (
     Actor,
     Episode,
@@ -198,7 +198,6 @@ from minimal.rollouts import (
     RolloutPool,
     RunningMeanStd,
     limit_blas_threads,
-    run_episode,
 )
 
 matplotlib.use("Agg")  # figures go to files; no display needed
