@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_rollouts import assert_same_batches, random_params  # the process pool's own checks
 
 from minimal import cli
 from minimal.errors import ConfigError
@@ -26,24 +27,10 @@ CARTPOLE = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
 PENDULUM = PolicySpec(obs_dim=3, act_dim=1, hidden=(16,), discrete=False, activation="tanh")
 
 
-def random_params(spec: PolicySpec, seed: int) -> np.ndarray:
-    return 0.5 * np.random.default_rng(seed).standard_normal(spec.num_parameters())
-
-
 def collect_iterations(pool, spec: PolicySpec, iterations: int = 3,
                        min_steps: int = 600) -> list:
     with pool:
         return [pool.collect(random_params(spec, i), min_steps) for i in range(iterations)]
-
-
-def assert_same_batches(first: list, second: list) -> None:
-    assert len(first) == len(second)
-    for batch_a, batch_b in zip(first, second):
-        assert [e.index for e in batch_a] == [e.index for e in batch_b]
-        for a, b in zip(batch_a, batch_b):
-            for name in ("observations", "actions", "rewards", "final_observation"):
-                np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-            assert a.terminated == b.terminated
 
 
 def alive(pid: int) -> bool:
