@@ -78,9 +78,9 @@ pixels - 0.5 (the post fed [0, 1]) and trains with Adam 3e-4 (the post: 1e-4) fo
 rather than the post's 20000: both for the CPU budget, both measured below. The data are a
 synthetic CIFAR stand-in (or synthetic digits) rather than MNIST.
 
-Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread; a training epoch takes 1.40x
-PyTorch's time at 2 threads and 1.31x at 1 thread, benchmarks/bench_deconvnet.py on 2 otherwise
-idle cores; the quick preset takes 27 s on 2 cores):
+Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread; a training epoch takes 1.40x,
+1.52x and 1.52x PyTorch's time at 2 threads in three runs and 1.31x at 1 thread,
+benchmarks/bench_deconvnet.py on 2 otherwise idle cores; the quick preset takes 27 s on 2 cores):
     quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.378 (untrained 0.11, chance
         0.10); identity check 0 with switches, 1.732 with filling; p(true class) falls by 0.33
         on average where the square hides most; no silent feature; 44 s of CPU (51 s before
