@@ -77,8 +77,8 @@ of z per image; CPU seconds):
 filterbanks, reads and writes and the LSTM cells became single nodes; the quick preset then
 took ~61 s of CPU and gave 118.7 / 121.1 (the same formulas, float32 rounding apart). One
 training iteration of the full-size model runs at 1.05-1.08x PyTorch's time at 2 threads and
-0.92x at 1 thread (benchmarks/bench_draw.py, 2 otherwise idle cores); the quick preset takes 34 s on
-2 cores (52 s before those changes). What mattered in the quick preset: the write window's
+0.92x at 1 thread (benchmarks/bench_draw.py, 2 otherwise idle cores); the quick preset takes
+34 s on 2 cores (52 s before those changes). What mattered in the quick preset: the write window's
 initial log gamma bias lowered by 3. A write spreads each patch value over a few pixels with
 weights summing to one, so at the post's initialisation the decoder cannot yet use what the
 encoder sends and every image becomes the same grey blob (attention model alone, 200
