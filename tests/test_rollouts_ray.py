@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_rollouts import assert_same_batches, random_params  # the process pool's own checks
+from test_rollouts import alive, assert_same_batches, random_params  # the pool tests' own
 
 from minimal import cli
 from minimal.errors import ConfigError
@@ -31,15 +31,6 @@ def collect_iterations(pool, spec: PolicySpec, iterations: int = 3,
                        min_steps: int = 600) -> list:
     with pool:
         return [pool.collect(random_params(spec, i), min_steps) for i in range(iterations)]
-
-
-def alive(pid: int) -> bool:
-    """Running and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(") ")[1][0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def ray_processes(root: int) -> dict[int, str]:
