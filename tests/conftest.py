@@ -1,6 +1,9 @@
 import os
 import sys
+import threading
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests are not benchmarks: one BLAS thread per process keeps the suite's timing steady when
@@ -8,3 +11,25 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run_all.py at the top level
+
+
+@pytest.fixture
+def web_server():
+    """web_server(colour, examples=(), **options) -> port of a minimal.webapp server running in
+    this process on a free loopback port; every one started is shut down after the test."""
+    from minimal import webapp
+
+    servers = []
+
+    def start(colour, examples=(), **options):
+        server = webapp.make_server(colour, examples, host="127.0.0.1", port=0, quiet=True,
+                                    **options)
+        # a short poll keeps shutdown() (at teardown) quick
+        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+        servers.append(server)
+        return server.server_address[1]
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

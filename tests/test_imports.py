@@ -25,6 +25,14 @@ def package_of(path: Path) -> str:
     return name if path.name == "__init__.py" else name.rpartition(".")[0]
 
 
+def import_source(node: ast.ImportFrom, package: str) -> str:
+    """The absolute module a `from ... import` in `package` reads from (relative ones too)."""
+    if not node.level:
+        return node.module or ""
+    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
 def private_imports(path: Path) -> list[str]:
     """`module.name` for every private name this file imports from a minimal module.
 
@@ -38,11 +46,7 @@ def private_imports(path: Path) -> list[str]:
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                source = ".".join(base + ([node.module] if node.module else []))
-            else:
-                source = node.module or ""
+            source = import_source(node, package)
             if source != "minimal" and not source.startswith("minimal."):
                 continue
             for alias in node.names:
@@ -80,11 +84,7 @@ def imported_names(path: Path) -> list[tuple[str, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                source = ".".join(base + ([node.module] if node.module else []))
-            else:
-                source = node.module or ""
+            source = import_source(node, package)
             if source == "minimal" or source.startswith("minimal."):
                 found += [(source, alias.name) for alias in node.names]
     return found

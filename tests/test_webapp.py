@@ -35,22 +35,12 @@ def invert(line, hint):
 
 
 @pytest.fixture
-def start():
-    """start(callback, **options) -> port of a running server; all are shut down after."""
-    servers = []
-
+def start(web_server):
+    """start(callback, **options) -> port of a running server (conftest's web_server)."""
     def start(colour=invert, examples=(), **options):
-        server = webapp.make_server(colour, examples, host="127.0.0.1", port=0, quiet=True,
-                                    **options)
-        # a short poll keeps shutdown() (at teardown) quick
-        threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
-        servers.append(server)
-        return server.server_address[1]
+        return web_server(colour, examples, **options)
 
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    return start
 
 
 def png(image, mode=None) -> bytes:

@@ -45,21 +45,12 @@ def tiny_colorizer():
 
 
 @pytest.fixture
-def server():
+def server(web_server):
     """server(callback, examples) -> port of a running in-process server."""
-    running = []
-
     def start(colour, examples=()):
-        instance = webapp.make_server(colour, examples, port=0, quiet=True,
-                                      title="deepcolor: colour your line art")
-        threading.Thread(target=instance.serve_forever, args=(0.02,), daemon=True).start()
-        running.append(instance)
-        return instance.server_address[1]
+        return web_server(colour, examples, title="deepcolor: colour your line art")
 
-    yield start
-    for instance in running:
-        instance.shutdown()
-        instance.server_close()
+    return start
 
 
 def png(image: np.ndarray) -> bytes:
