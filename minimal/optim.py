@@ -17,7 +17,10 @@ from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
 from minimal.nn import check_state
 from minimal.parallel import for_blocks
 
-_CHUNK = 1 << 15  # entries per Adam chunk: 128 KB of float32 per array, cache-sized
+# entries per Adam chunk: 512 KB of float32 per array, so the temporaries stay in the L2/L3
+# caches. Smaller chunks mean more NumPy calls, and those hold the GIL: with the 4.2M-weight
+# layer on 2 threads, chunks of 2^13 / 2^15 / 2^17 take 26 / 10 / 7 ms a step
+_CHUNK = 1 << 17
 
 
 def _check_setting(owner: str, name: str, value: float, low: float = 0.0,
@@ -139,7 +142,7 @@ class Adam(Optimizer):
 
             def update_chunks(lo, hi, flat=flat):
                 # chunks of _CHUNK entries: the temporaries stay in cache instead of each of
-                # the ~10 passes going through memory (a 4.2M-weight step ~1.3x faster, 1 thread)
+                # the ~10 passes going through memory (a 4.2M-weight step 16 -> 11 ms on 1 thread)
                 for start in range(lo * _CHUNK, min(hi * _CHUNK, len(flat[0])), _CHUNK):
                     self._update(*(a[start:start + _CHUNK] for a in flat), step_size,
                                  correction2)

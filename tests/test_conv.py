@@ -92,6 +92,9 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
     ((2, 4, 5, 5), (3, 5, 5), (1, 1), (2, 2)),
     ((2, 2, 6, 6), (3, 1, 1), (2, 2), (0, 0)),
     ((2, 17, 5, 6), (3, 3, 3), (2, 2), (1, 1)),  # >= 16 channels: the channels-last col2im
+    ((2, 17, 6, 5), (3, 3, 3), (1, 1), (1, 1)),  # stride 1, <= 64 outputs: per-tap products
+    ((1, 16, 5, 4), (2, 5, 3), (1, 1), (2, 0)),
+    ((1, 16, 4, 4), (65, 3, 3), (1, 1), (1, 1)),  # > 64 outputs: one product and col2im
 ]
 
 
@@ -123,6 +126,9 @@ TRANSPOSED_CASES = [  # (N, C_in, H, W), (C_out, kh, kw), stride, padding, outpu
     ((2, 2, 4, 4), (3, 2, 2), (2, 2), (0, 0), (1, 1)),  # output_padding > padding
     ((2, 3, 4, 3), (17, 3, 3), (2, 2), (1, 1), (1, 1)),  # >= 16 output channels
     ((1, 2, 3, 3), (16, 5, 5), (2, 2), (2, 2), (1, 1)),
+    ((2, 3, 4, 5), (17, 3, 3), (1, 1), (1, 1), (0, 0)),  # stride 1: per-tap products
+    ((2, 3, 4, 3), (16, 5, 2), (1, 1), (0, 1), (0, 0)),
+    ((1, 65, 3, 3), (16, 3, 3), (1, 1), (1, 1), (0, 0)),  # > 64 inputs: one product, col2im
 ]
 
 
@@ -142,6 +148,21 @@ def test_conv_transpose2d_matches_loop_forward_and_gradients(y_shape, w_shape, s
     loops = conv_transpose2d_loop_grads(y, w, g, stride, padding, output_padding)
     for ours, theirs in zip(got, loops):
         np.testing.assert_allclose(ours.data, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_bias_gradient_from_a_channels_last_gradient_matches_the_loop():
+    # a gradient that comes back through the net (here 2 * out) lies channels-last in memory,
+    # like the conv's own output; its bias gradient is then a BLAS sum of rows, not np.sum
+    x = rng.standard_normal((2, 3, 5, 6))
+    w, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    xt, wt, bt = (Tensor(a, requires_grad=True) for a in (x, w, b))
+    out = F.conv2d(xt, wt, bt, 1, 1)
+    assert out.data.transpose(0, 2, 3, 1).flags.c_contiguous
+    got = grad((out * out).sum(), [bt])[0]
+    expected = 2 * conv2d_loop(x, w, b, (1, 1), (1, 1)).sum(axis=(0, 2, 3))
+    np.testing.assert_allclose(got.data, expected, rtol=1e-10)
+    second = grad(grad((out * out).sum(), [bt], create_graph=True)[0].sum(), [bt])[0]
+    np.testing.assert_allclose(second.data, np.full(4, 2.0 * 2 * 5 * 6))  # d^2/db^2 summed
 
 
 def test_float32_stays_float32_and_int_arguments_match_pairs():
