@@ -202,11 +202,11 @@ def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, out_shape, padding,
     numbers per inner loop (its cols hold all the taps of a pixel side by side); here tap
     (i, j) gets its own (N*h*w, C) product, whose image rows are contiguous runs of w*C
     numbers, and with stride 1 so is the patch of the output they land on. The kh*kw small
-    products cost a little more than one big one, but the adds get ~2.5x faster. Measured on
-    2 cores over 17 shapes with 16-256 output channels (benchmarks/README.md): 0.6-0.98x the
-    time of product + `_col2im` when O <= 64 (a deconvnet conv2 input gradient, 50 images,
-    64 -> 32 channels, 16x16, 5x5: 13.6 ms instead of 15.9), 1.1x when O >= 128, where the
-    one product with its long inner dimension does better.
+    products cost a little more than one big one, but the adds get ~2.5x faster.
+    benchmarks/bench_conv_transpose.py times both roads on 17 shapes (16-256 channels out): with
+    O <= 64 this one takes 0.60-0.97x the time on 1 or 2 threads (the deconvnet's conv2 input
+    gradient, 50 images, 64 -> 32 channels, 16x16, 5x5: 0.88-0.92x); with O >= 96, 1.00-1.23x,
+    where the one product with its long inner dimension does better.
     """
     o, c, kh, kw = weight.shape
     n, h, w, _ = out_shape

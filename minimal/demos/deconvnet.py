@@ -78,17 +78,20 @@ pixels - 0.5 (the post fed [0, 1]) and trains with Adam 3e-4 (the post: 1e-4) fo
 rather than the post's 20000: both for the CPU budget, both measured below. The data are a
 synthetic CIFAR stand-in (or synthetic digits) rather than MNIST.
 
-Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread; a training epoch takes 1.40x,
-1.52x and 1.52x PyTorch's time at 2 threads in three runs and 1.31x at 1 thread,
-benchmarks/bench_deconvnet.py on 2 otherwise idle cores; the quick preset takes 27 s on 2 cores):
-    quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.378 (untrained 0.11, chance
-        0.10); identity check 0 with switches, 1.732 with filling; p(true class) falls by 0.33
-        on average where the square hides most; no silent feature; 44 s of CPU (51 s before
-        the faster max-pool and Adam, which moved only float32 rounding: 0.38 then).
-    full (20000 images, 5 epochs, 2000 Adam steps): held-out accuracy 0.566 (untrained 0.10),
-        still rising by 2-4 points an epoch (not converged); p(true class) falls by 0.55 under
-        the square; 7 of 64 layer-2 features never fire on 500 held-out images; 373 s of one
-        core. Its layer-2 features pick out parts: the top edge of an object, a ring's rim.
+Results (seed 0, shapes; times as CPU seconds at 1 BLAS thread; a training epoch takes 1.29x
+PyTorch's time at 2 threads in each of three runs and 1.22x at 1 thread,
+benchmarks/bench_deconvnet.py on 2 otherwise idle cores; the quick preset takes 25 s on 2 cores):
+    quick (4000 images, 3 epochs, Adam 3e-4): held-out accuracy 0.381 (untrained 0.11, chance
+        0.10; 0.375 on 2 threads, whose products round differently); identity check 0 with
+        switches, 1.732 with filling; p(true class) falls by 0.32 on average where the square
+        hides most; no silent feature; 42 s of CPU (51 s before the faster max-pool, Adam and
+        transposed convolution, which moved only float32 rounding: 0.38 then).
+    full (20000 images, 5 epochs, 2000 Adam steps): held-out accuracy 0.562 (untrained 0.10),
+        still rising by 2-4 points an epoch (not converged); p(true class) falls by 0.51 under
+        the square; 12 of 64 layer-2 features never fire on 500 held-out images; 260 s of one
+        core (373 s before the faster max-pool, Adam and transposed convolution; that run gave
+        0.566, 0.55 and 7 silent features: float32 rounding, compounded over 2000 steps). Its
+        layer-2 features pick out parts: the top edge of an object, a ring's rim.
     digits (1000 images, 2 epochs): held-out accuracy 0.77; the layer-2 projections trace the
         strokes with switches and are blurs of the digit with filling.
 What the figures show: with switches a projection is sharp, on the pixels that won each pool
@@ -116,7 +119,7 @@ from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
 
 matplotlib.use("Agg")  # figures go to files; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 DATASETS = ("shapes", "digits")
 RULES = ("deconvnet", "gradient", "guided")  # how a projection passes a ReLU going down

@@ -1,0 +1,99 @@
+"""Which road a stride-1 transposed convolution takes: one product + col2im, or a product per tap.
+
+    python benchmarks/bench_conv_transpose.py             # every shape below, 2 threads
+    python benchmarks/bench_conv_transpose.py --threads 1 --repeats 15
+
+minimal/conv.py computes a transposed convolution (also every conv2d's input gradient) from O
+channels to C >= 16 channels in one of two ways:
+  col2im    one (N*h*w, O) x (O, kh*kw*C) product, then one strided add per kernel tap whose
+            inner loop moves C numbers (the taps of a pixel lie side by side);
+  taps      kh*kw products (N*h*w, O) x (O, C), one per tap, each added as whole image rows.
+It takes `taps` when the stride is 1 and O <= conv._TAP_INPUTS (64). This times both on the
+shapes of the demos and around them (N images, O -> C channels, h x w, k x k kernel, padding
+k // 2), alternating the two, and prints the medians and the ratio taps / col2im: the rule
+should pick the faster one wherever the ratio is far from 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # before numpy is imported
+if "--threads" in sys.argv:  # OpenBLAS reads its thread count once, when NumPy is imported
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[sys.argv.index("--threads") + 1]
+
+import argparse
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from minimal import conv
+
+SHAPES = [  # N, O, C, h (= w), k
+    (50, 64, 32, 16, 5),  # the deconvnet's conv2 input gradient
+    (50, 64, 16, 16, 5), (50, 32, 32, 32, 5), (32, 32, 16, 32, 5), (8, 64, 32, 64, 5),
+    (64, 64, 24, 16, 3), (64, 64, 32, 16, 3), (16, 64, 32, 32, 3), (32, 32, 64, 32, 3),
+    (64, 64, 64, 16, 3), (64, 64, 128, 16, 3), (64, 64, 256, 8, 3), (50, 64, 48, 16, 5),
+    (64, 96, 32, 16, 3), (64, 128, 32, 16, 3), (64, 128, 64, 16, 5), (64, 256, 32, 8, 3),
+]
+
+
+def median_ms(step, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def compare(shape, repeats: int, rng: np.random.Generator) -> tuple[float, float]:
+    n, o, c, h, k = shape
+    pad = (k // 2, k // 2)
+    y = np.ascontiguousarray(rng.standard_normal((n, h, h, o), dtype=np.float32))
+    y = y.transpose(0, 3, 1, 2)  # channels-last in memory, as every conv output is
+    weight = rng.standard_normal((o, c, k, k), dtype=np.float32)
+    matrix = conv._weight_matrix(weight)
+    roads = {"col2im": 0, "taps": 1 << 30}  # the _TAP_INPUTS that forces each road
+    times = {name: [] for name in roads}
+    saved = conv._TAP_INPUTS
+    try:
+        for turn in range(4):  # alternate, so both see the same machine
+            for name in (roads if turn % 2 == 0 else reversed(list(roads))):
+                conv._TAP_INPUTS = roads[name]
+
+                def step():
+                    conv._conv_transpose_forward(y, weight, None, (1, 1), pad, (h, h), matrix)
+
+                step()  # warm-up
+                times[name].append(median_ms(step, repeats))
+    finally:
+        conv._TAP_INPUTS = saved
+    return min(times["col2im"]), min(times["taps"])
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per block (>= 1)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="OpenBLAS threads (default: one per core)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1 or args.threads < 1:
+        parser.error("need --repeats >= 1 and --threads >= 1")
+    rng = np.random.default_rng(0)
+    print(f"stride-1 transposed conv, {args.threads} thread(s), ms (best of 2 medians of "
+          f"{args.repeats}); the rule takes taps when O <= {conv._TAP_INPUTS}")
+    print("     N    O    C    h  k    col2im     taps  taps/col2im  rule")
+    for shape in SHAPES:
+        col2im, taps = compare(shape, args.repeats, rng)
+        rule = "taps" if shape[1] <= conv._TAP_INPUTS else "col2im"
+        print("  {:4d} {:4d} {:4d} {:4d} {:2d}".format(*shape)
+              + f"  {col2im:8.2f} {taps:8.2f}  {taps / col2im:11.2f}  {rule}")
+
+
+if __name__ == "__main__":
+    main()
