@@ -35,6 +35,8 @@ at every order. nn.py and functional.py use `fused` the same way for the LSTM la
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -127,10 +129,15 @@ def _tap_range(tap: int, stride: int, count: int, pad: int, size: int) -> tuple[
     return first, max(first, last)
 
 
-def _taps(kernel, stride, padding, patches_hw, size_hw):
+@functools.lru_cache(maxsize=512)
+def _taps(kernel, stride, padding, patches_hw, size_hw) -> tuple:
     """For each kernel tap (i, j) that lands inside the unpadded image: (i, j, image rows,
-    image columns, patch rows, patch columns), the slices one strided add needs."""
+    image columns, patch rows, patch columns), the slices one strided add needs.
+
+    Remembered per shape: a small net's step asks for the same few lists again and again, and
+    working them out each time cost a few percent of such a step (deepcolor's quick nets)."""
     (kh, kw), (sh, sw), (ph, pw), (oh, ow), (h, w) = kernel, stride, padding, patches_hw, size_hw
+    taps = []
     for i in range(kh):
         a0, a1 = _tap_range(i, sh, oh, ph, h)
         if a0 == a1:
@@ -141,7 +148,8 @@ def _taps(kernel, stride, padding, patches_hw, size_hw):
             if b0 == b1:
                 continue
             columns = slice(j + b0 * sw - pw, j + (b1 - 1) * sw - pw + 1, sw)
-            yield i, j, rows, columns, slice(a0, a1), slice(b0, b1)
+            taps.append((i, j, rows, columns, slice(a0, a1), slice(b0, b1)))
+    return tuple(taps)
 
 
 def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) -> np.ndarray:
@@ -156,7 +164,7 @@ def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) ->
     cols = cols.reshape(n, oh, ow, kh, kw, c)
     out = np.zeros(out_shape, cols.dtype)
 
-    taps = list(_taps(kernel, stride, padding, patches_hw, (h, w)))
+    taps = _taps(tuple(kernel), tuple(stride), tuple(padding), tuple(patches_hw), (h, w))
 
     def add_taps(lo, hi):  # images lo..hi-1, each thread its own
         for i, j, rows, columns, a, b in taps:
@@ -181,7 +189,7 @@ def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
     cols = cols.reshape(kh, kw, c, n, oh, ow)
     out = np.zeros(out_shape, cols.dtype)
 
-    taps = list(_taps(kernel, stride, padding, patches_hw, (h, w)))
+    taps = _taps(tuple(kernel), tuple(stride), tuple(padding), tuple(patches_hw), (h, w))
 
     def add_taps(lo, hi):  # images lo..hi-1, each thread its own
         for i, j, rows, columns, a, b in taps:
@@ -213,7 +221,7 @@ def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, out_shape, padding,
     per_tap = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c)
     products = np.matmul(rows, per_tap).reshape(kh, kw, n, *patches_hw, c)  # one per tap
     out = np.zeros(out_shape, rows.dtype)
-    taps = list(_taps((kh, kw), (1, 1), padding, patches_hw, (h, w)))
+    taps = _taps((kh, kw), (1, 1), tuple(padding), tuple(patches_hw), (h, w))
 
     def add_taps(lo, hi):  # images lo..hi-1, each thread its own
         for i, j, image_rows, columns, a, b in taps:
