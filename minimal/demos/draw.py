@@ -71,21 +71,23 @@ Results (seed 0, synthetic binarised digits, test negative ELBO in nats per imag
 of z per image; CPU seconds):
     preset                      attention  no attention  untrained (att. / none)  CPU
     quick                       120.0      121.1         376.0 / 411.5            ~42 s
-    full (3000 iterations)      114.5      78.8          391.2 / 398.1            ~20 min
-    colour quick (faces, L2+KL) 96.8       83.5          764 / 738                ~130 s
-(seed 1, quick: 120.8 / 118.5). The full and colour rows were measured before the attention's
-filterbanks, reads and writes and the LSTM cells became single nodes; the quick preset then
-took ~61 s of CPU and gave 118.7 / 121.1 (the same formulas, float32 rounding apart). One
-training iteration of the full-size model runs at 1.05-1.08x PyTorch's time at 2 threads and
-0.92x at 1 thread (benchmarks/bench_draw.py, 2 otherwise idle cores); the quick preset takes
-34 s on 2 cores (52 s before those changes). What mattered in the quick preset: the write window's
-initial log gamma bias lowered by 3. A write spreads each patch value over a few pixels with
-weights summing to one, so at the post's initialisation the decoder cannot yet use what the
-encoder sends and every image becomes the same grey blob (attention model alone, 200
-iterations: 198.7 nats with the post's settings, 151.4 with the offset). The full-size runs
-used the post's initialisation and Adam 1e-3, trained in stages with --resume; the attention
-model's loss still falls ~15 nats per 1000 iterations there. The paper reports <= 80.97 nats on
-MNIST with T 64 and z 100 after about two days on a GPU. The settings tried and the per-stage
+    full (3000 iterations)      108.9      79.1          391.2 / 398.1            ~14 min
+    colour quick (faces, L2+KL) 75.3       77.7          743 / 738                ~86 s
+(seed 1, quick: 120.8 / 118.5). The full and colour rows were re-run after the attention's
+filterbanks, reads and writes and the LSTM cells became single nodes (before: 114.5 / 78.8 in
+~20 min, and 96.8 / 83.5 in ~130 s; where the colour row's 21 nats came from was not traced).
+The quick preset before those changes took ~61 s of CPU and gave 118.7 / 121.1 (the same
+formulas, float32 rounding apart). One training iteration of the full-size model runs at
+1.05-1.08x PyTorch's time at 2 threads and 0.92x at 1 thread (benchmarks/bench_draw.py, 2
+otherwise idle cores); the quick preset takes 34 s on 2 cores (52 s before those changes).
+What mattered in the quick preset: the write window's initial log gamma bias lowered by 3.
+A write spreads each patch value over a few pixels with weights summing to one, so at the
+post's initialisation the decoder cannot yet use what the encoder sends and every image becomes
+the same grey blob (attention model alone, 200 iterations: 198.7 nats with the post's settings,
+151.4 with the offset). The full preset uses the post's initialisation and Adam 1e-3 (the first
+full-size runs were trained in stages with --resume; the row above is one uninterrupted run);
+the attention model's test loss still falls ~15 nats per 1000 iterations at the end. The
+paper reports <= 80.97 nats on MNIST with T 64 and z 100 after about two days on a GPU. The settings tried and the per-stage
 numbers are in benchmarks/README.md.
 """
 
