@@ -87,8 +87,8 @@ the same grey blob (attention model alone, 200 iterations: 198.7 nats with the p
 151.4 with the offset). The full preset uses the post's initialisation and Adam 1e-3 (the first
 full-size runs were trained in stages with --resume; the row above is one uninterrupted run);
 the attention model's test loss still falls ~15 nats per 1000 iterations at the end. The
-paper reports <= 80.97 nats on MNIST with T 64 and z 100 after about two days on a GPU. The settings tried and the per-stage
-numbers are in benchmarks/README.md.
+paper reports <= 80.97 nats on MNIST with T 64 and z 100 after about two days on a GPU. The
+settings tried and the per-stage numbers are in benchmarks/README.md.
 """
 
 from __future__ import annotations
