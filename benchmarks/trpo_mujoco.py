@@ -27,7 +27,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from minimal.demos import trpo  # noqa: E402
+from minimal import cli
+from minimal.demos import trpo
 
 PUBLISHED = {"HalfCheetah-v5": 1290, "Swimmer-v5": 95, "Reacher-v5": -4.8, "Hopper-v5": 1910}
 THRESHOLDS = {"HalfCheetah-v5": 1500, "Swimmer-v5": 110, "Reacher-v5": -4.5, "Hopper-v5": 2100}
@@ -41,12 +42,11 @@ def run(args) -> None:
             overrides[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
             overrides[name] = text
-    # the preset's values, then the overrides (Config(preset=...) would put the preset back on
-    # an override equal to the plain default, e.g. obs_norm=False)
-    settings = {**trpo.MUJOCO, **trpo.MUJOCO_PER_TASK.get(args.env, {}), "seed": args.seed,
-                "env_ids": (args.env,), "total_steps": args.steps, "workers": args.workers,
-                "gif": False, **overrides}
-    config = trpo.Config(**settings)
+    # the preset's values, then the overrides, as `--preset mujoco --flag value` does (Hopper's
+    # max_kl 0.02 comes with the preset's task_max_kl; --set task_max_kl=() drops it)
+    config = cli.make_config(trpo.Config, trpo.MUJOCO, seed=args.seed, env_ids=(args.env,),
+                             total_steps=args.steps, workers=args.workers, gif=False,
+                             **overrides)
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"{args.tag}_{args.env}_s{args.seed}")
 

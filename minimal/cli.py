@@ -13,7 +13,10 @@ means::
 
 `parse_config(Config, QUICK)` turns that into ``--seed``, ``--lr``, ``--out-dir`` (the comments
 become ``--help``), and ``--quick`` applies the preset before any explicit flag, so
-``--quick --epochs 5`` means "the quick preset, but 5 epochs".
+``--quick --epochs 5`` means "the quick preset, but 5 epochs". A demo with other settings worth
+naming adds ``PRESETS = {"mujoco": {...}}``: ``--preset mujoco`` then applies those after
+--quick's and before the explicit flags, so a flag given always wins, even one that names the
+plain default value (``--preset mujoco --obs-norm false``).
 
 A Config checks its own fields in ``__post_init__`` with `validate`, so a bad value is refused
 the moment a Config is made, whoever makes it (the command line, run_all.py, a test)::
@@ -173,8 +176,11 @@ def _parse_tuple(text: str, kind: type) -> tuple:
             f"got {text!r}") from None
 
 
-def build_parser(config_cls: type, description: str | None = None) -> argparse.ArgumentParser:
-    """An ArgumentParser with one flag per Config field and a --quick switch."""
+def build_parser(config_cls: type, description: str | None = None,
+                 presets: Mapping[str, Mapping[str, Any]] | None = None
+                 ) -> argparse.ArgumentParser:
+    """An ArgumentParser with one flag per Config field, a --quick switch and, if the demo names
+    presets, --preset NAME."""
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -182,6 +188,11 @@ def build_parser(config_cls: type, description: str | None = None) -> argparse.A
     parser.add_argument(
         "--quick", action="store_true", help="the quick preset (about a minute on 2 cores)"
     )
+    if presets:
+        parser.add_argument(
+            "--preset", choices=sorted(presets), default=None,
+            help="named settings that replace the defaults (and --quick's); a flag given "
+                 "explicitly still wins")
     comments = field_comments(config_cls)
     for field in dataclasses.fields(config_cls):
         default = _default_of(field)
@@ -210,7 +221,8 @@ def _default_of(field: dataclasses.Field) -> Any:
 
 
 def make_config(config_cls: type, quick: Mapping[str, Any] | None = None, **overrides: Any):
-    """Config with the quick preset applied (if given), then the explicit overrides."""
+    """Config with a preset's values applied (if given: the quick preset, a named one, or both
+    merged), then the explicit overrides."""
     values = dict(quick or {})
     values.update(overrides)
     names = {f.name for f in dataclasses.fields(config_cls)}
@@ -221,11 +233,16 @@ def make_config(config_cls: type, quick: Mapping[str, Any] | None = None, **over
 
 
 def config_from_args(parser: argparse.ArgumentParser, config_cls: type,
-                     quick: Mapping[str, Any] | None, argv: Sequence[str] | None):
+                     quick: Mapping[str, Any] | None, argv: Sequence[str] | None,
+                     presets: Mapping[str, Mapping[str, Any]] | None = None):
+    """Defaults, then --quick's values, then --preset's, then the flags given."""
     args = vars(parser.parse_args(argv))
-    use_quick = args.pop("quick")
+    base = dict(quick or {}) if args.pop("quick") else {}
+    preset = args.pop("preset", None)
+    if preset is not None:
+        base.update((presets or {})[preset])
     explicit = {name: value for name, value in args.items() if value is not None}
-    return make_config(config_cls, quick if use_quick else None, **explicit)
+    return make_config(config_cls, base, **explicit)
 
 
 def parse_config(
@@ -233,12 +250,14 @@ def parse_config(
     quick: Mapping[str, Any] | None = None,
     argv: Sequence[str] | None = None,
     description: str | None = None,
+    presets: Mapping[str, Mapping[str, Any]] | None = None,
 ):
-    """Parse the command line into a Config: defaults, then --quick, then explicit flags.
-    A value the Config refuses exits with a usage error (code 2), as a malformed flag does."""
-    parser = build_parser(config_cls, description)
+    """Parse the command line into a Config: defaults, then --quick, then --preset NAME (one
+    of `presets`, if given), then explicit flags. A value the Config refuses exits with a
+    usage error (code 2), as a malformed flag does."""
+    parser = build_parser(config_cls, description, presets)
     try:
-        return config_from_args(parser, config_cls, quick, argv)
+        return config_from_args(parser, config_cls, quick, argv, presets)
     except ConfigError as error:
         parser.error(str(error))
 
@@ -254,9 +273,11 @@ def main(module_name: str, argv: Sequence[str] | None = None) -> dict[str, float
 
     module = sys.modules[module_name]
     doc = (module.__doc__ or "").strip()
-    parser = build_parser(module.Config, doc)
+    presets = getattr(module, "PRESETS", None)
+    parser = build_parser(module.Config, doc, presets)
     try:
-        config = config_from_args(parser, module.Config, getattr(module, "QUICK", None), argv)
+        config = config_from_args(parser, module.Config, getattr(module, "QUICK", None), argv,
+                                  presets)
     except ConfigError as error:
         parser.error(str(error))
     # run as `python -m minimal.demos.NAME` the module is __main__; its spec has the real name

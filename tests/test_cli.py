@@ -35,6 +35,22 @@ def test_quick_then_explicit_flags():
     assert config == Config(lr=0.5, seed=7, fast=True, sizes=(4, 5, 6))
 
 
+def test_named_preset_between_quick_and_the_flags_given():
+    presets = {"big": {"lr": 0.9, "fast": True, "sizes": (8, 8)}}
+    assert cli.parse_config(Config, QUICK, ["--preset", "big"], presets=presets) == Config(
+        lr=0.9, fast=True, sizes=(8, 8))
+    # --quick's values first, the preset's over them, then every flag given, even one that
+    # names the plain default (fast=False) over a preset value
+    config = cli.parse_config(Config, QUICK, ["--quick", "--preset", "big", "--fast", "false",
+                                              "--sizes", "1,2"], presets=presets)
+    assert config == Config(lr=0.9, seed=3, fast=False, sizes=(1, 2))
+    assert "--preset" in cli.build_parser(Config, None, presets).format_help()
+    with pytest.raises(SystemExit):  # no presets: no --preset flag
+        cli.parse_config(Config, QUICK, ["--preset", "big"])
+    with pytest.raises(SystemExit):  # an unknown name is a usage error
+        cli.parse_config(Config, QUICK, ["--preset", "small"], presets=presets)
+
+
 def test_unknown_quick_field_is_an_error():
     with pytest.raises(TypeError, match="no field"):
         cli.make_config(Config, {"nope": 1})

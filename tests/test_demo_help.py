@@ -1,6 +1,6 @@
 """Every demo module in minimal/demos/ (found with pkgutil, so a new demo is covered without
-editing this file): `--help` works and shows every field's comment whole, and the defaults and
-the quick preset pass the Config's own validation."""
+editing this file): `--help` works and shows every field's comment whole, and the defaults, the
+quick preset and any named preset (PRESETS) pass the Config's own validation."""
 
 import dataclasses
 import importlib
@@ -25,6 +25,8 @@ def test_help_shows_every_field_comment_whole(name, capsys):
         cli.main(module.__name__, ["--help"])  # what `python -m minimal.demos.NAME --help` does
     assert exit_info.value.code == 0
     shown = _squeeze(capsys.readouterr().out)
+    for preset in getattr(module, "PRESETS", {}):  # a named preset is offered as --preset
+        assert "--preset{" in shown and preset in shown, f"{name}: no --preset {preset}"
     comments = cli.field_comments(module.Config)
     for field in dataclasses.fields(module.Config):
         comment = comments.get(field.name, "")
@@ -39,3 +41,6 @@ def test_defaults_and_quick_preset_pass_validation(name):
         f"{name}: Config has no __post_init__ calling cli.validate"
     cli.make_config(module.Config)
     cli.make_config(module.Config, getattr(module, "QUICK", None))
+    for values in getattr(module, "PRESETS", {}).values():  # and each named preset, alone and
+        cli.make_config(module.Config, values)  # on top of the quick one
+        cli.make_config(module.Config, {**getattr(module, "QUICK", {}), **values})

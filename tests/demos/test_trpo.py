@@ -265,24 +265,45 @@ def test_saved_policy_restores_parameters_normaliser_and_actions(normalised_pend
                                   Actor(trained.spec, trained.shipped).output(obs))
 
 
-def test_mujoco_preset_fills_only_the_settings_left_at_their_defaults():
-    config = trpo.Config(preset="mujoco", max_kl=0.02)
-    assert config.env_ids == trpo.MUJOCO_TASKS and config.obs_norm
-    assert config.max_kl == 0.02  # given explicitly: kept
-    assert trpo.Config().env_ids == ("CartPole-v1", "Pendulum-v1")  # default unchanged
-    preset = trpo.Config(preset="mujoco")
+def test_mujoco_preset_gives_way_to_every_flag_given_even_one_at_its_default():
+    def parse(*flags):
+        return cli.parse_config(trpo.Config, trpo.QUICK, list(flags), presets=trpo.PRESETS)
+
+    preset = parse("--preset", "mujoco")
+    assert preset.env_ids == trpo.MUJOCO_TASKS and preset.obs_norm and preset.init_log_std == -0.5
     assert trpo.task_config(preset, "Hopper-v5").max_kl == 0.02  # Hopper's own setting
     assert trpo.task_config(preset, "Swimmer-v5").max_kl == 0.01
-    explicit = trpo.Config(preset="mujoco", max_kl=0.005)
-    assert trpo.task_config(explicit, "Hopper-v5").max_kl == 0.005  # given: kept
-    assert trpo.task_config(trpo.Config(), "Hopper-v5").max_kl == 0.01  # no preset
-    with pytest.raises(ConfigError, match="preset"):
-        trpo.Config(preset="atari")
+    assert parse().env_ids == ("CartPole-v1", "Pendulum-v1")  # no preset: the defaults
+    # a flag given wins, also when it names the plain default (the preset's value differs)
+    assert parse("--preset", "mujoco", "--obs-norm", "false").obs_norm is False
+    assert parse("--preset", "mujoco", "--steps-per-update", "5000").steps_per_update == 5000
+    # --quick first, the named preset over it, the flags over both
+    both = parse("--quick", "--preset", "mujoco", "--seed", "3")
+    assert both.total_steps == 1_000_000 and both.seed == 3
+    # Hopper's own limit is a setting like any other: given, it is the one used
+    hopper = parse("--preset", "mujoco", "--task-max-kl", "Hopper-v5=0.005")
+    assert trpo.task_config(hopper, "Hopper-v5").max_kl == 0.005
+    common = parse("--preset", "mujoco", "--task-max-kl", "")
+    assert trpo.task_config(common, "Hopper-v5").max_kl == 0.01
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--preset", "atari")
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (("Hopper-v5",), "ENV=VALUE"), (("Hopper-v5=0",), "VALUE > 0"),
+    (("Hopper-v5=nan",), "finite"), (("=0.1",), "ENV=VALUE"),
+    (("Hoper-v5=0.1",), "did you mean Hopper-v5"),
+])
+def test_task_max_kl_refuses_a_malformed_pair_naming_the_flag(pairs, message):
+    with pytest.raises(ConfigError, match="task_max_kl") as error:
+        trpo.Config(task_max_kl=pairs)
+    assert message in str(error.value)
 
 
 def test_short_halfcheetah_run_with_the_mujoco_preset_improves_on_its_first_iteration():
     pytest.importorskip("mujoco")
-    config = cli.make_config(trpo.Config, None, preset="mujoco", env_ids=("HalfCheetah-v5",),
+    config = cli.make_config(trpo.Config, trpo.MUJOCO, env_ids=("HalfCheetah-v5",),
                              total_steps=30_000, workers=0, seed=0)
     records, _ = trpo.train(config, "HalfCheetah-v5", 30_000)
     returns = records["mean_return"]
