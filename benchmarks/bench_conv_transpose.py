@@ -1,4 +1,4 @@
-"""Which road a stride-1 transposed convolution takes: one product + col2im, or a product per tap.
+"""Which road a transposed convolution takes: one product + col2im, or a product per tap.
 
     python benchmarks/bench_conv_transpose.py             # every shape below, 2 threads
     python benchmarks/bench_conv_transpose.py --threads 1 --repeats 15
@@ -7,11 +7,12 @@ minimal/conv.py computes a transposed convolution (also every conv2d's input gra
 channels to C >= 16 channels in one of two ways:
   col2im    one (N*h*w, O) x (O, kh*kw*C) product, then one strided add per kernel tap whose
             inner loop moves C numbers (the taps of a pixel lie side by side);
-  taps      kh*kw products (N*h*w, O) x (O, C), one per tap, each added as whole image rows.
-It takes `taps` when the stride is 1 and O <= conv._TAP_INPUTS (64). This times both on the
-shapes of the demos and around them (N images, O -> C channels, h x w, k x k kernel, padding
-k // 2), alternating the two, and prints the medians and the ratio taps / col2im: the rule
-should pick the faster one wherever the ratio is far from 1.
+  taps      kh*kw products (N*h*w, O) x (O, C), one per tap, each added as whole image rows
+            into its stride phase, the phases woven into the output at the end.
+It takes `taps` when O <= conv._TAP_INPUTS (64). This times both on the shapes of the demos and
+around them (N images, O -> C channels, h x w in, k x k kernel, stride s, padding k // 2 and
+the output s times the input), alternating the two, and prints the medians and the ratio
+taps / col2im: the rule should pick the faster one wherever the ratio is far from 1.
 """
 
 from __future__ import annotations
@@ -33,12 +34,18 @@ import numpy as np
 
 from minimal import conv
 
-SHAPES = [  # N, O, C, h (= w), k
-    (50, 64, 32, 16, 5),  # the deconvnet's conv2 input gradient
-    (50, 64, 16, 16, 5), (50, 32, 32, 32, 5), (32, 32, 16, 32, 5), (8, 64, 32, 64, 5),
-    (64, 64, 24, 16, 3), (64, 64, 32, 16, 3), (16, 64, 32, 32, 3), (32, 32, 64, 32, 3),
-    (64, 64, 64, 16, 3), (64, 64, 128, 16, 3), (64, 64, 256, 8, 3), (50, 64, 48, 16, 5),
-    (64, 96, 32, 16, 3), (64, 128, 32, 16, 3), (64, 128, 64, 16, 5), (64, 256, 32, 8, 3),
+SHAPES = [  # N, O, C, h (= w), k, s
+    (50, 64, 32, 16, 5, 1),  # the deconvnet's conv2 input gradient
+    (50, 64, 16, 16, 5, 1), (50, 32, 32, 32, 5, 1), (32, 32, 16, 32, 5, 1), (8, 64, 32, 64, 5, 1),
+    (64, 64, 24, 16, 3, 1), (64, 64, 32, 16, 3, 1), (16, 64, 32, 32, 3, 1), (32, 32, 64, 32, 3, 1),
+    (64, 64, 64, 16, 3, 1), (64, 64, 128, 16, 3, 1), (64, 64, 256, 8, 3, 1),
+    (50, 64, 48, 16, 5, 1), (64, 96, 32, 16, 3, 1), (64, 128, 32, 16, 3, 1),
+    (64, 128, 64, 16, 5, 1), (64, 256, 32, 8, 3, 1),
+    (4, 64, 32, 4, 5, 2), (4, 64, 16, 8, 5, 2), (4, 32, 16, 8, 5, 2),  # deepcolor, quick nets
+    (4, 64, 32, 32, 5, 2), (4, 256, 128, 8, 5, 2),  # deepcolor, full nets at 128 px
+    (100, 64, 32, 7, 5, 2),  # the VAE's conv2 input gradient
+    (64, 64, 32, 8, 5, 2), (16, 64, 32, 16, 5, 2), (64, 32, 16, 16, 4, 2),
+    (64, 128, 64, 8, 5, 2), (64, 256, 128, 4, 5, 2),  # the DCGAN's middle layers
 ]
 
 
@@ -52,8 +59,10 @@ def median_ms(step, repeats: int) -> float:
 
 
 def compare(shape, repeats: int, rng: np.random.Generator) -> tuple[float, float]:
-    n, o, c, h, k = shape
-    pad = (k // 2, k // 2)
+    n, o, c, h, k, s = shape
+    pad, stride = (k // 2, k // 2), (s, s)
+    size = (h - 1) * s - 2 * pad[0] + k
+    size += s * h - size if s > 1 else 0  # output padding to s times the input
     y = np.ascontiguousarray(rng.standard_normal((n, h, h, o), dtype=np.float32))
     y = y.transpose(0, 3, 1, 2)  # channels-last in memory, as every conv output is
     weight = rng.standard_normal((o, c, k, k), dtype=np.float32)
@@ -67,7 +76,8 @@ def compare(shape, repeats: int, rng: np.random.Generator) -> tuple[float, float
                 conv._TAP_INPUTS = roads[name]
 
                 def step():
-                    conv._conv_transpose_forward(y, weight, None, (1, 1), pad, (h, h), matrix)
+                    conv._conv_transpose_forward(y, weight, None, stride, pad, (size, size),
+                                                 matrix)
 
                 step()  # warm-up
                 times[name].append(median_ms(step, repeats))
@@ -85,13 +95,13 @@ def main(argv=None) -> None:
     if args.repeats < 1 or args.threads < 1:
         parser.error("need --repeats >= 1 and --threads >= 1")
     rng = np.random.default_rng(0)
-    print(f"stride-1 transposed conv, {args.threads} thread(s), ms (best of 2 medians of "
+    print(f"transposed conv, {args.threads} thread(s), ms (best of 2 medians of "
           f"{args.repeats}); the rule takes taps when O <= {conv._TAP_INPUTS}")
-    print("     N    O    C    h  k    col2im     taps  taps/col2im  rule")
+    print("     N    O    C    h  k  s    col2im     taps  taps/col2im  rule")
     for shape in SHAPES:
         col2im, taps = compare(shape, args.repeats, rng)
         rule = "taps" if shape[1] <= conv._TAP_INPUTS else "col2im"
-        print("  {:4d} {:4d} {:4d} {:4d} {:2d}".format(*shape)
+        print("  {:4d} {:4d} {:4d} {:4d} {:2d} {:2d}".format(*shape)
               + f"  {col2im:8.2f} {taps:8.2f}  {taps / col2im:11.2f}  {rule}")
 
 

@@ -25,7 +25,7 @@ pixel with the channels along it, i.e. (N, H, W, C). We return that array as an 
 inputs, so the next batch norm, ReLU or convolution reads it without any copy either. Only the
 shape the user sees is PyTorch's. (Two shapes take another road to the same sums: a
 transposed convolution to fewer than 16 channels, e.g. a generator's RGB output, works
-channels-first, see `_col2im_channels_first`; one with stride 1 from at most 64 channels makes
+channels-first, see `_transpose_channels_first`; one with stride 1 from at most 64 channels makes
 one product per kernel tap, see `_transpose_by_taps`.)
 
 Batch norm is one node with a hand-written NumPy backward; under create_graph=True its formula
@@ -177,57 +177,111 @@ def _col2im(cols: np.ndarray, out_shape, kernel, stride, padding, patches_hw) ->
 _FEW_CHANNELS = 16
 
 
-def _col2im_channels_first(cols: np.ndarray, out_shape, kernel, stride, padding,
-                           patches_hw) -> np.ndarray:
-    """`_col2im` for few channels, on cols (kh*kw*C, N*oh*ow) into a (C, N, H, W) array.
+def _phases(kernel, stride, padding, patches_hw, out_hw):
+    """How a transposed convolution's output splits by the stride, for the two fast paths below.
 
-    With 3 channels the channels-last adds would move 3 numbers per inner loop; here each add
-    moves whole image rows instead, ~4x faster.
+    Output row r = u*s + ri of the full (uncropped) output belongs to phase ri and grid row u
+    (columns alike). Kernel tap (i, j) writes only into phase (i mod sh, j mod sw), its h x w
+    block of values landing as a plain block at grid offset (i // sh, j // sw): so per phase
+    the adds are unstrided. Returns the phases as (ri, rj, first output row, first output
+    column, grid row, grid column, rows, columns) -- where each phase's pixels of the cropped
+    output are found in its grid -- and a grid size (rows, columns) that holds every tap's
+    block and every one of those pixels.
     """
-    (kh, kw), (oh, ow) = kernel, patches_hw
-    c, n, h, w = out_shape
-    cols = cols.reshape(kh, kw, c, n, oh, ow)
-    out = np.zeros(out_shape, cols.dtype)
+    (kh, kw), (sh, sw), (ph, pw), (h, w), (height, width) = (kernel, stride, padding,
+                                                             patches_hw, out_hw)
+    phases = []
+    for ri in range(sh):
+        y0 = (ri - ph) % sh  # the first output row in phase ri
+        rows = len(range(y0, height, sh))
+        for rj in range(sw):
+            x0 = (rj - pw) % sw
+            phases.append((ri, rj, y0, x0, (y0 + ph) // sh, (x0 + pw) // sw, rows,
+                           len(range(x0, width, sw))))
+    grid_h = max([h - 1 + -(-kh // sh)] + [u0 + rows for *_, u0, _, rows, _ in phases])
+    grid_w = max([w - 1 + -(-kw // sw)] + [v0 + columns for *_, v0, _, columns in phases])
+    return phases, grid_h, grid_w
 
-    taps = _taps(tuple(kernel), tuple(stride), tuple(padding), tuple(patches_hw), (h, w))
 
-    def add_taps(lo, hi):  # images lo..hi-1, each thread its own
-        for i, j, rows, columns, a, b in taps:
-            out[:, lo:hi, rows, columns] += cols[i, j, :, lo:hi, a, b]
+def _transpose_channels_first(y: np.ndarray, matrix: np.ndarray, channels: int, kernel,
+                              stride, padding, out_hw) -> np.ndarray:
+    """A transposed convolution into few channels (C < 16, e.g. a generator's RGB output):
+    y (N, O, h, w) with its `_weight_matrix` -> (C, N, H, W).
 
-    for_blocks(add_taps, n, cols.size)
+    Channels-last adds would move C numbers per inner loop, so this works channels-first, and
+    makes each kernel tap's add one long run per image and channel instead of one per image row:
+
+    - The output splits into stride^2 phases (output rows r = u*s + ri, columns v*s + rj);
+      tap (i, j) writes only to phase (i mod s, j mod s), at grid offset (i // s, j // s),
+      where its h x w block of values lands as a plain (not strided) block.
+    - y's rows are padded with zero columns to the phase grid's width V before the product, so
+      a tap's h x w block, laid out with rows of length V, is one contiguous run: the zeros of
+      each row's tail run on into the next grid row, where adding zero changes nothing.
+    - The phases are woven into the output at the end, one strided copy each.
+
+    The adds drop from kh*kw*C*N*h inner loops of w numbers to kh*kw*C*N runs of h*V. Against
+    row-by-row adds into the strided output it takes 0.58-0.95x the time on the stride-2 layers
+    of deepcolor, the DCGAN and the VAE, about the same at stride 1 (benchmarks/README.md).
+    """
+    n, o, h, w = y.shape
+    (kh, kw), (sh, sw) = kernel, stride
+    phases, grid_h, grid_w = _phases(kernel, stride, padding, (h, w), out_hw)
+    grid_h += 1  # the last tap's run goes on past its block by up to a row's tail
+    padded = np.zeros((n, h, grid_w, o), y.dtype)  # channels-last like y: a cheap copy
+    padded[:, :, :w] = y.transpose(0, 2, 3, 1)
+    cols = (matrix.T @ padded.reshape(-1, o).T).reshape(kh, kw, channels, n, h * grid_w)
+    grids = np.zeros((sh, sw, channels, n, grid_h * grid_w), y.dtype)
+    out = np.empty((channels, n, *out_hw), y.dtype)  # every entry lies in exactly one phase
+
+    def add_and_weave(lo, hi):  # images lo..hi-1, each thread its own
+        for i in range(kh):
+            for j in range(kw):
+                first = (i // sh) * grid_w + j // sw
+                grids[i % sh, j % sw, :, lo:hi, first:first + h * grid_w] += cols[i, j, :, lo:hi]
+        for ri, rj, y0, x0, u0, v0, rows, columns in phases:
+            grid = grids[ri, rj, :, lo:hi].reshape(channels, hi - lo, grid_h, grid_w)
+            out[:, lo:hi, y0::sh, x0::sw] = grid[:, :, u0:u0 + rows, v0:v0 + columns]
+
+    for_blocks(add_and_weave, n, cols.size)
     return out
 
 
 _TAP_INPUTS = 64
 
 
-def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, out_shape, padding,
-                       patches_hw) -> np.ndarray:
-    """A stride-1 transposed convolution from at most 64 channels, one product per kernel tap.
+def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, stride, padding, patches_hw,
+                       out_hw) -> np.ndarray:
+    """A transposed convolution from at most 64 channels, one product per kernel tap.
 
     rows (N*h*w, O) channels-last, weight (O, C, kh, kw) -> (N, H, W, C). `_col2im` adds C
     numbers per inner loop (its cols hold all the taps of a pixel side by side); here tap
     (i, j) gets its own (N*h*w, C) product, whose image rows are contiguous runs of w*C
-    numbers, and with stride 1 so is the patch of the output they land on. The kh*kw small
-    products cost a little more than one big one, but the adds get ~2.5x faster.
-    benchmarks/bench_conv_transpose.py times both roads on 17 shapes (16-256 channels out): with
-    O <= 64 this one takes 0.60-0.97x the time on 1 or 2 threads (the deconvnet's conv2 input
-    gradient, 50 images, 64 -> 32 channels, 16x16, 5x5: 0.88-0.92x); with O >= 96, 1.00-1.23x,
-    where the one product with its long inner dimension does better.
+    numbers, added as a plain block into its phase's grid (`_phases`; with stride 1 the one
+    grid is the uncropped output), and the grids are woven into the output at the end. The
+    kh*kw small products cost a little more than one big one, but the adds get ~2.5x faster.
+    benchmarks/bench_conv_transpose.py times both roads: with O <= 64 this one takes
+    0.60-0.97x the time on 1 or 2 threads at stride 1 (the deconvnet's conv2 input gradient,
+    50 images, 64 -> 32 channels, 16x16, 5x5: 0.88-0.92x); with O >= 96, 1.00-1.23x, where the
+    one product with its long inner dimension does better.
     """
     o, c, kh, kw = weight.shape
-    n, h, w, _ = out_shape
+    (sh, sw), (h, w) = stride, patches_hw
+    n = len(rows) // (h * w)
     per_tap = np.ascontiguousarray(weight.transpose(2, 3, 0, 1)).reshape(kh * kw, o, c)
-    products = np.matmul(rows, per_tap).reshape(kh, kw, n, *patches_hw, c)  # one per tap
-    out = np.zeros(out_shape, rows.dtype)
-    taps = _taps((kh, kw), (1, 1), tuple(padding), tuple(patches_hw), (h, w))
+    products = np.matmul(rows, per_tap).reshape(kh, kw, n, h, w, c)  # one per tap
+    phases, grid_h, grid_w = _phases((kh, kw), stride, padding, patches_hw, out_hw)
+    grids = np.zeros((sh, sw, n, grid_h, grid_w, c), rows.dtype)
+    out = np.empty((n, *out_hw, c), rows.dtype)  # every entry lies in exactly one phase
 
-    def add_taps(lo, hi):  # images lo..hi-1, each thread its own
-        for i, j, image_rows, columns, a, b in taps:
-            out[lo:hi, image_rows, columns] += products[i, j, lo:hi, a, b]
+    def add_and_weave(lo, hi):  # images lo..hi-1, each thread its own
+        for i in range(kh):
+            for j in range(kw):
+                u, v = i // sh, j // sw
+                grids[i % sh, j % sw, lo:hi, u:u + h, v:v + w] += products[i, j, lo:hi]
+        for ri, rj, y0, x0, u0, v0, count_y, count_x in phases:
+            out[lo:hi, y0::sh, x0::sw] = grids[ri, rj, lo:hi, u0:u0 + count_y, v0:v0 + count_x]
 
-    for_blocks(add_taps, n, products.size)
+    for_blocks(add_and_weave, n, products.size)
     return out
 
 
@@ -252,16 +306,14 @@ def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw, matrix=Non
     n, o, h, w = y.shape
     _, c, kh, kw = weight.shape
     matrix = _weight_matrix(weight) if matrix is None else matrix
-    if c < _FEW_CHANNELS:  # e.g. the RGB output of a generator, see _col2im_channels_first
-        cols = matrix.T @ _channels_last(y).reshape(-1, o).T  # (kh*kw*C, N*h*w)
-        out = _col2im_channels_first(cols, (c, n, out_hw[0], out_hw[1]), (kh, kw), stride,
-                                     padding, (h, w))
+    if c < _FEW_CHANNELS:  # e.g. the RGB output of a generator
+        out = _transpose_channels_first(y, matrix, c, (kh, kw), stride, padding, out_hw)
         if bias is not None:
             out += bias.reshape(-1, 1, 1, 1)
         return out.transpose(1, 0, 2, 3)
     rows = _channels_last(y).reshape(-1, o)
-    if stride == (1, 1) and o <= _TAP_INPUTS:  # c >= _FEW_CHANNELS here
-        out = _transpose_by_taps(rows, weight, (n, out_hw[0], out_hw[1], c), padding, (h, w))
+    if o <= _TAP_INPUTS:  # c >= _FEW_CHANNELS here
+        out = _transpose_by_taps(rows, weight, stride, padding, (h, w), out_hw)
     else:
         cols = rows @ matrix  # (N*h*w, kh*kw*C)
         out = _col2im(cols, (n, out_hw[0], out_hw[1], c), (kh, kw), stride, padding, (h, w))
