@@ -9,10 +9,11 @@ channels to C >= 16 channels in one of two ways:
             inner loop moves C numbers (the taps of a pixel lie side by side);
   taps      kh*kw products (N*h*w, O) x (O, C), one per tap, each added as whole image rows
             into its stride phase, the phases woven into the output at the end.
-It takes `taps` when O <= conv._TAP_INPUTS (64). This times both on the shapes of the demos and
-around them (N images, O -> C channels, h x w in, k x k kernel, stride s, padding k // 2 and
-the output s times the input), alternating the two, and prints the medians and the ratio
-taps / col2im: the rule should pick the faster one wherever the ratio is far from 1.
+It takes `taps` when O <= conv._TAP_INPUTS (64) and N*h*w > conv._TAP_MIN_PIXELS (256). This
+times both on the shapes of the demos and around them (N images, O -> C channels, h x w in,
+k x k kernel, stride s, padding k // 2 and the output s times the input), alternating the two,
+and prints the medians and the ratio taps / col2im: the rule should pick the faster one
+wherever the ratio is far from 1.
 """
 
 from __future__ import annotations
@@ -67,13 +68,14 @@ def compare(shape, repeats: int, rng: np.random.Generator) -> tuple[float, float
     y = y.transpose(0, 3, 1, 2)  # channels-last in memory, as every conv output is
     weight = rng.standard_normal((o, c, k, k), dtype=np.float32)
     matrix = conv._weight_matrix(weight)
-    roads = {"col2im": 0, "taps": 1 << 30}  # the _TAP_INPUTS that forces each road
+    # the (_TAP_INPUTS, _TAP_MIN_PIXELS) that force each road
+    roads = {"col2im": (0, 1 << 62), "taps": (1 << 30, -1)}
     times = {name: [] for name in roads}
-    saved = conv._TAP_INPUTS
+    saved = conv._TAP_INPUTS, conv._TAP_MIN_PIXELS
     try:
         for turn in range(4):  # alternate, so both see the same machine
             for name in (roads if turn % 2 == 0 else reversed(list(roads))):
-                conv._TAP_INPUTS = roads[name]
+                conv._TAP_INPUTS, conv._TAP_MIN_PIXELS = roads[name]
 
                 def step():
                     conv._conv_transpose_forward(y, weight, None, stride, pad, (size, size),
@@ -82,7 +84,7 @@ def compare(shape, repeats: int, rng: np.random.Generator) -> tuple[float, float
                 step()  # warm-up
                 times[name].append(median_ms(step, repeats))
     finally:
-        conv._TAP_INPUTS = saved
+        conv._TAP_INPUTS, conv._TAP_MIN_PIXELS = saved
     return min(times["col2im"]), min(times["taps"])
 
 
@@ -96,11 +98,14 @@ def main(argv=None) -> None:
         parser.error("need --repeats >= 1 and --threads >= 1")
     rng = np.random.default_rng(0)
     print(f"transposed conv, {args.threads} thread(s), ms (best of 2 medians of "
-          f"{args.repeats}); the rule takes taps when O <= {conv._TAP_INPUTS}")
+          f"{args.repeats}); the rule takes taps when O <= {conv._TAP_INPUTS} and N*h*w > "
+          f"{conv._TAP_MIN_PIXELS}")
     print("     N    O    C    h  k  s    col2im     taps  taps/col2im  rule")
     for shape in SHAPES:
         col2im, taps = compare(shape, args.repeats, rng)
-        rule = "taps" if shape[1] <= conv._TAP_INPUTS else "col2im"
+        pixels = shape[0] * shape[3] ** 2
+        rule = "taps" if shape[1] <= conv._TAP_INPUTS and pixels > conv._TAP_MIN_PIXELS \
+            else "col2im"
         print("  {:4d} {:4d} {:4d} {:4d} {:2d} {:2d}".format(*shape)
               + f"  {col2im:8.2f} {taps:8.2f}  {taps / col2im:11.2f}  {rule}")
 

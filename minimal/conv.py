@@ -220,8 +220,9 @@ def _transpose_channels_first(y: np.ndarray, matrix: np.ndarray, channels: int, 
     - The phases are woven into the output at the end, one strided copy each.
 
     The adds drop from kh*kw*C*N*h inner loops of w numbers to kh*kw*C*N runs of h*V. Against
-    row-by-row adds into the strided output it takes 0.58-0.95x the time on the stride-2 layers
-    of deepcolor, the DCGAN and the VAE, about the same at stride 1 (benchmarks/README.md).
+    row-by-row adds into the strided output (measured once, benchmarks/README.md) it takes
+    0.54-0.88x the time on 1 thread and 0.68-1.06x on 2 on the stride-2 layers of deepcolor,
+    the DCGAN and the VAE, but 1.1-1.2x at stride 1 (only the deconvnet's projections).
     """
     n, o, h, w = y.shape
     (kh, kw), (sh, sw) = kernel, stride
@@ -242,11 +243,14 @@ def _transpose_channels_first(y: np.ndarray, matrix: np.ndarray, channels: int, 
             grid = grids[ri, rj, :, lo:hi].reshape(channels, hi - lo, grid_h, grid_w)
             out[:, lo:hi, y0::sh, x0::sw] = grid[:, :, u0:u0 + rows, v0:v0 + columns]
 
-    for_blocks(add_and_weave, n, cols.size)
+    # each call adds one quick run, so a second thread pays off only on bigger batches than a
+    # copy's: counting a quarter of the elements was the best of 1, 1/4, 1/25 on 14 shapes
+    for_blocks(add_and_weave, n, cols.size // 4)
     return out
 
 
 _TAP_INPUTS = 64
+_TAP_MIN_PIXELS = 256  # on fewer (N*h*w) the kh*kw tiny products cost more than the adds save
 
 
 def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, stride, padding, patches_hw,
@@ -259,10 +263,10 @@ def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, stride, padding, pa
     numbers, added as a plain block into its phase's grid (`_phases`; with stride 1 the one
     grid is the uncropped output), and the grids are woven into the output at the end. The
     kh*kw small products cost a little more than one big one, but the adds get ~2.5x faster.
-    benchmarks/bench_conv_transpose.py times both roads: with O <= 64 this one takes
-    0.60-0.97x the time on 1 or 2 threads at stride 1 (the deconvnet's conv2 input gradient,
-    50 images, 64 -> 32 channels, 16x16, 5x5: 0.88-0.92x); with O >= 96, 1.00-1.23x, where the
-    one product with its long inner dimension does better.
+    benchmarks/bench_conv_transpose.py times both roads on 28 shapes of the demos and around
+    them. Where the rule (O <= 64, more than 256 pixels) takes this one it ran in 0.69-0.99x the
+    time on 2 threads and 0.66-1.04x on 1 (the deconvnet's conv2 input gradient, 50 images,
+    64 -> 32 channels, 16x16, 5x5: 0.85x and 0.82x); where it does not, 0.99-1.54x.
     """
     o, c, kh, kw = weight.shape
     (sh, sw), (h, w) = stride, patches_hw
@@ -281,7 +285,7 @@ def _transpose_by_taps(rows: np.ndarray, weight: np.ndarray, stride, padding, pa
         for ri, rj, y0, x0, u0, v0, count_y, count_x in phases:
             out[lo:hi, y0::sh, x0::sw] = grids[ri, rj, lo:hi, u0:u0 + count_y, v0:v0 + count_x]
 
-    for_blocks(add_and_weave, n, products.size)
+    for_blocks(add_and_weave, n, products.size // 4)  # see _transpose_channels_first
     return out
 
 
@@ -312,7 +316,7 @@ def _conv_transpose_forward(y, weight, bias, stride, padding, out_hw, matrix=Non
             out += bias.reshape(-1, 1, 1, 1)
         return out.transpose(1, 0, 2, 3)
     rows = _channels_last(y).reshape(-1, o)
-    if o <= _TAP_INPUTS:  # c >= _FEW_CHANNELS here
+    if o <= _TAP_INPUTS and len(rows) > _TAP_MIN_PIXELS:  # and c >= _FEW_CHANNELS
         out = _transpose_by_taps(rows, weight, stride, padding, (h, w), out_hw)
     else:
         cols = rows @ matrix  # (N*h*w, kh*kw*C)

@@ -4,6 +4,7 @@ gradient checks at first, second and third order; shape errors; the layers' shap
 import numpy as np
 import pytest
 
+from minimal import conv
 from minimal import functional as F
 from minimal import nn
 from minimal.autograd import Tensor, grad
@@ -101,8 +102,17 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
 ]
 
 
+@pytest.fixture(params=["size rule", "taps on any size"])
+def tap_rule(request, monkeypatch):
+    """Run a test as the engine runs (per-tap products only above _TAP_MIN_PIXELS), and again
+    with the per-tap road taken whatever the size, so the small cases here cover both roads."""
+    if request.param == "taps on any size":
+        monkeypatch.setattr(conv, "_TAP_MIN_PIXELS", -1)
+    return request.param
+
+
 @pytest.mark.parametrize("x_shape, w_shape, stride, padding", CONV_CASES)
-def test_conv2d_matches_loop_forward_and_gradients(x_shape, w_shape, stride, padding):
+def test_conv2d_matches_loop_forward_and_gradients(x_shape, w_shape, stride, padding, tap_rule):
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((w_shape[0], x_shape[1]) + w_shape[1:])
     b = rng.standard_normal(w_shape[0])
@@ -140,7 +150,7 @@ TRANSPOSED_CASES = [  # (N, C_in, H, W), (C_out, kh, kw), stride, padding, outpu
 
 @pytest.mark.parametrize("y_shape, w_shape, stride, padding, output_padding", TRANSPOSED_CASES)
 def test_conv_transpose2d_matches_loop_forward_and_gradients(y_shape, w_shape, stride, padding,
-                                                             output_padding):
+                                                             output_padding, tap_rule):
     y = rng.standard_normal(y_shape)
     w = rng.standard_normal((y_shape[1], w_shape[0]) + w_shape[1:])
     b = rng.standard_normal(w_shape[0])
