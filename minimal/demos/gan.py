@@ -90,10 +90,10 @@ The quick preset takes 32 s of wall time on 2 cores (6.6 at the end there: the p
 differently, and a GAN's run follows its rounding; 7.7 at 1 thread before the engine's
 faster transposed convolutions, which changed only the rounding). Its samples (samples.gif)
 go from flat grey to the same stripes in all 64 cells (G ignores z at first) to varied digits
-from iteration 450; by 900 many cells read as digits, with ragged edges; the nearest training images are other
-digits of a similar outline, never a copy. The full run's samples are single objects on plain
-or graded backgrounds, one colour each: where and how big the object is, but rarely which
-shape; D pulls ahead in its second half and the distance stops falling. The tried settings and
+from iteration 450; by 900 many cells read as digits, with ragged edges; the nearest training
+images are other digits of a similar outline, never a copy. The full run's samples are single
+objects on plain or graded backgrounds, one colour each: where and how big the object is, but
+rarely which shape; D pulls ahead in its second half and the distance stops falling. The tried settings and
 the distances at each checkpoint are in benchmarks/README.md.
 """
 
