@@ -93,8 +93,8 @@ go from flat grey to the same stripes in all 64 cells (G ignores z at first) to 
 from iteration 450; by 900 many cells read as digits, with ragged edges; the nearest training
 images are other digits of a similar outline, never a copy. The full run's samples are single
 objects on plain or graded backgrounds, one colour each: where and how big the object is, but
-rarely which shape; D pulls ahead in its second half and the distance stops falling. The tried settings and
-the distances at each checkpoint are in benchmarks/README.md.
+rarely which shape; D pulls ahead in its second half and the distance stops falling. The
+tried settings and the distances at each checkpoint are in benchmarks/README.md.
 """
 
 from __future__ import annotations
