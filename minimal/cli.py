@@ -238,9 +238,9 @@ def config_from_args(parser: argparse.ArgumentParser, config_cls: type,
     """Defaults, then --quick's values, then --preset's, then the flags given."""
     args = vars(parser.parse_args(argv))
     base = dict(quick or {}) if args.pop("quick") else {}
-    preset = args.pop("preset", None)
+    preset = args.pop("preset", None) if presets else None  # only then is --preset ours
     if preset is not None:
-        base.update((presets or {})[preset])
+        base.update(presets[preset])
     explicit = {name: value for name, value in args.items() if value is not None}
     return make_config(config_cls, base, **explicit)
 

@@ -51,6 +51,15 @@ def test_named_preset_between_quick_and_the_flags_given():
         cli.parse_config(Config, QUICK, ["--preset", "small"], presets=presets)
 
 
+def test_a_field_named_preset_is_a_field_when_the_demo_names_no_presets():
+    @dataclass
+    class WithPreset:
+        preset: str = "none"  # an ordinary setting that happens to be called preset
+        out_dir: str = "outputs/t"  # where figures go
+
+    assert cli.parse_config(WithPreset, None, ["--preset", "x"]).preset == "x"
+
+
 def test_unknown_quick_field_is_an_error():
     with pytest.raises(TypeError, match="no field"):
         cli.make_config(Config, {"nope": 1})
