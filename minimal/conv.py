@@ -25,8 +25,8 @@ pixel with the channels along it, i.e. (N, H, W, C). We return that array as an 
 inputs, so the next batch norm, ReLU or convolution reads it without any copy either. Only the
 shape the user sees is PyTorch's. (Two shapes take another road to the same sums: a
 transposed convolution to fewer than 16 channels, e.g. a generator's RGB output, works
-channels-first, see `_transpose_channels_first`; one with stride 1 from at most 64 channels makes
-one product per kernel tap, see `_transpose_by_taps`.)
+channels-first, see `_transpose_channels_first`; one from at most 64 channels makes one
+product per kernel tap, see `_transpose_by_taps`.)
 
 Batch norm is one node with a hand-written NumPy backward; under create_graph=True its formula
 is rebuilt from Tensor ops and differentiated instead (`autograd.fused`), so it too is exact

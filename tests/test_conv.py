@@ -92,8 +92,8 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
     ((3, 1, 6, 7), (2, 2, 3), (2, 2), (1, 2)),
     ((2, 4, 5, 5), (3, 5, 5), (1, 1), (2, 2)),
     ((2, 2, 6, 6), (3, 1, 1), (2, 2), (0, 0)),
-    # input gradients into >= 16 channels: from <= 64 outputs per-tap products (any stride),
-    # from more one product and the channels-last col2im
+    # input gradients into >= 16 channels: from <= 64 outputs per-tap products (any stride;
+    # on cases this small only when tap_rule forces them), from more one product and col2im
     ((2, 17, 5, 6), (3, 3, 3), (2, 2), (1, 1)),
     ((2, 17, 6, 5), (3, 3, 3), (1, 1), (1, 1)),
     ((1, 16, 5, 4), (2, 5, 3), (1, 1), (2, 0)),
