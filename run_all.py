@@ -25,10 +25,10 @@ import traceback
 from pathlib import Path
 
 import minimal.demos
-from minimal import parallel
 from minimal.cli import make_config
 from minimal.errors import UserError
-from minimal.rollouts import limit_blas_threads
+from minimal.kernels import threads
+from minimal.kernels.process import limit_blas_threads, tune_process
 from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
@@ -99,7 +99,7 @@ def run_demo(name: str, quick: bool) -> dict:
         traceback.print_exc()
         row["status"], row["detail"] = "ERROR", f"{type(error).__name__}: {error}"
     finally:  # a demo that pinned BLAS to one thread (dqn, trpo) leaves the next one its cores
-        limit_blas_threads(parallel.THREADS)
+        limit_blas_threads(threads.THREADS)
     row["seconds"] = time.perf_counter() - start
     return row
 
@@ -197,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         problems = make_gallery(names)
         print("\n".join(problems) or f"gallery/ rebuilt from {OUTPUTS}/")
         return 1 if problems else 0
+    tune_process()  # BLAS threads' timeout, malloc: see minimal/kernels/process.py
     rows = []
     for name in names:
         print(f"== {name}", flush=True)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from minimal.kernels.process import tune_process
 from minimal import conv
 
 SHAPES = [  # N, O, C, h (= w), k, s
@@ -111,4 +112,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
+from minimal.kernels.process import tune_process
 from minimal import data, optim
 from minimal import functional as F
 from minimal.autograd import Tensor
@@ -137,4 +138,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

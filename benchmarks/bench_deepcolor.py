@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
+from minimal.kernels.process import tune_process
 from minimal import optim, training
 from minimal.demos import deepcolor as dc
 
@@ -162,4 +163,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

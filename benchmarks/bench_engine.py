@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
+from minimal.kernels.process import tune_process
 from minimal import functional as F
 from minimal import nn
 from minimal.autograd import Tensor, concatenate
@@ -484,4 +485,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

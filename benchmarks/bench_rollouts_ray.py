@@ -24,9 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from interleave import interleaved
 
+from minimal.kernels.process import tune_process
 from minimal.demos.trpo import MLPPolicy, policy_spec_for
 from minimal.natural import flat_parameters
-from minimal.rollouts import PolicySpec, RolloutPool, limit_blas_threads
+from minimal.kernels.process import limit_blas_threads
+from minimal.rollouts import PolicySpec, RolloutPool
 from minimal.rollouts_ray import RayRolloutPool, start_ray
 
 
@@ -90,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -64,48 +64,6 @@ warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after imp
                         category=RuntimeWarning)
 
 
-# ===== BLAS threads ========================================================================
-
-_BLAS_THREAD_SETTERS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                        "openblas_set_num_threads64_", "openblas_set_num_threads",
-                        "MKL_Set_Num_Threads")
-
-
-def limit_blas_threads(count: int = 1) -> int:
-    """Ask every BLAS library loaded in this process to use `count` threads; returns how many
-    libraries were told. Also sets OPENBLAS_NUM_THREADS etc. for processes started later.
-
-    Why: the learner shares the cores with the rollout workers (and, here, with other people's
-    jobs). A multithreaded BLAS then spins threads that wait for busy cores: a (5000, 64) x
-    (64, 64) product measured 7.6 ms with 2 threads against 1.6 ms with 1 on this loaded
-    2-core machine. This is what threadpoolctl does, without the dependency (Linux only; a
-    no-op elsewhere).
-    """
-    import ctypes
-
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = str(count)
-    try:
-        with open("/proc/self/maps") as maps:
-            paths = {line.split()[-1] for line in maps if "blas" in line.lower()
-                     or "mkl" in line.lower()}
-    except OSError:
-        return 0
-    told = 0
-    for path in sorted(paths):
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in _BLAS_THREAD_SETTERS:
-            setter = getattr(library, name, None)
-            if setter is not None:
-                setter(ctypes.c_int(count))
-                told += 1
-                break
-    return told
-
-
 # ===== the policy, in NumPy, for acting =====================================================
 
 

@@ -47,6 +47,7 @@ import numpy as np
 
 from minimal.envs import make as make_env
 from minimal.errors import ConfigError
+from minimal.kernels.process import limit_blas_threads
 from minimal.rollouts import (
     RUN_EPISODE,
     SET_PARAMS,
@@ -55,7 +56,6 @@ from minimal.rollouts import (
     PolicySpec,
     RolloutPool,
     WorkerError,
-    limit_blas_threads,
     pack_episode,
     run_episode,
     unpack_episode,

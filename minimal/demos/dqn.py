@@ -96,7 +96,7 @@ from minimal import cli, nn, optim, viz
 from minimal import functional as F
 from minimal.autograd import Tensor
 from minimal.replay import ReplayMemory, Transitions
-from minimal.rollouts import limit_blas_threads
+from minimal.kernels.process import limit_blas_threads
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

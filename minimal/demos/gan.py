@@ -108,7 +108,8 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, parallel, training, viz
+from minimal import cli, data, nn, optim, training, viz
+from minimal.kernels import threads
 from minimal import functional as F
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
@@ -427,7 +428,7 @@ def _feature_net_key(config: Config, train: np.ndarray) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(train[:: max(1, len(train) // 500)]).tobytes())
     return json.dumps({"dataset": config.dataset, "data": config.data, "seed": config.seed,
                        "n": len(train), "epochs": config.classifier_epochs,
-                       "images": digest.hexdigest()[:16], "blas_threads": parallel.THREADS})
+                       "images": digest.hexdigest()[:16], "blas_threads": threads.THREADS})
 
 
 def features_of(net: FeatureNet, images: np.ndarray, batch: int = 500) -> np.ndarray:

@@ -192,6 +192,7 @@ from minimal.natural import (
     natural_direction,
     set_flat_parameters,
 )
+from minimal.kernels.process import limit_blas_threads
 from minimal.optim import Adam
 from minimal.rollouts import (
     Actor,
@@ -199,7 +200,6 @@ from minimal.rollouts import (
     PolicySpec,
     RolloutPool,
     RunningMeanStd,
-    limit_blas_threads,
 )
 
 matplotlib.use("Agg")  # figures go to files; no display needed

@@ -205,12 +205,12 @@ def test_the_cached_classifier_is_reused_only_for_the_same_blas_thread_count(tmp
     trainings = []
     adam = gan.optim.Adam
     monkeypatch.setattr(gan.optim, "Adam", lambda *a, **k: trainings.append(1) or adam(*a, **k))
-    monkeypatch.setattr(gan.parallel, "THREADS", 1)
+    monkeypatch.setattr(gan.threads, "THREADS", 1)
     first, _ = gan.train_feature_net(images, labels, config)
     again, _ = gan.train_feature_net(images, labels, config)
     assert len(trainings) == 1  # the second call loaded the cache
     for a, b in zip(first.parameters(), again.parameters()):
         np.testing.assert_array_equal(a.data, b.data)
-    monkeypatch.setattr(gan.parallel, "THREADS", 2)
+    monkeypatch.setattr(gan.threads, "THREADS", 2)
     gan.train_feature_net(images, labels, config)
     assert len(trainings) == 2  # another thread count: trained, not loaded

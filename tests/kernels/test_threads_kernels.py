@@ -1,12 +1,13 @@
-"""minimal/parallel.py: the blocks cover the range once, and the threaded convolution and
-batch-norm kernels give the same bits as the serial ones (each output element is computed by
-one thread, in the serial order)."""
+"""minimal/kernels/threads.py: the blocks cover the range once, and the threaded kernels
+(convolution, batch norm, cross-entropy, Adam, max pooling) give the same bits as the serial
+ones (each output element is computed by one thread, in the serial order)."""
 
 import numpy as np
 import pytest
 
 from minimal import functional as F
-from minimal import parallel
+from minimal.kernels import adam as adam_kernel
+from minimal.kernels import threads as parallel
 from minimal.autograd import Tensor, grad
 
 
@@ -106,7 +107,7 @@ def test_adam_in_chunks_on_two_threads_matches_the_whole_array_update(monkeypatc
 
     monkeypatch.setattr(parallel, "THREADS", 2)
     monkeypatch.setattr(parallel, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(optim, "_CHUNK", 7)  # chunks that do not divide the sizes
+    monkeypatch.setattr(adam_kernel, "CHUNK", 7)  # chunks that do not divide the sizes
     rng = np.random.default_rng(0)
     shapes = [(5, 13), (3,), (40, 3)]
     starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
@@ -125,7 +126,7 @@ def test_adam_in_chunks_on_two_threads_matches_the_whole_array_update(monkeypatc
         np.testing.assert_allclose(p.data, expected, rtol=1e-6, atol=1e-7)
     # and chunked/threaded gives the very bits of one unchunked pass
     monkeypatch.setattr(parallel, "THREADS", 1)
-    monkeypatch.setattr(optim, "_CHUNK", 1 << 20)
+    monkeypatch.setattr(adam_kernel, "CHUNK", 1 << 20)
     serial = [Parameter(s.copy()) for s in starts]
     adam = optim.Adam(serial, lr=1e-2, betas=(0.8, 0.99), weight_decay=weight_decay)
     for step in range(4):

@@ -1,9 +1,9 @@
-"""Split big NumPy copies and adds over the batch axis, so they use every core BLAS uses.
+"""Split big NumPy passes over the batch axis, so they use every core BLAS uses.
 
 The matrix products already run on every core (OpenBLAS has its own threads), but the NumPy
-work around them -- im2col copies, col2im adds, layout changes -- runs on one. NumPy releases
-the GIL inside its loops over large arrays, so plain Python threads that each handle a block
-of the batch really do run at the same time: on 2 cores the copies take about half as long.
+work around them -- im2col copies, col2im adds, layout changes, batch norm's passes -- runs on
+one. NumPy releases the GIL inside its loops over large arrays, so plain Python threads that
+each handle a block of the batch really do run at the same time.
 
 `for_blocks(fn, count, size)` calls fn(lo, hi) on consecutive blocks [lo, hi) of range(count)
 that together cover it, one block per thread, and returns when all are done. The caller writes
