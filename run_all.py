@@ -25,11 +25,11 @@ import traceback
 from pathlib import Path
 
 import minimal.demos
-from minimal.cli import make_config
+from minimal.app.cli import make_config
+from minimal.app.training import RunRecord
 from minimal.errors import UserError
 from minimal.kernels import threads
 from minimal.kernels.process import limit_blas_threads, tune_process
-from minimal.training import RunRecord
 
 OUTPUTS = Path("outputs")
 FIGURE_SUFFIXES = (".png", ".gif")
@@ -138,7 +138,7 @@ def gallery_image(source: Path, target: Path) -> Path:
     """Write a small copy of a PNG or GIF figure (fewer colours, pixels and frames)."""
     from PIL import Image, ImageSequence
 
-    from minimal.files import atomic_file
+    from minimal.app.files import atomic_file
 
     with Image.open(source) as image:
         if source.suffix == ".gif":

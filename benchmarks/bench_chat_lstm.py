@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from minimal.kernels.process import tune_process
 from minimal import optim
 from minimal.demos import chat_lstm as C
+from minimal.kernels.process import tune_process
 
 try:
     import torch

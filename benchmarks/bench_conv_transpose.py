@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from minimal.kernels.process import tune_process
 from minimal import conv
+from minimal.kernels.process import tune_process
 
 SHAPES = [  # N, O, C, h (= w), k, s
     (50, 64, 32, 16, 5, 1),  # the deconvnet's conv2 input gradient

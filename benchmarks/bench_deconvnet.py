@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
-from minimal.kernels.process import tune_process
 from minimal import data, optim
 from minimal import functional as F
 from minimal.autograd import Tensor
 from minimal.demos.deconvnet import ConvNet
+from minimal.kernels.process import tune_process
 
 try:
     import torch

@@ -38,9 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
-from minimal.kernels.process import tune_process
-from minimal import optim, training
+from minimal import optim
+from minimal.app import training
 from minimal.demos import deepcolor as dc
+from minimal.kernels.process import tune_process
 
 try:
     import torch

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
-from minimal.kernels.process import tune_process
 from minimal import optim
 from minimal.demos import draw
+from minimal.kernels.process import tune_process
 
 try:
     import torch

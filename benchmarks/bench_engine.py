@@ -51,10 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from minimal.kernels.process import tune_process
 from minimal import functional as F
 from minimal import nn
 from minimal.autograd import Tensor, concatenate
+from minimal.kernels.process import tune_process
 
 try:
     import torch

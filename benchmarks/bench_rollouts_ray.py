@@ -24,12 +24,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from interleave import interleaved
 
-from minimal.kernels.process import tune_process
 from minimal.demos.trpo import MLPPolicy, policy_spec_for
+from minimal.kernels.process import limit_blas_threads, tune_process
 from minimal.natural import flat_parameters
-from minimal.kernels.process import limit_blas_threads
-from minimal.rollouts import PolicySpec, RolloutPool
-from minimal.rollouts_ray import RayRolloutPool, start_ray
+from minimal.rl.rollouts import PolicySpec, RolloutPool
+from minimal.rl.rollouts_ray import RayRolloutPool, start_ray
 
 
 def balancing_cartpole(spec: PolicySpec, gain: float = 30.0) -> np.ndarray:

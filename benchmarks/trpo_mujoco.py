@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from minimal.kernels.process import tune_process
-from minimal import cli
+from minimal.app import cli
 from minimal.demos import trpo
+from minimal.kernels.process import tune_process
 
 PUBLISHED = {"HalfCheetah-v5": 1290, "Swimmer-v5": 95, "Reacher-v5": -4.8, "Hopper-v5": 1910}
 THRESHOLDS = {"HalfCheetah-v5": 1500, "Swimmer-v5": 110, "Reacher-v5": -4.5, "Hopper-v5": 2100}

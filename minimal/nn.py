@@ -1,4 +1,4 @@
-"""Layers: Module (parameters, state dict, save/load), Linear, Embedding, Sequential, initialisers,
+"""Layers: Module (parameters, state dict), Linear, Embedding, Sequential, initialisers,
 Conv2d, ConvTranspose2d, MaxPool2d, BatchNorm1d/2d, Dropout, LSTMCell, LSTM.
 
 Names, shapes and layouts follow PyTorch (Linear.weight is (out, in)), so a PyTorch state dict
@@ -16,7 +16,6 @@ nn.LSTM and LSTMCell; its kernel runs the backward through time in NumPy.
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
@@ -26,7 +25,6 @@ from minimal import functional as F
 from minimal.autograd import Parameter, Tensor, fast_path, getitem, split, stack
 from minimal.conv import int_pair
 from minimal.errors import CheckpointError
-from minimal.files import atomic_file, check_npz_sizes
 
 # ===== initialisers =======================================================================
 
@@ -172,12 +170,6 @@ class Module:
             for name in module._buffers:
                 module._set_buffer(name, checked[prefix + name])
 
-    def save(self, path: str | os.PathLike) -> None:
-        save_arrays(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(load_arrays(path))
-
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({name}): " + repr(module).replace("\n", "\n  ")
                         for name, module in self._modules.items())
@@ -224,74 +216,6 @@ def check_state(state: Mapping[str, object], expected: Mapping[str, tuple[tuple,
                                   f"({np.dtype(dtype)})")
         checked[name] = converted
     return checked
-
-
-def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays to an .npz atomically: a temporary file in the same folder, then rename.
-
-    A crash half-way leaves the previous file intact, never a truncated one.
-    """
-    path = os.fspath(path)
-    arrays = {name: np.asarray(value) for name, value in arrays.items()}
-    for name, value in arrays.items():
-        if value.dtype.hasobject:
-            raise ValueError(f"save_arrays: {name} is an object array; only numeric arrays "
-                             "are saved (no pickles)")
-    with atomic_file(path) as file:
-        np.savez(file, **arrays)
-
-
-def _what_file_is(head: bytes) -> str:
-    """A guess at what a file that is not an .npz is, from its first bytes."""
-    if not head:
-        return "it is empty (0 bytes)"
-    if head.startswith(b"\x93NUMPY"):
-        return "it is a single .npy array (np.save), not an archive of named arrays"
-    if head.startswith(b"\x1f\x8b"):
-        return "it is gzip-compressed"
-    if head.startswith((b"\x80", b"(dp", b"(lp")):
-        return "it looks like a Python pickle, which is never loaded (it can run code)"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:  # not just a character cut at the end of the sample
-            return f"it starts with the bytes {head[:8].hex(' ')}"
-    return "it looks like a text file"
-
-
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an .npz of plain numeric arrays; object arrays (pickles) are refused.
-
-    A file that is not an .npz archive is reported as what it looks like (a text file, a single
-    .npy array, ...); a damaged archive or an object array is a CheckpointError (a ValueError).
-    """
-    try:
-        with open(path, "rb") as file:
-            head = file.read(512)
-            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                raise CheckpointError(f"{path}: not an .npz archive: {_what_file_is(head)}")
-            file.seek(0)
-            check_npz_sizes(file)
-            with np.load(file, allow_pickle=False) as archive:
-                return {name: archive[name] for name in archive.files}
-    except (FileNotFoundError, CheckpointError):
-        raise
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder; expected an .npz file") from None
-    except OSError as error:  # no permission, an I/O error
-        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise CheckpointError(
-                f"{path}: holds an object array (a pickle); only plain numeric arrays are "
-                "loaded, since unpickling can run arbitrary code") from None
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({error})") from None
-    except MemoryError:
-        raise
-    # zipfile can also raise NotImplementedError, RuntimeError, zlib.error on damaged bytes
-    except Exception as error:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint, the file is damaged "
-                              f"({type(error).__name__}: {error})") from None
 
 
 # ===== layers =============================================================================

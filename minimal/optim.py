@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from minimal import kernels
 from minimal.autograd import Parameter
 from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
-from minimal import kernels
 from minimal.nn import check_state
 
 

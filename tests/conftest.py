@@ -15,10 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run_all.py at
 
 @pytest.fixture
 def web_server():
-    """web_server(colour, examples=(), **options) -> port of a minimal.webapp server running in
+    """web_server(colour, examples=(), **options) -> port of a minimal.app.webapp server running in
     this process on a free loopback port; every one started is shut down after the test."""
-    from minimal import webapp
-
+    from minimal.app import webapp
     servers = []
 
     def start(colour, examples=(), **options):

@@ -4,9 +4,8 @@ gradient checks at first, second and third order; shape errors; the layers' shap
 import numpy as np
 import pytest
 
-from minimal import conv, kernels
 from minimal import functional as F
-from minimal import nn
+from minimal import kernels, nn
 from minimal.autograd import Tensor, grad
 from minimal.gradcheck import check_grads
 

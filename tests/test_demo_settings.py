@@ -7,7 +7,7 @@ import pkgutil
 import pytest
 
 import minimal.demos
-from minimal import cli
+from minimal.app import cli
 
 CASES = [
     ("natural_gradient", ["--steps", "0"], "steps (--steps) must be a whole number >= 1, got 0"),
@@ -119,7 +119,8 @@ def test_a_text_file_or_npy_given_as_a_checkpoint_is_reported_as_what_it_is(tmp_
                                                                             message):
     import numpy as np
 
-    from minimal import nn, optim, training
+    from minimal import nn, optim
+    from minimal.app import training
     from minimal.errors import CheckpointError
     config = cli.make_config(importlib.import_module("minimal.demos.natural_gradient").Config,
                              out_dir=str(tmp_path))

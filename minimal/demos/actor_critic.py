@@ -93,8 +93,9 @@ import matplotlib
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from minimal import cli, nn, optim, viz
 from minimal import functional as F
+from minimal import nn, optim
+from minimal.app import cli, viz
 from minimal.autograd import Tensor
 from minimal.distributions import Categorical
 

@@ -107,11 +107,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, files, training, viz
+from minimal.app.files import atomic_file
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import CheckpointError, ConfigError, DataError
-from minimal.files import atomic_file
 
 PAD = 0  # id of "no word": fills a row after its message, never predicted, never in the loss
 RARE = "<rare>"  # how the rare-word id (vocabulary size + 1) is shown
@@ -662,7 +663,7 @@ def load_chat_model(config: Config) -> tuple[ChatModel, list[str], dict]:
     there is none, saying how to train one)."""
     path = Path(config.out_dir) / training.CHECKPOINT_NAME
     saved = training.load_for_use(path, {}, train_command(config))  # checks the file first
-    arrays = nn.load_arrays(path)
+    arrays = files.load_arrays(path)
     if "history/vocabulary" not in arrays:
         raise CheckpointError(f"{path}: holds no vocabulary; is it a chat_lstm checkpoint?")
     vocabulary = [str(w) for w in arrays["history/vocabulary"]]

@@ -113,8 +113,9 @@ from dataclasses import dataclass, field
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, training, viz
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
 

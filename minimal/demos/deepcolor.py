@@ -55,7 +55,7 @@ without one the hint is all white, as the post describes. --checkpoint picks ano
 than out_dir/checkpoint.npz. `load_colorizer(path)` and `colorize(generator, line, hint)`
 (arrays in, array out) are the same steps for other callers (a web page, say).
 
-Colouring in the browser (the post's online demo; minimal/webapp.py, the standard library's
+Colouring in the browser (the post's online demo; minimal/app/webapp.py, the standard library's
 HTTP server, nothing fetched from elsewhere):
 
     python -m minimal.demos.deepcolor --serve [--port 8000] [--checkpoint PATH]
@@ -150,8 +150,9 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, training, viz
 from minimal.autograd import Tensor, concatenate, no_grad
 from minimal.errors import CheckpointError, ConfigError, DataError, UserError
 
@@ -826,10 +827,9 @@ def colorize_file(config: Config) -> Path:
 
 
 def serve_page(config: Config) -> None:
-    """--serve: the colouring page (minimal/webapp.py) with the checkpoint's generator; the
+    """--serve: the colouring page (minimal/app/webapp.py) with the checkpoint's generator; the
     examples are cartoons drawn with another seed than training's, and the photograph."""
-    from minimal import webapp
-
+    from minimal.app import webapp
     checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
     generator, rung, size = load_colorizer(checkpoint)
     cartoons = data.illustrations(4, seed=config.seed + 1, size=256)

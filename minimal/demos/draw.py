@@ -101,8 +101,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, training, viz
 from minimal.autograd import Tensor, concatenate, fast_path, no_grad, split
 from minimal.errors import ConfigError, DataError
 

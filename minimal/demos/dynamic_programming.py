@@ -30,7 +30,7 @@ Figures (in out_dir):
     frozenlake.png                   v* on the lake with the optimal actions, and the success rate
                                      of the optimal policy over played episodes against v*(start)
 
-Settings: the 4x4 gridworld of example 4.1 (in minimal/envs.py): -1 per move, two terminal
+Settings: the 4x4 gridworld of example 4.1 (in minimal/rl/envs.py): -1 per move, two terminal
 corners, gamma 1. The random policy's values converge to 0, -14, -20, -22, ... and the greedy
 policy with respect to them is already optimal after 3 sweeps. The same solvers then run
 unchanged on gymnasium's FrozenLake-v1 (slippery ice: an action goes where intended only one
@@ -59,8 +59,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs, viz
+from minimal.app import cli, viz
 from minimal.errors import ConfigError
+from minimal.rl import envs
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 

@@ -108,11 +108,12 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
-from minimal.kernels import threads
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, files, training, viz
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
+from minimal.kernels import threads
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -395,7 +396,7 @@ def train_feature_net(train: np.ndarray, labels: np.ndarray | None, config: Conf
     net = FeatureNet(channels, size, classes, rng)
     if os.path.isfile(path):
         try:
-            arrays = nn.load_arrays(path)
+            arrays = files.load_arrays(path)
             if str(arrays.pop("key", "")) == key:
                 accuracy = float(arrays.pop("accuracy"))
                 net.load_state_dict(arrays)
@@ -419,7 +420,7 @@ def train_feature_net(train: np.ndarray, labels: np.ndarray | None, config: Conf
     net.eval()
     with no_grad():
         accuracy = float((net(Tensor(x)).data.argmax(1) == y).mean())
-    nn.save_arrays(path, {**net.state_dict(), "key": np.array(key),
+    files.save_arrays(path, {**net.state_dict(), "key": np.array(key),
                           "accuracy": np.array(accuracy)})
     return net.eval(), accuracy
 

@@ -75,8 +75,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs, viz
-from minimal.tabular import epsilon_greedy, greedy_action, greedy_path
+from minimal.app import cli, viz
+from minimal.rl import envs
+from minimal.rl.tabular import epsilon_greedy, greedy_action, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 

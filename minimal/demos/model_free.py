@@ -72,9 +72,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs, viz
+from minimal.app import cli, viz
 from minimal.errors import ConfigError
-from minimal.tabular import epsilon_greedy, greedy_path
+from minimal.rl import envs
+from minimal.rl.tabular import epsilon_greedy, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 

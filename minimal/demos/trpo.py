@@ -20,7 +20,7 @@ Key equations (g = grad L, F = the Fisher matrix = Hessian of the KL at theta_ol
     A_t   = GAE(gamma, lambda) with a learned value baseline V(s), standardised over the batch
             (lambda = 1: discounted returns minus V, the post's version; 0.97 the default here)
 
-Parallel rollouts (minimal/rollouts.py): N worker processes, each its own environment and a
+Parallel rollouts (minimal/rl/rollouts.py): N worker processes, each its own environment and a
 NumPy copy of the policy; the learner sends the parameters each iteration as one flat array and
 hands out episode numbers; episode k is seeded from (seed, k), so the batch is bit-identical for
 any number of workers. The iteration's time splits into *collect* (waiting for the workers) and
@@ -36,7 +36,7 @@ Run:  python -m minimal.demos.trpo [--quick] [--seed 0] [--workers 2] [--env-ids
       python -m minimal.demos.trpo --preset mujoco [--env-ids Humanoid-v5 --total-steps 2000000]
       MuJoCo tasks need `pip install -e .[mujoco]`.
 
-On Ray (minimal/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
+On Ray (minimal/rl/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
 workers as Ray actors, the learner unchanged and the batches bit-identical. Without an address
 it starts a private local Ray instance (about 6 s on 2 cores) and stops it on exit, Ctrl-C
 included. On a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on
@@ -178,12 +178,13 @@ import matplotlib.ticker
 import numpy as np
 from scipy.signal import lfilter
 
-from minimal import cli, nn, viz
 from minimal import functional as F
+from minimal import nn
+from minimal.app import cli, viz
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
-from minimal.envs import make as make_env
 from minimal.errors import ConfigError
+from minimal.kernels.process import limit_blas_threads
 from minimal.natural import (
     fisher_vector_product,
     flat_grad,
@@ -192,9 +193,9 @@ from minimal.natural import (
     natural_direction,
     set_flat_parameters,
 )
-from minimal.kernels.process import limit_blas_threads
 from minimal.optim import Adam
-from minimal.rollouts import (
+from minimal.rl.envs import make as make_env
+from minimal.rl.rollouts import (
     Actor,
     Episode,
     PolicySpec,
@@ -328,7 +329,7 @@ def check_backend(config: Config) -> None:
     if config.workers < 1:
         raise ConfigError(f"--workers must be >= 1 with --backend ray (0 collects in the "
                           f"learner's process), got {config.workers}")
-    from minimal.rollouts_ray import import_ray
+    from minimal.rl.rollouts_ray import import_ray
 
     import_ray()
 
@@ -342,7 +343,7 @@ def make_pool(config: Config, env_id: str, spec: PolicySpec, workers: int) -> Ro
     """
     if config.backend == "process":
         return RolloutPool(env_id, spec, config.seed, workers)
-    from minimal.rollouts_ray import RayRolloutPool, start_ray
+    from minimal.rl.rollouts_ray import RayRolloutPool, start_ray
 
     start_ray(config.ray_address or None, num_cpus=max(config.workers,
                                                        sum(config.speed_workers)))

@@ -39,7 +39,18 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from minimal.kernels import adam, attention, conv, dense, elementwise, graph, losses, lstm, norm, pool
+from minimal.kernels import (
+    adam,
+    attention,
+    conv,
+    dense,
+    elementwise,
+    graph,
+    losses,
+    lstm,
+    norm,
+    pool,
+)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import data, training
+from minimal import data
+from minimal.app import training
 from minimal.autograd import Tensor
 from minimal.demos import deepcolor as dc
 from minimal.errors import NonFiniteLossError

@@ -5,7 +5,7 @@ import pytest
 
 from minimal.autograd import Tensor
 from minimal.demos import dqn
-from minimal.replay import ReplayMemory, Transitions
+from minimal.rl.replay import ReplayMemory, Transitions
 
 
 def test_dqn_target_by_hand():

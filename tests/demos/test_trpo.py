@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from minimal import cli
+from minimal.app import cli
 from minimal.autograd import Tensor, no_grad
 from minimal.demos import trpo
 from minimal.errors import ConfigError
 from minimal.natural import flat_parameters
-from minimal.rollouts import Actor, Episode, PolicySpec
+from minimal.rl.rollouts import Actor, Episode, PolicySpec
 
 
 @pytest.mark.parametrize("discrete", [True, False])

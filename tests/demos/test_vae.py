@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate
 from scipy.stats import multivariate_normal
 
-from minimal import cli
+from minimal.app import cli
 from minimal.autograd import Tensor
 from minimal.demos import vae
 from minimal.errors import DataError, NonFiniteLossError

@@ -7,8 +7,14 @@ from agree import assert_agree, channels_last, strided, taken
 
 from minimal import functional as F
 from minimal import kernels, nn
-from minimal.autograd import Tensor, _add_at, _leaf_gradients, _leaky_relu_slopes, _relu_mask, \
-    _sigmoid
+from minimal.autograd import (
+    Tensor,
+    _add_at,
+    _leaf_gradients,
+    _leaky_relu_slopes,
+    _relu_mask,
+    _sigmoid,
+)
 
 rng = np.random.default_rng(1)
 LAYOUTS = {"contiguous": lambda x: x, "channels-last": channels_last, "strided": strided}

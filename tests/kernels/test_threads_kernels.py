@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from minimal import functional as F
+from minimal.autograd import Tensor, grad
 from minimal.kernels import adam as adam_kernel
 from minimal.kernels import threads as parallel
-from minimal.autograd import Tensor, grad
 
 
 def test_for_blocks_covers_every_index_once(monkeypatch):

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from minimal import nn, optim, training
 from minimal import functional as F
+from minimal import nn, optim
+from minimal.app import training
 from minimal.autograd import Tensor
 from minimal.errors import CheckpointError, NonFiniteLossError, UserError
 

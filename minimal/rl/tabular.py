@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minimal.envs import TransitionTable
+from minimal.rl.envs import TransitionTable
 
 
 def greedy_action(action_values: np.ndarray, rng: np.random.Generator) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal.files import atomic_file
+from minimal.app.files import atomic_file
 
 
 def to_channels_last(images: np.ndarray, channels_first: bool | None = None) -> np.ndarray:

@@ -46,9 +46,10 @@ from typing import Any
 
 import numpy as np
 
+from minimal.app.files import atomic_file
 from minimal.errors import CheckpointError, NonFiniteLossError, UserError
-from minimal.files import atomic_file
-from minimal.nn import Module, load_arrays
+from minimal.app.files import load_arrays
+from minimal.nn import Module
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT = "minimal-checkpoint-1"

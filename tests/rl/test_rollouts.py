@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minimal.rollouts import (
+from minimal.rl.rollouts import (
     Actor,
     PolicySpec,
     RolloutPool,
@@ -23,7 +23,7 @@ from minimal.rollouts import (
     unpack_episode,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CARTPOLE = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
 PENDULUM = PolicySpec(obs_dim=3, act_dim=1, hidden=(16,), discrete=False, activation="tanh")
 
@@ -117,7 +117,7 @@ def test_actor_normalises_raw_observations_with_the_shipped_statistics():
 
 def test_making_halfcheetah_prints_no_settotalmass_warning_but_gym_make_does():
     pytest.importorskip("mujoco")
-    script = ("import gymnasium as gym; from minimal.envs import make; import sys; "
+    script = ("import gymnasium as gym; from minimal.rl.envs import make; import sys; "
               "make('HalfCheetah-v5'); print('--', file=sys.stderr, flush=True); "
               "gym.make('HalfCheetah-v5')")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
@@ -129,7 +129,7 @@ def test_making_halfcheetah_prints_no_settotalmass_warning_but_gym_make_does():
 
 def test_quiet_settotalmass_forwards_every_other_warning_and_restores_the_handler():
     mujoco = pytest.importorskip("mujoco")
-    from minimal.envs import quiet_settotalmass
+    from minimal.rl.envs import quiet_settotalmass
 
     seen: list[str] = []
     previous = mujoco.get_mju_user_warning()
@@ -269,7 +269,7 @@ def alive(pid: int) -> bool:
 
 LEARNER = textwrap.dedent("""
     import sys, numpy as np
-    from minimal.rollouts import PolicySpec, RolloutPool
+    from minimal.rl.rollouts import PolicySpec, RolloutPool
     spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
     if __name__ == "__main__":
         with RolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from minimal import envs
+from minimal.rl import envs
 
 ALL_ENVS = {
     "gridworld": envs.GridWorld,

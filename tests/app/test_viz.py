@@ -1,4 +1,4 @@
-"""Tests for minimal.viz: grid layouts and tile placement, PNG/GIF round trips, curves."""
+"""Tests for minimal.app.viz: grid layouts and tile placement, PNG/GIF round trips, curves."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import viz
+from minimal.app import viz
 
 
 def test_grid_places_each_tile_with_padding():

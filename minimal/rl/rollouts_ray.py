@@ -1,6 +1,6 @@
 """Rollouts on Ray actors: RolloutPool's workers on one machine or on a cluster.
 
-`RayRolloutPool` is a RolloutPool (minimal/rollouts.py) whose workers are Ray actors instead of
+`RayRolloutPool` is a RolloutPool (minimal/rl/rollouts.py) whose workers are Ray actors instead of
 local processes. Only the transport differs; everything else is RolloutPool's own code:
 
 - the learner's side is inherited: `collect(flat_params, min_steps)`, the episode numbering,
@@ -45,10 +45,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minimal.envs import make as make_env
 from minimal.errors import ConfigError
 from minimal.kernels.process import limit_blas_threads
-from minimal.rollouts import (
+from minimal.rl.envs import make as make_env
+from minimal.rl.rollouts import (
     RUN_EPISODE,
     SET_PARAMS,
     Actor,

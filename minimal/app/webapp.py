@@ -2,7 +2,7 @@
 
 A demo hands in a callback that colours a picture, `colour(line, hint) -> picture` (arrays in
 [0, 1]: line (H, W, 3), hint (h, w, 3) or None, result (H, W, 3)), and a few example pictures;
-this module serves the page's static files from `minimal/static/<page>/` and answers
+this module serves the page's static files from `minimal/app/static/<page>/` and answers
 
     GET  /                      the page (index.html; its CSS and JS beside it, no CDN)
     GET  /api/info              JSON: title, a line about the model, the examples, the limits
@@ -83,7 +83,6 @@ def decode_image(body: bytes, what: str, max_pixels: int = MAX_PIXELS) -> np.nda
     from PIL import Image, UnidentifiedImageError
 
     from minimal import data
-
     if not body:
         raise RequestError(400, f"{what}: the file is empty (0 bytes); send a PNG or JPEG")
     try:

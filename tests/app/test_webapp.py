@@ -1,4 +1,4 @@
-"""minimal.webapp: an in-process server on a free port with small callbacks. A PNG in gives a PNG
+"""minimal.app.webapp: an in-process server on a free port with small callbacks. A PNG in gives a PNG
 of the same size out with the callback's exact pixels; every bad request gets its status and a
 message; no path reaches a file outside the page's folder; concurrent requests never enter the
 callback together and give the same bytes as one at a time; Ctrl-C stops the server cleanly."""
@@ -21,11 +21,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import webapp
+from minimal.app import webapp
 from minimal.errors import ConfigError, DataError
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "minimal" / "static" / "colorize"
+ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "minimal" / "app" / "static" / "colorize"
 
 
 def invert(line, hint):
@@ -246,7 +246,7 @@ def test_size_limits_empty_bodies_and_missing_lengths(start):
 
 
 @pytest.mark.parametrize("path", [
-    "/../webapp.py", "/../../minimal/webapp.py", "/%2e%2e/webapp.py", "/..%2fwebapp.py",
+    "/../webapp.py", "/../../minimal/app/webapp.py", "/%2e%2e/webapp.py", "/..%2fwebapp.py",
     "//etc/passwd", "/static/colorize/../../webapp.py", "/app.js/../../../webapp.py",
     "/./index.html", "/index.html/", "/api/examples/7.png", "/api/examples/-1.png",
     "/api/examples/0.png/../../webapp.py", "/nothing-here", "/.git/config"])
@@ -313,7 +313,7 @@ def test_a_port_in_use_is_a_clear_error(start):
 # SIGINT back to Python's handler first: a shell's background job (a CI runner, say) passes it
 # on ignored, and Python keeps ignoring it, which would make the Ctrl-C below a no-op
 SERVE = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-         "from minimal import webapp; "
+         "from minimal.app import webapp; "
          "webapp.serve(lambda line, hint: line, host=sys.argv[1], port=0, quiet=True)")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from minimal.replay import ReplayMemory
+from minimal.rl.replay import ReplayMemory
 
 
 def push_numbered(memory: ReplayMemory, start: int, stop: int) -> None:

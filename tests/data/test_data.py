@@ -615,7 +615,7 @@ def test_download_cifar10_extracts_only_the_batches(tmp_path, monkeypatch):
                                        base_url=archive.parent.as_uri() + "/")
     assert sorted(p.name for p in folder.iterdir()) == sorted(download.CIFAR_MEMBERS)
     assert not (tmp_path / "data" / "escape.bin").exists()
-    from minimal.files import default_file_mode
+    from minimal.app.files import default_file_mode
     for path in [*folder.iterdir(), tmp_path / "data" / download.CIFAR_ARCHIVE]:
         assert path.stat().st_mode & 0o777 == default_file_mode(), path  # not mkstemp's 0600
     x, y = data.load_cifar10(folder, "test")

@@ -1,6 +1,6 @@
 import pytest
 
-from minimal.files import atomic_file
+from minimal.app.files import atomic_file
 
 
 def test_atomic_file_replaces_only_on_success(tmp_path):
@@ -40,7 +40,7 @@ def test_a_killed_write_leaves_a_temporary_that_the_next_write_removes(tmp_path)
     import sys
     import time
     target = tmp_path / "model.npz"
-    script = ("import sys, time\nfrom minimal.files import atomic_file\n"
+    script = ("import sys, time\nfrom minimal.app.files import atomic_file\n"
               "with atomic_file(sys.argv[1]) as f:\n"
               "    f.write(b'x' * 100000); f.flush(); print('writing', flush=True); "
               "time.sleep(60)\n")

@@ -41,7 +41,6 @@ Gaussian actions are drawn with the episode's own generator (`rng.standard_norma
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import signal
 import sys
 import time
@@ -55,8 +54,8 @@ from multiprocessing.connection import wait
 import gymnasium as gym
 import numpy as np
 
-from minimal.envs import make as make_env
 from minimal.errors import NonFiniteLossError
+from minimal.rl.envs import make as make_env
 
 # A forkserver worker re-runs the learner's main module by name although the server has
 # preloaded it (see _modules_to_preload); runpy warns about exactly that, harmlessly.
@@ -270,7 +269,7 @@ def run_episode(env: gym.Env, actor: Actor, seed: int, index: int) -> Episode:
 # ===== message packing: episodes and commands as flat float64 arrays =======================
 
 _SET_PARAMS, _RUN_EPISODE, _STOP = 0.0, 1.0, 2.0
-# the two commands under public names, for workers on another transport (minimal/rollouts_ray.py)
+# the two commands under public names, for workers on another transport (minimal/rl/rollouts_ray.py)
 SET_PARAMS, RUN_EPISODE = _SET_PARAMS, _RUN_EPISODE
 
 
@@ -534,7 +533,7 @@ def _modules_to_preload() -> list[str]:
     (A plain script cannot be preloaded this way in Python 3.11: the server never receives the
     script's path, so '__main__' in the preload list is ignored.)
     """
-    modules = ["minimal.rollouts"]
+    modules = ["minimal.rl.rollouts"]
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and not spec.name.endswith("__main__"):
         modules.append(spec.name)

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from minimal import cli
+from minimal.app import cli
 
 
 @dataclass

@@ -269,8 +269,8 @@ def main(module_name: str, argv: Sequence[str] | None = None) -> dict[str, float
     file, a missing checkpoint, a non-finite loss) prints its one-line message and exits 1.
     Bugs keep their traceback. The run is recorded in ``out_dir/run.json`` (training.RunRecord).
     """
+    from minimal.app.training import RunRecord  # the record needs nn/optim; keep `cli` light
     from minimal.kernels.process import tune_process
-    from minimal.training import RunRecord  # the record needs nn/optim; keep `cli` light
 
     tune_process()  # BLAS threads' timeout, malloc: see minimal/kernels/process.py
     module = sys.modules[module_name]
