@@ -28,7 +28,7 @@ from minimal.demos.trpo import MLPPolicy, policy_spec_for
 from minimal.kernels.process import limit_blas_threads, tune_process
 from minimal.natural import flat_parameters
 from minimal.rl.rollouts import PolicySpec, RolloutPool
-from minimal.rl.rollouts_ray import RayRolloutPool, start_ray
+from minimal.rl.rollouts.ray_actors import RayRolloutPool, start_ray
 
 
 def balancing_cartpole(spec: PolicySpec, gain: float = 30.0) -> np.ndarray:

@@ -20,7 +20,7 @@ Key equations (g = grad L, F = the Fisher matrix = Hessian of the KL at theta_ol
     A_t   = GAE(gamma, lambda) with a learned value baseline V(s), standardised over the batch
             (lambda = 1: discounted returns minus V, the post's version; 0.97 the default here)
 
-Parallel rollouts (minimal/rl/rollouts.py): N worker processes, each its own environment and a
+Parallel rollouts (minimal/rl/rollouts/processes.py): N worker processes, each its own environment and a
 NumPy copy of the policy; the learner sends the parameters each iteration as one flat array and
 hands out episode numbers; episode k is seeded from (seed, k), so the batch is bit-identical for
 any number of workers. The iteration's time splits into *collect* (waiting for the workers) and
@@ -36,7 +36,7 @@ Run:  python -m minimal.demos.trpo [--quick] [--seed 0] [--workers 2] [--env-ids
       python -m minimal.demos.trpo --preset mujoco [--env-ids Humanoid-v5 --total-steps 2000000]
       MuJoCo tasks need `pip install -e .[mujoco]`.
 
-On Ray (minimal/rl/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
+On Ray (minimal/rl/rollouts/ray_actors.py; `pip install -e .[ray]`): `--backend ray` runs the same
 workers as Ray actors, the learner unchanged and the batches bit-identical. Without an address
 it starts a private local Ray instance (about 6 s on 2 cores) and stops it on exit, Ctrl-C
 included. On a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on
@@ -199,8 +199,9 @@ from minimal.rl.rollouts import (
     Actor,
     Episode,
     PolicySpec,
-    RolloutPool,
     RunningMeanStd,
+    check_backend,
+    make_pool,
 )
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -260,7 +261,7 @@ class Config:
                     "expected a gymnasium id such as CartPole-v1"
                 raise ConfigError(f"{name} (--{name.replace('_', '-')}): unknown environment "
                                   f"{env_id!r}; {hint}")
-        check_backend(self)
+        check_backend(self.backend, self.workers, self.ray_address)
 
 
 def task_max_kl(config: Config) -> dict[str, float]:
@@ -319,35 +320,9 @@ TARGETS = {
 }
 
 
-def check_backend(config: Config) -> None:
-    """The rollout backend's settings; --backend ray without Ray installed fails here, at once."""
-    cli.validate(config, choices={"backend": ("process", "ray")})
-    if config.backend == "process":
-        if config.ray_address:
-            raise ConfigError("--ray-address needs --backend ray, got --backend process")
-        return
-    if config.workers < 1:
-        raise ConfigError(f"--workers must be >= 1 with --backend ray (0 collects in the "
-                          f"learner's process), got {config.workers}")
-    from minimal.rl.rollouts_ray import import_ray
-
-    import_ray()
-
-
-def make_pool(config: Config, env_id: str, spec: PolicySpec, workers: int) -> RolloutPool:
-    """The rollout pool of the configured backend: processes here, or Ray actors anywhere.
-
-    With Ray, one instance serves the whole run (every environment and worker count): the
-    first pool starts it (locally, with as many CPUs as the run holds actors at once) or joins
-    config.ray_address; it stops when the program exits (Ctrl-C included).
-    """
-    if config.backend == "process":
-        return RolloutPool(env_id, spec, config.seed, workers)
-    from minimal.rl.rollouts_ray import RayRolloutPool, start_ray
-
-    start_ray(config.ray_address or None, num_cpus=max(config.workers,
-                                                       sum(config.speed_workers)))
-    return RayRolloutPool(env_id, spec, config.seed, workers)
+def ray_cpus(config: Config) -> int:
+    """CPUs a local Ray instance needs: the most actors the run holds at once."""
+    return max(config.workers, sum(config.speed_workers))
 
 
 # ===== the policy and the value baseline ===================================================
@@ -635,7 +610,8 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
         "learn_cpu_seconds")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
-    with make_pool(config, env_id, spec, config.workers) as pool:
+    with make_pool(config.backend, env_id, spec, config.seed, config.workers,
+                   config.ray_address, ray_cpus(config)) as pool:
         while steps < total_steps:
             # CPU seconds of this process: with workers=0 collect's count is the stepping's own
             # cost, unlike wall seconds, which other jobs on the machine inflate
@@ -711,7 +687,8 @@ def time_workers(config: Config, env_id: str, trained: Trained, worker_counts: t
     policy = MLPPolicy(spec, np.random.default_rng(0))
     set_flat_parameters(policy.ordered_parameters(), flat[:spec.num_policy_parameters()])
     timings = {n: {"collect": [], "learn": []} for n in worker_counts}
-    pools = {n: make_pool(config, env_id, spec, n) for n in worker_counts}
+    pools = {n: make_pool(config.backend, env_id, spec, config.seed, n, config.ray_address,
+                          ray_cpus(config)) for n in worker_counts}
     try:
         for _ in range(iterations):
             for n, pool in pools.items():

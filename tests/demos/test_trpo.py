@@ -8,6 +8,7 @@ from minimal.autograd import Tensor, no_grad
 from minimal.demos import trpo
 from minimal.errors import ConfigError
 from minimal.natural import flat_parameters
+from minimal.rl import rollouts
 from minimal.rl.rollouts import Actor, Episode, PolicySpec
 
 
@@ -199,6 +200,18 @@ def test_gaussian_trpo_update_kl_is_measured_against_a_frozen_old_policy():
         assert not np.array_equal(before, policy.log_std.data)
 
 
+def recording_pool(seen: list) -> type:
+    """The process pool, keeping (parameters, observations) of every batch in `seen`."""
+    class RecordingPool(rollouts.RolloutPool):
+        def collect(self, flat_params, min_steps):
+            episodes = super().collect(flat_params, min_steps)
+            seen.append((flat_params.copy(), np.concatenate([e.observations
+                                                             for e in episodes])))
+            return episodes
+
+    return RecordingPool
+
+
 @pytest.fixture(scope="module")
 def normalised_pendulum_runs():
     """Three short Pendulum runs with observation normalisation, 0, 1 and 2 workers; each
@@ -206,22 +219,14 @@ def normalised_pendulum_runs():
     runs = {}
     for workers in (0, 1, 2):
         seen = []
-
-        class RecordingPool(trpo.RolloutPool):
-            def collect(self, flat_params, min_steps):
-                episodes = super().collect(flat_params, min_steps)
-                seen.append((flat_params.copy(), np.concatenate([e.observations
-                                                                 for e in episodes])))
-                return episodes
-
         config = cli.make_config(trpo.Config, None, workers=workers, seed=3, obs_norm=True,
                                  steps_per_update=400, activation="tanh")
-        original = trpo.RolloutPool
-        trpo.RolloutPool = RecordingPool
+        original = rollouts.RolloutPool
+        rollouts.RolloutPool = recording_pool(seen)
         try:
             records, trained = trpo.train(config, "Pendulum-v1", 1200)
         finally:
-            trpo.RolloutPool = original
+            rollouts.RolloutPool = original
         runs[workers] = (records, trained, seen)
     return runs
 

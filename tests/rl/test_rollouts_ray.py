@@ -74,7 +74,7 @@ def wait_until_gone(pids, seconds: float = 20.0) -> list[int]:
 
 def test_without_ray_the_backend_fails_at_once_with_how_to_install(monkeypatch, capsys):
     from minimal.demos import trpo
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(ConfigError, match=r"needs Ray.*pip install -e \.\[ray\]"):
@@ -101,7 +101,7 @@ def test_backend_settings_are_checked():
 def test_an_address_where_no_cluster_listens_is_refused_at_once():
     import socket
 
-    from minimal.rl.rollouts_ray import check_reachable
+    from minimal.rl.rollouts.ray_actors import check_reachable
 
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
@@ -120,7 +120,7 @@ LEARNER = textwrap.dedent("""
     import sys
     import numpy as np
     from minimal.rl.rollouts import PolicySpec
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
     spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
     with RayRolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:
         pool.collect(np.zeros(spec.num_parameters()), 100)
@@ -152,7 +152,7 @@ def ray_instance(learner_with_ray):
     """A local Ray instance started by a pool (3 CPUs: room for 2 more actors at a time)."""
     import ray
 
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     assert not ray.is_initialized()
     owner = RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=1, num_cpus=3)
@@ -170,7 +170,7 @@ def ray_instance(learner_with_ray):
 @pytest.mark.parametrize("env_id,spec", [("CartPole-v1", CARTPOLE), ("Pendulum-v1", PENDULUM)])
 def test_ray_batches_are_bit_identical_to_the_process_pool_and_in_process(ray_instance,
                                                                          env_id, spec):
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     in_process = collect_iterations(RolloutPool(env_id, spec, seed=11, workers=0), spec)
     processes = collect_iterations(RolloutPool(env_id, spec, seed=11, workers=2), spec)
@@ -197,7 +197,7 @@ def test_trpo_learns_the_same_with_ray_actors(ray_instance):
 
 
 def test_killed_actor_raises_worker_error_within_seconds_and_the_rest_stop(ray_instance):
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     pool = RayRolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=2)
     pool.collect(random_params(CARTPOLE, 0), 200)
@@ -210,12 +210,12 @@ def test_killed_actor_raises_worker_error_within_seconds_and_the_rest_stop(ray_i
     assert time.perf_counter() - start < 30.0  # about a second; generous for a busy machine
     assert not wait_until_gone(pids)
     with pytest.raises(WorkerError, match=r"the pool stopped after a worker failure \(rollout "
-                                          r"worker \d+ .*died .*\); make a new RolloutPool"):
+                                          r"worker \d+ .*died .*\); make a new RayRolloutPool"):
         pool.collect(random_params(CARTPOLE, 0), 200)
 
 
 def test_more_actors_than_the_cluster_can_place_is_an_error_not_a_hang(ray_instance):
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     # the instance has 3 CPUs, 1 taken by the module's pool: 2 actors of 2 CPUs never fit
     with pytest.raises(WorkerError, match=r"2 actors of 2 CPU each did not start within 2 s; "
@@ -229,7 +229,7 @@ def test_more_actors_than_the_cluster_can_place_is_an_error_not_a_hang(ray_insta
 
 def test_environment_raising_in_an_actor_is_the_same_worker_error_as_in_a_process(
         ray_instance):
-    from minimal.rl.rollouts_ray import RayRolloutPool
+    from minimal.rl.rollouts.ray_actors import RayRolloutPool
 
     # Pendulum's step computes 3 * g / (2 * l): with g a string it raises a TypeError inside
     # the worker, in the middle of an episode

@@ -1,17 +1,16 @@
-"""Rollouts on Ray actors: RolloutPool's workers on one machine or on a cluster.
+"""Rollout workers as Ray actors, on one machine or on a cluster: the transport of
+protocol.py over Ray.
 
-`RayRolloutPool` is a RolloutPool (minimal/rl/rollouts.py) whose workers are Ray actors instead of
-local processes. Only the transport differs; everything else is RolloutPool's own code:
+Only the transport differs from the process pool; everything else is protocol.py's:
 
-- the learner's side is inherited: `collect(flat_params, min_steps)`, the episode numbering,
-  the queueing of up to two episodes per worker, the surplus handling, `.stats` and the
-  context manager; this class supplies only the transport RolloutPool's collect calls
-  (`_send`, `_receive`, `_raise_dead`) and its own start and `close()`. Episode k is still
-  seeded from (seed, k) alone, so the batches are bit-identical to the process pool's and to
-  in-process collection, for any number of actors;
-- the worker's side speaks the same messages (a flat float64 array: set the parameters, or run
-  episode k) and replies with the same packed episode or the same traceback text, using
-  rollouts.py's `Actor`, `run_episode` and `pack_episode`.
+- the learner's side is `Collector`'s: `collect(flat_params, min_steps)`, the episode
+  numbering, the queueing of up to two episodes per worker, the surplus handling, `.stats` and
+  the context manager; `RayRolloutPool` supplies `send`, `receive`, its start and `close()`.
+  Episode k is still seeded from (seed, k) alone, so the batches are bit-identical to the
+  process pool's and to in-process collection, for any number of actors;
+- each actor holds an `EpisodeRunner` and answers the same messages with the same replies
+  (the set-parameters message with an empty acknowledgement, so the learner learns of an
+  actor's death even then).
 
 What travels each iteration: the parameter vector once (`ray.put`: one copy per node, however
 many actors it holds), then two floats per episode out and one packed episode (observations,
@@ -39,7 +38,6 @@ import logging
 import math
 import os
 import socket
-import traceback
 import weakref
 from dataclasses import dataclass, field
 
@@ -47,17 +45,14 @@ import numpy as np
 
 from minimal.errors import ConfigError
 from minimal.kernels.process import limit_blas_threads
-from minimal.rl.envs import make as make_env
-from minimal.rl.rollouts import (
-    RUN_EPISODE,
+from minimal.rl.rollouts.protocol import (
     SET_PARAMS,
-    Actor,
+    Collector,
     Episode,
+    EpisodeRunner,
     PolicySpec,
-    RolloutPool,
+    Worker,
     WorkerError,
-    pack_episode,
-    run_episode,
     unpack_episode,
 )
 
@@ -129,27 +124,16 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
                           "--ray-address empty to start Ray locally") from None
 
 
-# ===== the actor: the worker loop of rollouts._worker_main as methods =====================
+# ===== the actor ==========================================================================
 
 
 class RolloutActor:
-    """One rollout worker: its own environment and NumPy policy; made a Ray actor by the pool.
-
-    `handle` takes the process workers' messages. Replies: b"" for set-parameters (an
-    acknowledgement, so the learner learns of an actor's death even then), b"D" + packed
-    episode, or b"E" + traceback text when anything raised, as `_worker_main` sends.
-    """
+    """One rollout worker: an EpisodeRunner (its own environment and NumPy policy), made a Ray
+    actor by the pool."""
 
     def __init__(self, env_id: str, env_kwargs: dict, spec: PolicySpec, seed: int):
         limit_blas_threads(1)  # one core per actor; a BLAS thread pool would fight the others
-        self.spec, self.seed = spec, seed
-        self.actor: Actor | None = None
-        self.generation = -1
-        self.error: str | None = None
-        try:
-            self.env = make_env(env_id, **env_kwargs)  # as _worker_main makes it
-        except Exception:  # noqa: BLE001 (reported on the first message, like a process worker)
-            self.env, self.error = None, traceback.format_exc()
+        self.runner = EpisodeRunner(env_id, env_kwargs, spec, seed)
 
     def where(self) -> tuple[int, str]:
         """(process id, node address): for messages, and for the tests to kill it."""
@@ -158,38 +142,22 @@ class RolloutActor:
         return os.getpid(), ray.util.get_node_ip_address()
 
     def handle(self, payload: bytes) -> bytes:
-        if self.error is not None:
-            return b"E" + self.error.encode()
-        try:
-            command = np.frombuffer(payload, dtype=np.float64)
-            if command[0] == SET_PARAMS:
-                self.generation = int(command[1])
-                self.actor = Actor(self.spec, command[2:])
-                return b""
-            if command[0] == RUN_EPISODE:
-                episode = run_episode(self.env, self.actor, self.seed, int(command[1]))
-                return b"D" + pack_episode(episode, self.generation)
-            raise ValueError(f"unknown command {command[0]}")
-        except Exception:  # noqa: BLE001
-            self.error = traceback.format_exc()  # a failed actor stays failed
-            return b"E" + self.error.encode()
+        return self.runner.handle(payload)
 
 
 @dataclass
-class _RayWorker:
-    handle: object                  # the Ray actor handle
-    pid: int
-    node: str
+class _RayWorker(Worker):
+    handle: object = None           # the Ray actor handle
+    pid: int = -1
+    node: str = "?"
     pending: list = field(default_factory=list)  # ObjectRefs of calls not yet received
-    busy: int = 0                   # as rollouts._Worker: episodes of this iteration in flight
-    stale: int = 0                  # replies still due from earlier iterations (discarded)
 
 
 # ===== the pool =============================================================================
 
 
-class RayRolloutPool(RolloutPool):
-    """RolloutPool with `workers` Ray actors (workers >= 1).
+class RayRolloutPool(Collector):
+    """A Collector with `workers` Ray actors (workers >= 1).
 
         with RayRolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:     # local Ray
             episodes = pool.collect(flat_params, min_steps=5000)
@@ -204,30 +172,25 @@ class RayRolloutPool(RolloutPool):
         ray = import_ray()
         if workers < 1:
             raise ValueError(f"RayRolloutPool: workers must be >= 1, got {workers}")
-        # RolloutPool's learner-side state (counters, stats, queue depth) with no workers of its
-        # own; its in-process environment is not needed
-        super().__init__(env_id, spec, seed, workers=0, env_kwargs=env_kwargs,
+        super().__init__(env_id, spec, seed, in_process=False, env_kwargs=env_kwargs,
                          poll_seconds=poll_seconds, queue_depth=queue_depth)
-        self._env.close()
-        self._env = None
-        self._finalizer.detach()
         self._ray = ray
         self._put_generation, self._params_ref = -1, None
         self.workers: list[_RayWorker] = []
         # a pool that starts Ray (num_cpus: the local instance's CPUs, by default just enough
         # for this pool's actors) stops it again when it closes
         self.owns_ray = start_ray(address, num_cpus=num_cpus or math.ceil(workers * actor_cpus))
-        # as RolloutPool: cleaned up when garbage-collected or, at the latest, at exit
+        # as the process pool: cleaned up when garbage-collected or, at the latest, at exit
         self._finalizer = weakref.finalize(self, _shutdown, ray, self.workers, self.owns_ray)
         try:
             remote = ray.remote(num_cpus=actor_cpus, max_restarts=0)(RolloutActor)
             handles = [remote.remote(env_id, self.env_kwargs, spec, seed)
                        for _ in range(workers)]
             places = ray.get([h.where.remote() for h in handles], timeout=start_timeout)
-            self.workers.extend(_RayWorker(h, pid, node)
+            self.workers.extend(_RayWorker(handle=h, pid=pid, node=node)
                                 for h, (pid, node) in zip(handles, places))
         except ray.exceptions.GetTimeoutError:
-            self.workers.extend(_RayWorker(h, -1, "?") for h in handles)
+            self.workers.extend(_RayWorker(handle=h) for h in handles)
             self.close()
             raise WorkerError(
                 f"RayRolloutPool: {workers} actors of {actor_cpus:g} CPU each did not start "
@@ -239,12 +202,11 @@ class RayRolloutPool(RolloutPool):
 
     def close(self) -> None:
         """Kill the actors; shut the local Ray instance down if this pool started it."""
-        if self._stopped is None:
-            self._stopped = "the pool was closed"
+        super().close()
         self._finalizer()
 
-    # ----- the transport: what RolloutPool's collect calls ------------------------------
-    def _send(self, worker: _RayWorker, payload: bytes) -> None:
+    # ----- the transport: what Collector's collect calls --------------------------------
+    def send(self, worker: _RayWorker, payload: bytes) -> None:
         if np.frombuffer(payload[:8], dtype=np.float64)[0] == SET_PARAMS:
             # the same parameters go to every actor: put them in the object store once
             if self._put_generation != self.generation:
@@ -253,7 +215,7 @@ class RayRolloutPool(RolloutPool):
             payload = self._params_ref
         worker.pending.append(worker.handle.handle.remote(payload))
 
-    def _receive(self) -> tuple[int, Episode, _RayWorker]:
+    def receive(self) -> tuple[int, Episode, _RayWorker]:
         """The next episode from any actor; raises WorkerError if one has died or raised."""
         ray = self._ray
         while True:
@@ -268,18 +230,16 @@ class RayRolloutPool(RolloutPool):
             except ray.exceptions.RayActorError as error:
                 self._raise_dead(worker, error)
             if payload[:1] == b"E":
-                self._fail(f"rollout worker {worker.pid} (Ray actor on {worker.node}) raised:\n"
+                self.fail(f"rollout worker {worker.pid} (Ray actor on {worker.node}) raised:\n"
                            f"{payload[1:].decode()}")
             if not payload:
                 continue  # set-parameters acknowledged
             generation, episode = unpack_episode(payload[1:], self.spec)
-            if worker.stale and generation != self.generation:
-                worker.stale -= 1
             return generation, episode, worker
 
     def _raise_dead(self, worker: _RayWorker, error: BaseException | None = None) -> None:
         reason = str(error).strip().splitlines()[0] if error is not None else "unknown cause"
-        self._fail(f"rollout worker {worker.pid} (Ray actor on {worker.node}) died "
+        self.fail(f"rollout worker {worker.pid} (Ray actor on {worker.node}) died "
                    f"({reason}); stopping the other workers")
 
 

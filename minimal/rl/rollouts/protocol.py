@@ -1,67 +1,33 @@
-"""Rollouts on worker processes: each its own environment and copy of the policy.
+"""What every rollout backend shares: the policy in NumPy, one episode, the messages, and the
+learner's side of collecting a batch.
 
-The parallel-TRPO post's speed-up: gathering experience is most of the time in TRPO, episodes
-are independent given the policy, so N processes can gather N times as fast. Here:
+A backend (processes.py: worker processes on this machine; ray_actors.py: Ray actors on a
+cluster) supplies only the transport. Its workers each hold an `EpisodeRunner` (an environment
+and a NumPy copy of the policy) and hand it every message they receive; the learner holds a
+`Collector` subclass, whose `collect` does the numbering, queueing and assembling below and
+calls the backend's `send` and `receive`:
 
-- The learner starts N workers (`RolloutPool(..., workers=N)`). Each builds its environment
-  with `gymnasium.make(env_id)` and keeps a NumPy copy of the policy (`Actor`).
-- Each iteration the learner sends the current parameters as one flat float64 array, then hands
-  out episode numbers k = next, next + 1, ... one at a time to whichever worker is free.
-- Episode k is seeded from (seed, k) alone with `np.random.SeedSequence([seed, k])`: one child
-  seeds `env.reset`, the other the generator that samples the actions. So an episode's data
-  depends on the parameters, the seed and k, never on which worker ran it or when.
-- The batch is the shortest run of episodes next, next + 1, ... holding at least `min_steps`
-  steps. Up to two episodes are queued per worker, but no more are handed out once those in
-  flight will probably fill the batch (at the mean episode length seen so far). Workers that
-  are still busy with later episodes when it is complete finish them while the learner learns;
-  their results (tagged with the iteration's number) are thrown away at the start of the next
-  collect, and the next iteration starts at the first unused k. Hence the batch is
-  bit-identical for 0 (in-process), 1, 2 or N workers.
+    set parameters   np.array([SET_PARAMS, generation, *flat_params])   one per worker, per batch
+    run episode k    np.array([RUN_EPISODE, k])                         as workers are free
+    stop             np.array([STOP])
+    replies          b"D" + pack_episode(episode, generation), or b"E" + a traceback's text
 
-Messages are raw float64 arrays (`send_bytes`), no pickles: a command code followed by data one
-way, an episode packed into one array the other way.
-
-Start method: 'forkserver' by default, for three reasons. 'fork' copies the learner as it is,
-BLAS thread pools and locks included (a known source of deadlocks; Python 3.12 warns about it),
-and every forked worker inherits the other workers' pipe ends, so a worker would not see the
-learner's end close. 'spawn' is safe but imports NumPy and gymnasium (MuJoCo too) afresh in
-every worker, about a second each. 'forkserver' imports them once in a clean server process
-(`set_forkserver_preload`) and forks workers from it.
-
-Failure and exit: the learner never blocks without a timeout; it waits on the pipes with
-`multiprocessing.connection.wait(..., timeout)` and checks the workers' exit codes between
-waits, so a worker that dies (killed, or an exception, whose traceback it sends back) raises
-`WorkerError` in the learner within a second. Workers ignore SIGINT: Ctrl-C raises
-KeyboardInterrupt in the learner only, whose `with RolloutPool(...)` block (or, failing that, an
-atexit hook) stops, joins and if need be terminates them, so no process is left behind.
-Gaussian actions are drawn with the episode's own generator (`rng.standard_normal`), not
-`action_space.sample()`, which costs 26-53 us a call here, up to half a MuJoCo step.
+Messages are raw float64 arrays, never pickles. With no workers, `Collector` runs the episodes
+in the learner's own process, the same numbers in the same order.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
-import sys
 import time
 import traceback
-import warnings
-import weakref
 from dataclasses import dataclass, field
 from itertools import pairwise
-from multiprocessing.connection import wait
 
 import gymnasium as gym
 import numpy as np
 
 from minimal.errors import NonFiniteLossError
 from minimal.rl.envs import make as make_env
-
-# A forkserver worker re-runs the learner's main module by name although the server has
-# preloaded it (see _modules_to_preload); runpy warns about exactly that, harmlessly.
-warnings.filterwarnings("ignore", message=r"'.*' found in sys\.modules after import of package",
-                        category=RuntimeWarning)
-
 
 # ===== the policy, in NumPy, for acting =====================================================
 
@@ -266,11 +232,20 @@ def run_episode(env: gym.Env, actor: Actor, seed: int, index: int) -> Episode:
                    np.asarray(observation, np.float64))
 
 
-# ===== message packing: episodes and commands as flat float64 arrays =======================
+# ===== the messages: commands and episodes as flat float64 arrays ==========================
 
-_SET_PARAMS, _RUN_EPISODE, _STOP = 0.0, 1.0, 2.0
-# the two commands under public names, for workers on another transport (minimal/rl/rollouts_ray.py)
-SET_PARAMS, RUN_EPISODE = _SET_PARAMS, _RUN_EPISODE
+SET_PARAMS, RUN_EPISODE, STOP = 0.0, 1.0, 2.0
+
+
+def set_params_message(generation: int, flat_params: np.ndarray) -> bytes:
+    return np.concatenate([[SET_PARAMS, generation], flat_params]).tobytes()
+
+
+def run_episode_message(index: int) -> bytes:
+    return np.array([RUN_EPISODE, index]).tobytes()
+
+
+STOP_MESSAGE = np.array([STOP]).tobytes()
 
 
 def pack_episode(episode: Episode, generation: int) -> bytes:
@@ -297,35 +272,44 @@ def unpack_episode(payload: bytes, spec: PolicySpec) -> tuple[int, Episode]:
                                bool(terminated), final_observation.copy())
 
 
-def _worker_main(conn, env_id: str, env_kwargs: dict, spec: PolicySpec, seed: int) -> None:
-    """A worker's loop: set parameters, run episode k, or stop. Errors go back as text."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
-    try:
-        env = make_env(env_id, **env_kwargs)
-        actor, generation = None, -1
-        while True:
-            try:
-                command = np.frombuffer(conn.recv_bytes(), dtype=np.float64)
-            except EOFError:  # the learner is gone
-                return
-            if command[0] == _STOP:
-                return
-            if command[0] == _SET_PARAMS:
-                generation = int(command[1])
-                actor = Actor(spec, command[2:])
-            elif command[0] == _RUN_EPISODE:
-                episode = run_episode(env, actor, seed, int(command[1]))
-                conn.send_bytes(b"D" + pack_episode(episode, generation))
-    # any error: report it (the learner raises WorkerError with this text), then die
-    except Exception:  # noqa: BLE001
+class EpisodeRunner:
+    """A worker's state and its answer to each message: the environment, the policy last set,
+    and the generation (the learner's batch number) that set it. Any backend's worker holds
+    one and passes it every message; an error is caught and answered as b"E" + traceback, after
+    which the runner stays failed (the learner stops the pool on the first one).
+    """
+
+    def __init__(self, env_id: str, env_kwargs: dict, spec: PolicySpec, seed: int):
+        self.spec, self.seed = spec, seed
+        self.actor: Actor | None = None
+        self.generation = -1
+        self.error: str | None = None
         try:
-            conn.send_bytes(b"E" + traceback.format_exc().encode())
-        except OSError:
-            pass
-        raise SystemExit(1)
+            self.env = make_env(env_id, **env_kwargs)
+        except Exception:  # noqa: BLE001 (reported as the answer to the first message)
+            self.env, self.error = None, traceback.format_exc()
+
+    def handle(self, payload: bytes) -> bytes:
+        """The reply to one message: b"" for set-parameters, b"D" + the packed episode, or
+        b"E" + the traceback of whatever raised."""
+        if self.error is not None:
+            return b"E" + self.error.encode()
+        try:
+            command = np.frombuffer(payload, dtype=np.float64)
+            if command[0] == SET_PARAMS:
+                self.generation = int(command[1])
+                self.actor = Actor(self.spec, command[2:])
+                return b""
+            if command[0] == RUN_EPISODE:
+                episode = run_episode(self.env, self.actor, self.seed, int(command[1]))
+                return b"D" + pack_episode(episode, self.generation)
+            raise ValueError(f"unknown command {command[0]}")
+        except Exception:  # noqa: BLE001
+            self.error = traceback.format_exc()
+            return b"E" + self.error.encode()
 
 
-# ===== the pool ============================================================================
+# ===== the learner's side ===================================================================
 
 
 class WorkerError(RuntimeError):
@@ -333,11 +317,11 @@ class WorkerError(RuntimeError):
 
 
 @dataclass
-class _Worker:
-    process: mp.process.BaseProcess
-    conn: object
-    busy: int = 0                   # episodes of the current iteration sent, not yet back
-    stale: int = 0                  # replies still due from earlier iterations (discarded)
+class Worker:
+    """A backend's handle on one worker: what the collector counts, and the backend's own."""
+
+    busy: int = 0                   # episodes of the current batch sent, not yet back
+    stale: int = 0                  # replies still due from earlier batches (discarded)
 
 
 @dataclass
@@ -347,16 +331,26 @@ class CollectStats:
     discarded: list[int] = field(default_factory=list)
 
 
-class RolloutPool:
-    """Collects batches of whole episodes with `workers` processes (0: in this process).
+class Collector:
+    """Collects batches of whole episodes: `collect(flat_params, min_steps)` returns episodes
+    next_index, next_index + 1, ... until they hold at least min_steps steps.
 
-        with RolloutPool("CartPole-v1", spec, seed=0, workers=2) as pool:
-            episodes = pool.collect(flat_params, min_steps=5000)
+    With no workers it plays them in this process. A backend subclass starts its workers
+    (appending them to `self.workers`) and supplies the transport:
+
+        send(worker, payload)       deliver one message; a dead worker raises WorkerError
+        receive()                   the next reply from any worker, as (generation, episode,
+                                    worker); a dead or failed worker raises WorkerError
+        close()                     stop the workers (call Collector.close too)
+
+    Episode k is seeded from (seed, k) alone and the batch is the shortest run of episodes
+    from next_index holding min_steps steps, so a batch is bit-identical for any backend and
+    any number of workers.
     """
 
-    def __init__(self, env_id: str, spec: PolicySpec, seed: int, workers: int = 1,
-                 env_kwargs: dict | None = None, start_method: str = "forkserver",
-                 poll_seconds: float = 0.5, queue_depth: int = 2):
+    def __init__(self, env_id: str, spec: PolicySpec, seed: int, in_process: bool,
+                 env_kwargs: dict | None = None, poll_seconds: float = 0.5,
+                 queue_depth: int = 2):
         self.env_id, self.spec, self.seed = env_id, spec, seed
         self.env_kwargs = dict(env_kwargs or {})
         self.poll_seconds = poll_seconds
@@ -365,67 +359,59 @@ class RolloutPool:
         self.queue_depth = queue_depth
         self.next_index = 0          # k of the first episode of the next batch
         self._mean_length = 0.0      # episode length seen so far (0: unknown, queue freely)
-        self.generation = 0          # the iteration number, tags replies
+        self.generation = 0          # the batch number, tags replies
         self.stats = CollectStats()
-        self.workers: list[_Worker] = []
+        self.workers: list[Worker] = []
         self._stopped: str | None = None  # why collect() can no longer work, once it can't
-        # a pool that is never closed is still cleaned up when it is garbage-collected or, at
-        # the latest, when the interpreter exits (weakref.finalize registers an atexit hook)
-        self._finalizer = weakref.finalize(self, _shutdown, self.workers)
-        if workers < 0:
-            raise ValueError(f"RolloutPool: workers must be >= 0, got {workers}")
-        self._env = make_env(env_id, **self.env_kwargs) if workers == 0 else None
-        if workers:
-            context = mp.get_context(start_method)
-            if start_method == "forkserver":
-                context.set_forkserver_preload(_modules_to_preload())
-            try:
-                for _ in range(workers):
-                    learner_end, worker_end = context.Pipe(duplex=True)
-                    process = context.Process(
-                        target=_worker_main, daemon=True,
-                        args=(worker_end, env_id, self.env_kwargs, spec, seed))
-                    process.start()
-                    worker_end.close()  # only the worker holds it now: its death gives EOF
-                    self.workers.append(_Worker(process, learner_end))
-            except BaseException:
-                self.close()
-                raise
+        self._env = make_env(env_id, **self.env_kwargs) if in_process else None
 
-    def __enter__(self) -> RolloutPool:  # noqa: PYI034 (Self needs Python 3.11)
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        """Stop the workers: ask, wait a second, then terminate; close the pipes."""
         if self._stopped is None:
             self._stopped = "the pool was closed"
-        _shutdown(self.workers)
         if self._env is not None:
             self._env.close()
             self._env = None
 
+    # ----- the transport, supplied by a backend ----------------------------------------------
+    def send(self, worker: Worker, payload: bytes) -> None:
+        raise NotImplementedError
+
+    def receive(self) -> tuple[int, Episode, Worker]:
+        raise NotImplementedError
+
+    def fail(self, message: str) -> None:
+        """Stop the pool for good and raise WorkerError(message)."""
+        summary = message.strip().splitlines()[-1] if message.strip() else message  # the error
+        self._stopped = f"the pool stopped after a worker failure ({summary})"
+        self.close()
+        raise WorkerError(message)
+
     # ----- collecting --------------------------------------------------------------------
     def collect(self, flat_params: np.ndarray, min_steps: int) -> list[Episode]:
         """Episodes next_index, next_index + 1, ... until they hold >= min_steps steps."""
+        name = type(self).__name__
         if self._stopped is not None:
             raise (WorkerError if self._stopped != "the pool was closed" else RuntimeError)(
-                f"RolloutPool.collect: {self._stopped}; make a new RolloutPool to go on")
+                f"{name}.collect: {self._stopped}; make a new {name} to go on")
         start = time.perf_counter()
         flat_params = np.asarray(flat_params, dtype=np.float64)
         if flat_params.shape != (self.spec.num_parameters(),):
-            raise ValueError(f"RolloutPool.collect: expected {self.spec.num_parameters()} "
+            raise ValueError(f"{name}.collect: expected {self.spec.num_parameters()} "
                              f"parameters for {self.spec}, got shape {flat_params.shape}")
         bad = np.flatnonzero(~np.isfinite(flat_params))
         if len(bad):  # a diverged update: acting on it would give garbage episodes, not errors
             raise NonFiniteLossError(
-                f"RolloutPool.collect: the policy parameters hold {len(bad)} NaN or inf values "
+                f"{name}.collect: the policy parameters hold {len(bad)} NaN or inf values "
                 f"(the first at index {bad[0]}); nothing was collected. The last policy update "
                 "diverged (try a smaller step size)")
         if self.workers:
-            episodes = self._collect_parallel(flat_params, min_steps)
+            episodes = self._collect_from_workers(flat_params, min_steps)
         else:
             actor = Actor(self.spec, flat_params)
             episodes, steps = [], 0
@@ -438,17 +424,17 @@ class RolloutPool:
         self.stats.seconds = time.perf_counter() - start
         return episodes
 
-    def _collect_parallel(self, flat_params: np.ndarray, min_steps: int) -> list[Episode]:
-        # First take in the surplus episodes of the last iteration (finished while the learner
-        # was learning, so this rarely waits). Every worker is then idle, reading its pipe:
-        # sending it a large parameter vector cannot deadlock against a large episode it is
-        # sending back.
+    def _collect_from_workers(self, flat_params: np.ndarray, min_steps: int) -> list[Episode]:
+        # First take in the surplus episodes of the last batch (finished while the learner
+        # was learning, so this rarely waits). Every worker is then idle, reading its
+        # messages: sending it a large parameter vector cannot deadlock against a large
+        # episode it is sending back.
         while any(worker.stale for worker in self.workers):
-            self._receive()
+            self._next_reply()
         first = self.next_index
-        message = np.concatenate([[_SET_PARAMS, self.generation], flat_params]).tobytes()
+        message = set_params_message(self.generation, flat_params)
         for worker in self.workers:
-            self._send(worker, message)
+            self.send(worker, message)
         done: dict[int, Episode] = {}
         next_to_assign = first
         prefix_end, prefix_steps = first, 0  # episodes first..prefix_end-1 are all done
@@ -458,16 +444,16 @@ class RolloutPool:
                 while worker.busy < self.queue_depth:
                     # ... unless the episodes already handed out will probably be enough:
                     # surplus episodes are thrown away (with 500-step episodes and 10 to a
-                    # batch, blind queueing wasted up to 3 of them per iteration)
+                    # batch, blind queueing wasted up to 3 of them per batch)
                     in_flight = next_to_assign - first - len(done)
                     if done_steps + in_flight * self._mean_length >= min_steps:
                         break
-                    self._send(worker, np.array([_RUN_EPISODE, next_to_assign]).tobytes())
+                    self.send(worker, run_episode_message(next_to_assign))
                     worker.busy += 1
                     next_to_assign += 1
-            generation, episode, worker = self._receive()
+            generation, episode, worker = self._next_reply()
             if generation != self.generation:
-                continue  # a leftover from an earlier iteration, with old parameters
+                continue  # a leftover from an earlier batch, with old parameters
             worker.busy -= 1
             done[episode.index] = episode
             done_steps += len(episode)
@@ -475,7 +461,7 @@ class RolloutPool:
             while prefix_end in done and prefix_steps < min_steps:
                 prefix_steps += len(done[prefix_end])
                 prefix_end += 1
-        # episodes still queued belong to this generation: discard them when they arrive
+        # episodes still queued belong to this batch: discard them when they arrive
         for worker in self.workers:
             worker.busy, worker.stale = 0, worker.stale + worker.busy
         self.stats.episodes_run += len(done)
@@ -483,81 +469,8 @@ class RolloutPool:
         self.next_index = prefix_end
         return [done[k] for k in range(first, prefix_end)]
 
-    def _send(self, worker: _Worker, payload: bytes) -> None:
-        try:
-            worker.conn.send_bytes(payload)
-        except (BrokenPipeError, ConnectionResetError, OSError):
-            self._raise_dead(worker)
-
-    def _receive(self) -> tuple[int, Episode, _Worker]:
-        """The next reply from any worker; raises WorkerError if one has died."""
-        by_conn = {worker.conn: worker for worker in self.workers}
-        while True:
-            ready = wait(list(by_conn), timeout=self.poll_seconds)
-            for conn in ready:
-                worker = by_conn[conn]
-                try:
-                    payload = conn.recv_bytes()
-                except (EOFError, OSError):
-                    self._raise_dead(worker)
-                if payload[:1] == b"E":
-                    self._fail(f"rollout worker {worker.process.pid} raised:\n"
-                               f"{payload[1:].decode()}")
-                generation, episode = unpack_episode(payload[1:], self.spec)
-                if worker.stale and generation != self.generation:
-                    worker.stale -= 1
-                return generation, episode, worker
-            for worker in self.workers:  # nothing arrived: is everybody still alive?
-                if worker.process.exitcode is not None:
-                    self._raise_dead(worker)
-
-    def _raise_dead(self, worker: _Worker) -> None:
-        worker.process.join(timeout=1.0)
-        self._fail(f"rollout worker {worker.process.pid} died (exit code "
-                   f"{worker.process.exitcode}); stopping the other workers")
-
-    def _fail(self, message: str) -> None:
-        summary = message.strip().splitlines()[-1] if message.strip() else message  # the error
-        self._stopped = f"the pool stopped after a worker failure ({summary})"
-        self.close()
-        raise WorkerError(message)
-
-
-def _modules_to_preload() -> list[str]:
-    """What the fork server imports once, so that each worker forked from it need not.
-
-    Like 'spawn', a forkserver child re-runs the learner's main module (as __mp_main__). For a
-    demo started with `python -m minimal.demos.trpo` that means importing matplotlib, scipy and
-    the rest again in every worker (measured: a 20-25 s first collect on this loaded machine).
-    Preloading that module by name in the server leaves the children only its body to re-run.
-    (A plain script cannot be preloaded this way in Python 3.11: the server never receives the
-    script's path, so '__main__' in the preload list is ignored.)
-    """
-    modules = ["minimal.rl.rollouts"]
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and not spec.name.endswith("__main__"):
-        modules.append(spec.name)
-    return modules
-
-
-def _shutdown(workers: list[_Worker]) -> None:
-    """Ask each worker to stop, give it a second, then terminate (and if need be kill) it."""
-    for worker in workers:
-        try:
-            worker.conn.send_bytes(np.array([_STOP]).tobytes())
-        except (OSError, ValueError):
-            pass
-    deadline = time.monotonic() + 1.0
-    for worker in workers:
-        worker.process.join(timeout=max(0.0, deadline - time.monotonic()))
-        if worker.process.is_alive():
-            worker.process.terminate()
-            worker.process.join(timeout=1.0)
-        if worker.process.is_alive():
-            worker.process.kill()
-            worker.process.join(timeout=1.0)
-        try:
-            worker.conn.close()
-        except OSError:
-            pass
-    workers.clear()
+    def _next_reply(self) -> tuple[int, Episode, Worker]:
+        generation, episode, worker = self.receive()
+        if worker.stale and generation != self.generation:
+            worker.stale -= 1  # an answer to an earlier batch: one fewer still due
+        return generation, episode, worker
