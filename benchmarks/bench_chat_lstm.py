@@ -135,8 +135,9 @@ def main() -> None:
         values = np.asarray(values)
         medians[name] = float(np.median(values))
         q1, q3 = np.percentile(values, [25, 75])
+        spread = 100 * (q3 - q1) / medians[name]
         print(f"  {name:8s} {medians[name] * 1e3:7.1f} ms/step  "
-              f"{per_step / medians[name]:8.0f} tokens/s  (spread {100 * (q3 - q1) / medians[name]:.0f}%)")
+              f"{per_step / medians[name]:8.0f} tokens/s  (spread {spread:.0f}%)")
     if "pytorch" in medians:
         ratio = medians["ours"] / medians["pytorch"]
         print(f"  ratio ours / pytorch: {ratio:.2f}x  (target <= 1.3x: "

@@ -82,7 +82,6 @@ class TorchDraw(torch.nn.Module if torch else object):
     def __init__(self, model: draw.Draw):
         super().__init__()
         nn = torch.nn
-        channels, height, width = model.shape
         self.shape, self.attention = model.shape, model.attention
         self.read_n, self.write_n, self.canvas_start = model.read_n, model.write_n, \
             model.canvas_start

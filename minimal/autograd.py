@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import numbers
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -906,7 +907,7 @@ def split(a: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
         cuts = list(indices_or_sections)
     edges = [0] + cuts + [n]
     lead = (slice(None),) * axis
-    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
+    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in itertools.pairwise(edges)]
 
 
 def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:

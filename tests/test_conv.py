@@ -104,7 +104,8 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
 @pytest.fixture(params=["size rule", "taps on any size"])
 def tap_rule(request, monkeypatch):
     """Run a test as the engine runs (per-tap products only above TAP_MIN_PIXELS), and again
-    with the per-tap road (minimal/kernels/conv.py) taken whatever the size, so the small cases here cover both roads."""
+    with the per-tap road (minimal/kernels/conv.py) taken whatever the size, so the small cases
+    here cover both roads."""
     if request.param == "taps on any size":
         monkeypatch.setattr(kernels.conv, "TAP_MIN_PIXELS", -1)
     return request.param

@@ -46,9 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from minimal.app.files import atomic_file
+from minimal.app.files import atomic_file, load_arrays
 from minimal.errors import CheckpointError, NonFiniteLossError, UserError
-from minimal.app.files import load_arrays
 from minimal.nn import Module
 
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -274,7 +273,7 @@ class RunRecord:
         with atomic_file(self.path) as file:
             file.write(text.encode())
 
-    def __enter__(self) -> RunRecord:
+    def __enter__(self) -> RunRecord:  # noqa: PYI034 (Self needs Python 3.11)
         self.start, self.start_wall = time.perf_counter(), time.time()
         out_dir = Path(self.config.out_dir)
         if out_dir.exists() and not out_dir.is_dir():

@@ -11,7 +11,8 @@ this module serves the page's static files from `minimal/app/static/<page>/` and
                                 (an image file; transparency counts as white paper); the answer
                                 is the coloured picture as a PNG of the line art's size
 
-For example:  curl -F line=@drawing.png -F hint=@hint.png http://127.0.0.1:8000/api/colour -o out.png
+For example:
+    curl -F line=@drawing.png -F hint=@hint.png http://127.0.0.1:8000/api/colour -o out.png
 
 Everything else is a 4xx with a one-line message in plain text: 404 for a path the server does
 not know (the static files are read into memory when the server starts and looked up by exact

@@ -173,7 +173,7 @@ class TableModel:
             return 0.0, state, False  # never tried: assume nothing happens
         total = sum(entry[0] for entry in table.values())
         pick = rng.random() * total
-        for next_state, (count, reward_sum, done) in table.items():
+        for next_state, (count, reward_sum, done) in table.items():  # noqa: B007 (the pick)
             pick -= count
             if pick < 0:
                 break

@@ -20,7 +20,7 @@ Key equations (g = grad L, F = the Fisher matrix = Hessian of the KL at theta_ol
     A_t   = GAE(gamma, lambda) with a learned value baseline V(s), standardised over the batch
             (lambda = 1: discounted returns minus V, the post's version; 0.97 the default here)
 
-Parallel rollouts (minimal/rl/rollouts/processes.py): N worker processes, each its own environment and a
+Parallel rollouts (minimal/rl/rollouts/): N worker processes, each its own environment and a
 NumPy copy of the policy; the learner sends the parameters each iteration as one flat array and
 hands out episode numbers; episode k is seeded from (seed, k), so the batch is bit-identical for
 any number of workers. The iteration's time splits into *collect* (waiting for the workers) and

@@ -292,7 +292,8 @@ def load_digits(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
                                      size=SIDE))
             n_test = min(config.n_test, len(images) // 6 or 1)
             if len(images) < 2:
-                raise ValueError(f"--data {path}: need at least 2 images, found {len(images)}")
+                raise ValueError(f"--data {path}: need at least 2 images, found {len(images)}") \
+                    from None
             train_x, test_x = images[:-n_test], images[-n_test:]
             train_y, test_y = np.full(len(train_x), -1), np.full(len(test_x), -1)
     except (ValueError, FileNotFoundError) as error:

@@ -10,8 +10,8 @@ from minimal.kernels.threads import for_blocks
 def cross_entropy(logits: np.ndarray, target, ignore_index: int = -100, reduction: str = "mean"):
     """Softmax cross-entropy of (N, C) logits and integer targets, mean or sum, in one pass
     forward and one backward (a language model's softmax over its vocabulary is the biggest
-    array it has). NotImplemented for anything else (other shapes, 'none', out-of-range targets): the
-    reference then runs and gives the error messages."""
+    array it has). NotImplemented for anything else (other shapes, 'none', out-of-range
+    targets): the reference then runs and gives the error messages."""
     labels = np.asarray(target)
     if (np.ndim(logits) != 2 or reduction not in ("mean", "sum")
             or labels.shape != logits.shape[:1] or not np.issubdtype(labels.dtype, np.integer)):

@@ -85,7 +85,7 @@ def _gate_factors(gates: np.ndarray, cells: np.ndarray, tanh_cells: np.ndarray):
 
     def gate_factors(lo, hi):
         act, fac = gates[lo:hi], factors[lo:hi]
-        i, f, g, o = (act[..., k * hidden:(k + 1) * hidden] for k in range(4))
+        i, _, g, o = (act[..., k * hidden:(k + 1) * hidden] for k in range(4))
         np.subtract(1, act, out=fac)
         fac *= act  # s(1 - s), right for the sigmoid gates i, f, o
         np.multiply(g, g, out=fac[..., 2 * hidden:3 * hidden])

@@ -102,7 +102,7 @@ def test_nan_stops_before_the_step_and_keeps_the_checkpoint(tmp_path):
 def test_load_for_use_says_how_to_train(tmp_path):
     rng = np.random.default_rng(0)
     model = nn.Linear(2, 2, rng=rng)
-    with pytest.raises(CheckpointError, match="python -m minimal.demos.toy --quick"):
+    with pytest.raises(CheckpointError, match=r"python -m minimal\.demos\.toy --quick"):
         training.load_for_use(tmp_path / "none.npz", {"model": model},
                               "python -m minimal.demos.toy --quick")
 

@@ -107,7 +107,7 @@ def test_draw_boxes_outlines_only_the_rectangle():
     assert drawn[0, ..., 0].max() == 0 and drawn[0, 3, 4, 1] == 0  # inside stays untouched
     assert drawn[1, 0, :, 1].all() and drawn[1, :, 7, 1].all()
     assert images.max() == 0  # the input is not modified
-    with pytest.raises(ValueError, match="one .* box per image"):
+    with pytest.raises(ValueError, match=r"one .* box per image"):
         viz.draw_boxes(images, boxes[:1])
 
 

@@ -1,5 +1,5 @@
-"""minimal.app.webapp: an in-process server on a free port with small callbacks. A PNG in gives a PNG
-of the same size out with the callback's exact pixels; every bad request gets its status and a
+"""minimal.app.webapp: an in-process server on a free port with small callbacks. A PNG in gives
+a PNG of the same size out with the callback's exact pixels; every bad request gets its status and a
 message; no path reaches a file outside the page's folder; concurrent requests never enter the
 callback together and give the same bytes as one at a time; Ctrl-C stops the server cleanly."""
 

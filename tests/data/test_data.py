@@ -47,7 +47,7 @@ def digit_sets(tmp_path_factory):
 ], ids=["digits", "shapes", "faces", "illustrations"])
 def test_same_seed_same_bytes_different_seed_different_data(make):
     first, again, other = make(3), make(3), make(4)
-    for a, b, c in zip(first, again, other):
+    for a, b in zip(first, again):
         assert a.tobytes() == b.tobytes()
     assert first[0].tobytes() != other[0].tobytes()
 
@@ -330,7 +330,7 @@ def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
         data.read_idx(truncated)
     wrong_magic = tmp_path / "wrong"
     wrong_magic.write_bytes(b"\x12\x34" + plain.read_bytes()[2:])
-    with pytest.raises(ValueError, match="not an IDX file.*MNIST"):
+    with pytest.raises(ValueError, match=r"not an IDX file.*MNIST"):
         data.read_idx(wrong_magic)
     with pytest.raises(ValueError, match="swapped"):
         data.load_mnist([folder / "t10k-labels-idx1-ubyte", folder / "t10k-labels-idx1-ubyte"])
@@ -350,7 +350,7 @@ def test_load_mnist_rejects_bad_files(mnist_folder, tmp_path):
     write_idx(bad_labels, np.array([1, 2, 12, 0, 0], np.uint8))
     with pytest.raises(ValueError, match="0-9"):
         data.load_mnist([folder / "train-images-idx3-ubyte.gz", bad_labels])
-    with pytest.raises(FileNotFoundError, match="t10k-images-idx3-ubyte.*found"):
+    with pytest.raises(FileNotFoundError, match=r"t10k-images-idx3-ubyte.*found"):
         data.load_mnist(tmp_path / "nowhere", "test")
     with pytest.raises(ValueError, match="pair of paths, got 1"):
         data.load_mnist([folder / "t10k-images-idx3-ubyte"])
@@ -434,7 +434,7 @@ def test_load_image_folder_errors(tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 5)
-    with pytest.raises(ValueError, match="x.png"):
+    with pytest.raises(ValueError, match=r"x\.png"):
         data.load_image_folder(broken, 8)
 
 
@@ -492,7 +492,7 @@ def test_load_chat_and_folders(isolated_data_dir, tmp_path):
     np.testing.assert_array_equal(data.load("celeba", path=pictures, size=6), faces)
     # A broken image: a clear error and no cache file for the failed folder.
     (pictures / "3.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="3.png"):
+    with pytest.raises(ValueError, match=r"3\.png"):
         data.load("faces", path=pictures, size=6)
     assert list(isolated_data_dir.glob("folder-*.npz")) == cached_files
     assert not list(isolated_data_dir.glob("*.tmp"))

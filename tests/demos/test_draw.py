@@ -301,7 +301,7 @@ def test_kl_terms_are_one_per_step_with_the_right_constant():
 
 
 def test_config_refuses_bad_values():
-    with pytest.raises(ConfigError, match="read_n .* at least 2"):
+    with pytest.raises(ConfigError, match=r"read_n .* at least 2"):
         draw.Config(read_n=1)
     with pytest.raises(ConfigError, match="dataset"):
         draw.Config(dataset="cats")

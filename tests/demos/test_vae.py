@@ -25,8 +25,12 @@ def test_kl_matches_the_integral_and_a_monte_carlo_estimate():
     # closed form by numerical integration of q log(q / p), one dimension at a time
     def integral(m, lv):
         s = np.exp(0.5 * lv)
-        q = lambda z: np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
-        p = lambda z: np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        def q(z):
+            return np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+
+        def p(z):
+            return np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
         return integrate.quad(lambda z: q(z) * (np.log(q(z)) - np.log(p(z))),
                               m - 12 * s, m + 12 * s)[0]
 

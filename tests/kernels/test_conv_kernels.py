@@ -30,8 +30,9 @@ def test_layout_copies_equal_their_references(layout, pad):
     assert padded.flags.c_contiguous
 
 
-@pytest.mark.parametrize("kernel, stride, pad", [((3, 3), (1, 1), (1, 1)), ((5, 3), (2, 1), (2, 0)),
-                                                 ((4, 4), (2, 2), (1, 1)), ((1, 1), (3, 3), (0, 0))])
+@pytest.mark.parametrize("kernel, stride, pad", [
+    ((3, 3), (1, 1), (1, 1)), ((5, 3), (2, 1), (2, 0)), ((4, 4), (2, 2), (1, 1)),
+    ((1, 1), (3, 3), (0, 0))])
 def test_im2col_and_col2im_equal_their_references(kernel, stride, pad):
     n, c, h, w = 2, 3, 9, 8
     x = rng.standard_normal((n, c, h, w))
@@ -73,7 +74,7 @@ def test_transposed_convolution_roads_equal_the_reference(y_shape, c, kernel, st
         assert fast is NotImplemented
         return
     np.testing.assert_allclose(fast, plain, rtol=1e-12, atol=1e-12)
-    n, o, h, w = y_shape
+    n, _, h, w = y_shape
     took_taps = c >= conv_kernels.FEW_CHANNELS
     assert took_taps == (road == "per tap")
     assert (n * h * w > conv_kernels.TAP_MIN_PIXELS) or not took_taps

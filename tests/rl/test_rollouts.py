@@ -226,8 +226,8 @@ def test_collect_after_close_is_a_clear_error(workers):
     pool = RolloutPool("CartPole-v1", CARTPOLE, seed=0, workers=workers)
     pool.collect(random_params(CARTPOLE, 0), 50)
     pool.close()
-    with pytest.raises(RuntimeError, match="RolloutPool.collect: the pool was closed; make a "
-                                           "new RolloutPool"):
+    with pytest.raises(RuntimeError, match=r"RolloutPool\.collect: the pool was closed; make a "
+                                           r"new RolloutPool"):
         pool.collect(random_params(CARTPOLE, 0), 50)
 
 
@@ -246,7 +246,7 @@ def test_nan_policy_parameters_are_refused_before_collecting():
 
 
 def test_worker_exception_is_reported_with_its_traceback():
-    with (pytest.raises(WorkerError, match="NameNotFound|not found|doesn't exist"),
+    with (pytest.raises(WorkerError, match=r"NameNotFound|not found|doesn't exist"),
           RolloutPool("NoSuchEnv-v0", CARTPOLE, seed=0, workers=1) as pool):
         pool.collect(random_params(CARTPOLE, 0), 10)
 
