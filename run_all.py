@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
 import time
@@ -105,8 +106,14 @@ def run_demo(name: str, quick: bool) -> dict:
 
 
 def format_metrics(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in metrics.items())
+    """name value pairs; a NaN (a metric that does not apply to this run) reads "n/a"."""
+    return ", ".join(f"{k} {_short(v)}" for k, v in metrics.items())
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
@@ -199,9 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     tune_process()  # BLAS threads' timeout, malloc: see minimal/kernels/process.py
     rows = []
-    for name in names:
-        print(f"== {name}", flush=True)
-        rows.append(run_demo(name, quick=not args.full))
+    try:
+        for name in names:
+            print(f"== {name}", flush=True)
+            rows.append(run_demo(name, quick=not args.full))
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the summary of the demos that finished
+        write_summary(rows, OUTPUTS / "summary.md")
+        print(f"\nrun_all: interrupted during {name}; {len(rows)} demo(s) had finished "
+              f"(outputs/summary.md)", file=sys.stderr)
+        return 130
     print()
     print(f"{'demo':<22}{'status':<8}{'seconds':>8}  metrics")
     for row in rows:

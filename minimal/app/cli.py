@@ -37,6 +37,7 @@ import dataclasses
 import inspect
 import io
 import math
+import os
 import sys
 import textwrap
 import time
@@ -293,8 +294,28 @@ def main(module_name: str, argv: Sequence[str] | None = None) -> dict[str, float
     except UserError as error:
         print(f"{name}: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:  # Ctrl-C: where the run got to and how to go on, in one line
+        print(f"\n{name}: {interrupted_message(name, config, argv)}", file=sys.stderr)
+        raise SystemExit(130) from None
     print(format_metrics(metrics))
     return metrics
+
+
+def interrupted_message(name: str, config: Any, argv: Sequence[str] | None) -> str:
+    """What a run stopped by Ctrl-C leaves: its checkpoint (and how far it got) and the command
+    that resumes it, or that there is nothing to resume."""
+    from minimal.app.training import CHECKPOINT_NAME, checkpoint_progress
+
+    if not hasattr(config, "resume"):
+        return "interrupted (this demo keeps no checkpoint: run it again to start over)"
+    path = os.path.join(config.out_dir, CHECKPOINT_NAME)
+    progress = checkpoint_progress(path)
+    if progress is None:
+        return "interrupted before its first checkpoint; nothing to resume"
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m minimal.demos." + name, *args] +
+                       ([] if "--resume" in args else ["--resume"]))
+    return f"interrupted; the checkpoint at {path} ({progress}) is kept: resume with {command}"
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:
@@ -302,8 +323,9 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
 
 
 def _short(value: Any) -> str:
+    """A metric for the summary line; NaN (a metric that does not apply to this run) is n/a."""
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
     return str(value)
 
 

@@ -37,7 +37,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from minimal.errors import CheckpointError
+from minimal.errors import BusyError, CheckpointError, OutputError
 
 # a temporary file without a process id in its name (older versions) counts as stale after this
 _UNOWNED_STALE_SECONDS = 3600.0
@@ -106,16 +106,26 @@ def _glob_escape(name: str) -> str:
 
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
-    """A binary file to write that replaces `path` only once the `with` block succeeds."""
+    """A binary file to write that replaces `path` only once the `with` block succeeds.
+
+    The data are flushed and fsync'ed before the rename, so a crash never leaves a "complete"
+    file that is empty or partial. An OSError on the way (a full disk, a folder where the file
+    goes, no permission) becomes an OutputError, one line naming the file; what was at `path`
+    before is untouched either way.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
+    check_writable(path)
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        mode = default_file_mode()
-    handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp",
-                                         dir=path.parent)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(path)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = default_file_mode()
+        handle, temporary = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.",
+                                             suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _output_error(path, error) from None
     try:
         with os.fdopen(handle, "wb") as file:
             os.fchmod(file.fileno(), mode)
@@ -123,9 +133,32 @@ def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise _output_error(path, error) from None
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, a path where a file cannot go: a folder (or anything but a
+    regular file) already there, or a parent that is a file."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path}: is a folder, where a file is to be written; move it away "
+                          "or choose another --out-dir")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(f"{path}: cannot be written, {parent} is a file, not a "
+                                  "folder")
+            break
+
+
+def _output_error(path: Path, error: OSError) -> OutputError:
+    kept = "the file that was there is intact" if path.is_file() else "nothing was written"
+    return OutputError(f"{path}: could not be written ({error.strerror or error}); {kept}")
 
 
 # deflate cannot expand data by more than about 1032:1 (RFC 1951: 258 bytes from a 2-bit code)
@@ -235,3 +268,64 @@ def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except Exception as error:  # noqa: BLE001
         raise CheckpointError(f"{path}: not a readable .npz checkpoint, the file is damaged "
                               f"({type(error).__name__}: {error})") from None
+
+
+# ===== one run per output folder =============================================================
+
+LOCK_NAME = ".run.lock"
+
+
+def _start_time(pid: int) -> str | None:
+    """When process `pid` started (Linux: clock ticks since boot), or None where unknown: a
+    lock's pid reused by a later process does not count as its owner."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _lock_owner(path: Path) -> int | None:
+    """The pid of the live process holding the lock file, None if the lock is stale."""
+    try:
+        pid_text, _, started = path.read_text().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if pid == os.getpid() or not _process_alive(pid):
+        return None
+    now = _start_time(pid)
+    return pid if now is None or not started or now == started else None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "--out-dir") -> Iterator[Path]:
+    """Hold `folder` for this process while the block runs, so two runs never write their
+    figures and checkpoints into one folder at once: a lock file holding this process's id
+    (and start time). Another live owner is a BusyError naming it; a lock left by a process that
+    has died is taken over."""
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):  # a stale lock removed by two processes at once: one of them wins
+        try:
+            handle = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is not None:
+                raise BusyError(f"{what} {folder} is in use by another run (process {owner}); "
+                                f"wait for it to finish, or choose another {what}") from None
+            path.unlink(missing_ok=True)
+            continue
+        except OSError as error:
+            raise _output_error(path, error) from None
+        with os.fdopen(handle, "w") as file:
+            file.write(f"{os.getpid()} {_start_time(os.getpid()) or ''}\n")
+        break
+    else:
+        raise BusyError(f"{what} {folder}: could not take its lock file {path}")
+    try:
+        yield path
+    finally:
+        if _lock_owner(path) is None:  # still ours (not taken over as stale by someone else)
+            path.unlink(missing_ok=True)

@@ -40,20 +40,24 @@ import os
 import platform
 import sys
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from minimal.app.files import atomic_file, load_arrays
-from minimal.errors import CheckpointError, NonFiniteLossError, UserError
+from minimal.app.files import atomic_file, check_writable, folder_lock, load_arrays
+from minimal.errors import CheckpointError, NonFiniteLossError, OutputError
 from minimal.nn import Module
 
 CHECKPOINT_NAME = "checkpoint.npz"
 FORMAT = "minimal-checkpoint-1"
-# Fields that may differ between a checkpoint's run and the run resuming it.
-ALWAYS_MAY_DIFFER = ("resume",)
+# Fields that may differ between a checkpoint's run and the run resuming it: the checkpoint is
+# found in the out_dir given, however it is spelled or wherever the folder was moved.
+ALWAYS_MAY_DIFFER = ("resume", "out_dir")
+# Settings that name files: the same file spelled another way (relative, absolute) is the same.
+PATH_FIELDS = ("data",)
 
 
 def config_as_dict(config: Any) -> dict[str, Any]:
@@ -80,18 +84,24 @@ class TrainingState:
     rng: the run's generator, or a mapping name -> generator when there are several.
     path: the checkpoint file (default ``config.out_dir/checkpoint.npz``).
     may_differ: Config fields a resumed run may change (e.g. ("epochs",) to train on longer).
+    length: (Config field, counter) saying how long the run is and how far it got, e.g.
+        ("epochs", "epoch"): the field may differ on resume (more trains on, the same
+        evaluates the model as it is), but less than the checkpoint has done is refused.
     """
 
     def __init__(self, demo: str, config: Any, modules: Mapping[str, Module],
                  optimizers: Mapping[str, Any], rng: np.random.Generator | Mapping[str, Any],
-                 path: str | os.PathLike | None = None, may_differ: tuple[str, ...] = ()):
+                 path: str | os.PathLike | None = None, may_differ: tuple[str, ...] = (),
+                 length: tuple[str, str] | None = None):
         self.demo = demo
+        self.length = length
         self.config = config
         self.modules = dict(modules)
         self.optimizers = dict(optimizers)
         self.rngs = {"rng": rng} if isinstance(rng, np.random.Generator) else dict(rng)
         self.path = Path(path) if path is not None else Path(config.out_dir) / CHECKPOINT_NAME
-        self.may_differ = tuple(may_differ) + ALWAYS_MAY_DIFFER
+        # the run's length may change on resume: longer trains on, the same evaluates
+        self.may_differ = tuple(may_differ) + ALWAYS_MAY_DIFFER + (length[:1] if length else ())
         self.counters: dict[str, int] = {}
         self.history: dict[str, list] = {}
         self.saved = False  # whether this run has written a checkpoint yet
@@ -99,7 +109,7 @@ class TrainingState:
     # --- saving --------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """Everything in the checkpoint, as name -> array."""
-        arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT)}
+        arrays: dict[str, np.ndarray] = {"format": np.array(FORMAT), "demo": np.array(self.demo)}
         for name, module in self.modules.items():
             for key, value in module.state_dict().items():
                 arrays[f"module/{name}/{key}"] = value
@@ -114,7 +124,8 @@ class TrainingState:
         return arrays
 
     def save(self) -> Path:
-        """Write the checkpoint atomically: the old file stays whole until the new one is."""
+        """Write the checkpoint atomically: the old file stays whole until the new one is (a
+        full disk is an OutputError, one line, the previous checkpoint intact)."""
         arrays = self.arrays()
         with atomic_file(self.path) as file:
             np.savez(file, **arrays)
@@ -129,16 +140,11 @@ class TrainingState:
             raise CheckpointError(
                 f"--resume: no checkpoint at {self.path}; start the run without --resume "
                 "(it writes one as it trains)")
-        try:
-            arrays = load_arrays(self.path)
-        except ValueError as error:
-            raise CheckpointError(str(error)) from None
-        if str(arrays.get("format", "")) != FORMAT:
-            raise CheckpointError(f"{self.path}: not a training checkpoint of this project "
-                                  f"(expected format {FORMAT!r})")
+        arrays = _read_checkpoint(self.path, self.demo)
         self._check_config(_from_text(arrays["config"], "Config", self.path))
         rng_states = _from_text(arrays["rng"], "generator state", self.path)
         counters = _from_text(arrays["counters"], "counters", self.path)
+        self._check_length(counters)
         if set(rng_states) != set(self.rngs):
             raise CheckpointError(f"{self.path}: holds generators {sorted(rng_states)}, this run "
                                   f"has {sorted(self.rngs)}")
@@ -167,13 +173,26 @@ class TrainingState:
     def _check_config(self, saved: dict[str, Any]) -> None:
         current = config_as_dict(self.config)
         differ = sorted(name for name in set(saved) | set(current)
-                        if name not in self.may_differ and saved.get(name) != current.get(name))
+                        if name not in self.may_differ
+                        and not _same_setting(name, saved.get(name), current.get(name)))
         if differ:
             details = ", ".join(f"{name} (checkpoint {saved.get(name)!r}, now "
                                 f"{current.get(name)!r})" for name in differ)
             raise CheckpointError(f"{self.path}: was written with other settings: {details}; "
                                   "resume with the same flags, or start afresh in another "
                                   "--out-dir")
+
+    def _check_length(self, counters: Mapping[str, Any]) -> None:
+        if self.length is None:
+            return
+        field, counter = self.length
+        done, asked = int(counters.get(counter, 0)), getattr(self.config, field)
+        if asked < done:
+            flag = "--" + field.replace("_", "-")
+            raise CheckpointError(
+                f"{self.path}: has trained {done} {field} already and {flag} {asked} asks for "
+                f"fewer; resume with {flag} {done} to evaluate the model as it is, or more to "
+                "train on")
 
     # --- the NaN guard -------------------------------------------------------------------
     def check_finite(self, where: str, **terms: Any) -> None:
@@ -189,8 +208,45 @@ class TrainingState:
                 kept = (f"the last good checkpoint {self.path} is kept (continue with --resume)"
                         if self.saved else "no checkpoint had been written yet")
                 raise NonFiniteLossError(
-                    f"{self.demo}: the {term} term of the loss is {shown} at {where}; training "
-                    f"stopped before any update used it, and {kept}")
+                    f"the {term} term of the loss is {shown} at {where}; training stopped "
+                    f"before any update used it, and {kept}")
+
+
+def checkpoint_progress(path: str | os.PathLike) -> str | None:
+    """How far the checkpoint at `path` got, as its counters ("epoch 3"), or None when there is
+    no readable checkpoint there. Reads only the counters."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            counters = json.loads(str(arrays["counters"][()]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    return ", ".join(f"{name} {value}" for name, value in counters.items()) or "step 0"
+
+
+def _same_setting(name: str, saved: Any, current: Any) -> bool:
+    if saved == current:
+        return True
+    if name in PATH_FIELDS and isinstance(saved, str) and isinstance(current, str) \
+            and saved and current:
+        return os.path.realpath(saved) == os.path.realpath(current)
+    return False
+
+
+def _read_checkpoint(path: Path, demo: str | None) -> dict[str, np.ndarray]:
+    """The arrays of a training checkpoint of `demo`, or a CheckpointError saying in one line
+    what the file is instead (damaged, not an .npz, not a checkpoint, another demo's)."""
+    try:
+        arrays = load_arrays(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    if str(arrays.get("format", "")) != FORMAT:
+        raise CheckpointError(f"{path}: not a training checkpoint of this project "
+                              f"(expected format {FORMAT!r})")
+    written_by = str(arrays["demo"]) if "demo" in arrays else None
+    if demo is not None and written_by is not None and written_by != demo:
+        raise CheckpointError(f"{path}: is a {written_by} checkpoint, not a {demo} one; give "
+                              f"{demo} its own --out-dir (or the checkpoint a {demo} run wrote)")
+    return arrays
 
 
 def _section(arrays: Mapping[str, np.ndarray], prefix: str, path: Path) -> dict[str, np.ndarray]:
@@ -203,21 +259,18 @@ def _section(arrays: Mapping[str, np.ndarray], prefix: str, path: Path) -> dict[
 
 
 def load_for_use(path: str | os.PathLike, modules: Mapping[str, Module], train_command: str,
-                 ) -> dict[str, Any]:
-    """Load only the nets of a training checkpoint, for an interactive entry point (colorize,
-    chat). Returns the checkpoint's Config as a dict. With no checkpoint at `path`, the error
-    says which command trains one."""
+                 demo: str | None = None) -> dict[str, Any]:
+    """Load only the nets of `demo`'s training checkpoint, for an interactive entry point
+    (colorize, serve, chat); `path` may be the file or the folder holding it. Returns the
+    checkpoint's Config as a dict. Anything wrong is one line: no checkpoint (saying which
+    command trains one), a damaged file, another demo's checkpoint, another model's shapes."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.exists():
         raise CheckpointError(f"no trained model at {path}; train one first with: "
                               f"{train_command}")
-    try:
-        arrays = load_arrays(path)
-    except ValueError as error:
-        raise CheckpointError(str(error)) from None
-    if str(arrays.get("format", "")) != FORMAT:
-        raise CheckpointError(f"{path}: not a training checkpoint of this project "
-                              f"(expected format {FORMAT!r})")
+    arrays = _read_checkpoint(path, demo)
     try:
         for name, module in modules.items():
             module.load_state_dict(_section(arrays, f"module/{name}/", path))
@@ -239,19 +292,30 @@ def library_versions() -> dict[str, str]:
 
 
 def _finite_or_text(value: Any) -> Any:
+    """A metric as JSON: a number, "inf" / "-inf" (never reached), or "n/a" for NaN."""
     if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "n/a"
         return float(value) if math.isfinite(value) else str(float(value))
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
+# The names of what a demo writes into its out_dir: a folder there under such a name would
+# fail the run at its first save, so it is refused before any work.
+OUTPUT_SUFFIXES = (".png", ".gif", ".npz", ".json", ".txt", ".md")
+
+
 class RunRecord:
     """``with RunRecord("vae", config) as record: record.metrics = run(config)``
 
-    Writes ``out_dir/run.json`` at the start (status "running"; this also finds an unwritable
-    out_dir before any long work) and again at the end: "finished" with the metrics,
-    "interrupted" (Ctrl-C) or "failed" with the error's message.
+    Before any work: checks that out_dir is a folder where run.json, the checkpoint and the
+    figures can be written (a folder named like one of them is refused), and takes the folder's
+    lock, so that a second run into the same out_dir refuses to start while this one lives
+    (files.folder_lock). Writes ``out_dir/run.json`` at the start (status "running") and again
+    at the end: "finished" with the metrics, "interrupted" (Ctrl-C) or "failed" with the
+    error's message. A metric that is NaN (not applicable to this run) is recorded as "n/a".
     """
 
     def __init__(self, demo: str, config: Any):
@@ -260,6 +324,7 @@ class RunRecord:
         self.path = Path(config.out_dir) / "run.json"
         self.metrics: Mapping[str, Any] = {}
         self.start = 0.0
+        self._lock = None
 
     def write(self, status: str, error: str | None = None) -> None:
         record = {"demo": self.demo, "status": status, "config": config_as_dict(self.config),
@@ -277,13 +342,26 @@ class RunRecord:
         self.start, self.start_wall = time.perf_counter(), time.time()
         out_dir = Path(self.config.out_dir)
         if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out-dir {out_dir} is a file; expected a folder for the "
-                            "figures")
+            raise OutputError(f"--out-dir {out_dir} is a file; expected a folder for the "
+                              "figures")
+        for parent in out_dir.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputError(f"--out-dir {out_dir}: {parent} is a file, not a folder")
+                break
+        check_writable(self.path)
+        if out_dir.is_dir():
+            for entry in sorted(out_dir.iterdir()):
+                if entry.suffix in OUTPUT_SUFFIXES and entry.is_dir():
+                    raise OutputError(f"{entry}: is a folder, where the run writes a file; "
+                                      "move it away or choose another --out-dir")
+        self._lock = folder_lock(out_dir)
+        self._lock.__enter__()
         try:
             self.write("running")
-        except OSError as error:
-            raise UserError(f"--out-dir {out_dir} is not writable ({error.strerror}); "
-                            "choose another with --out-dir") from None
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -297,3 +375,5 @@ class RunRecord:
         except OSError:
             if kind is None:
                 raise  # the run's own outcome matters more than its record
+        finally:
+            self._lock.__exit__(None, None, None)

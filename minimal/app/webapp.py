@@ -245,6 +245,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, *app.files[path], head=head)
             else:
                 self._send(200, app.examples[self._example(path)][1], "image/png", head=head)
+        except (BrokenPipeError, ConnectionResetError):  # the client left before the answer
+            self.close_connection = True
+            self.log_message("the client went away before the answer to %s %s was sent",
+                             method, path)
         except RequestError as error:
             extra = {"Allow": ", ".join(allowed)} if error.status == 405 else {}
             self.close_connection = True  # an unread body must not be taken as a request
@@ -306,6 +310,15 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # Ctrl-C does not wait for a slow client
     app: App
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up mid-answer is one line in the log, not a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, (BrokenPipeError, ConnectionResetError)):
+            print(f"{client_address[0]}: the client went away before the answer was sent "
+                  f"({type(error).__name__})", file=sys.stderr)
+            return
+        super().handle_error(request, client_address)
 
 
 class Server6(Server):

@@ -91,7 +91,7 @@ def test_nan_stops_before_the_step_and_keeps_the_checkpoint(tmp_path):
     model, state = train(config, stop_after=2)
     saved = (tmp_path / "checkpoint.npz").read_bytes()
     before = model.state_dict()
-    with pytest.raises(NonFiniteLossError, match=r"toy: the kl term .* nan at epoch 3, step 7.*"
+    with pytest.raises(NonFiniteLossError, match=r"the kl term .* nan at epoch 3, step 7.*"
                                                  r"checkpoint .* is kept"):
         state.check_finite("epoch 3, step 7", loss=Tensor(np.float32(1.0)),
                            kl=np.array([0.0, np.nan]))
@@ -113,7 +113,7 @@ def test_run_record_finished_failed_interrupted(tmp_path):
         assert json.loads((tmp_path / "run.json").read_text())["status"] == "running"
         record.metrics = {"loss": 0.5, "bad": float("nan")}
     saved = json.loads((tmp_path / "run.json").read_text())
-    assert saved["status"] == "finished" and saved["metrics"] == {"loss": 0.5, "bad": "nan"}
+    assert saved["status"] == "finished" and saved["metrics"] == {"loss": 0.5, "bad": "n/a"}
     assert saved["config"]["lr"] == 0.01 and saved["seed"] == 0 and "numpy" in saved["versions"]
     with pytest.raises(KeyboardInterrupt), training.RunRecord("toy", config):
         raise KeyboardInterrupt

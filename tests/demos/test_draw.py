@@ -363,7 +363,7 @@ def test_a_nan_stops_training_naming_the_iteration_and_term(tmp_path, monkeypatc
 
     monkeypatch.setattr(draw, "losses", nan_at_fifth)
     monkeypatch.setattr(draw, "write_figures", lambda *args: None)
-    with pytest.raises(NonFiniteLossError, match=r"draw: the loss term .* at plain model, "
+    with pytest.raises(NonFiniteLossError, match=r"the loss term .* at plain model, "
                                                  r"iteration 5.*checkpoint .* is kept"):
         draw.run(small_run_config(tmp_path))
 

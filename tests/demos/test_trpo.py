@@ -130,6 +130,30 @@ def test_trpo_update_improves_the_surrogate_within_the_kl_limit():
     assert agreement > 0.9
 
 
+def test_an_overlong_step_is_shrunk_by_the_line_search_to_within_the_kl_limit(monkeypatch):
+    """The natural direction inflated 30-fold (as a bad Fisher estimate would make it): the
+    surrogate still improves along it, so only the KL limit handed to the line search stops the
+    full step; the step taken must be a fraction of it, within 1.5 max_kl."""
+    rng = np.random.default_rng(1)
+    spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
+    policy = trpo.MLPPolicy(spec, rng)
+    obs = rng.standard_normal((400, 4))
+    actions = rng.integers(0, 2, 400)
+    advantages = np.where(actions == (obs[:, 0] > 0), 1.0, -1.0)
+    natural_direction = trpo.natural_direction
+
+    def inflated(*args, **kwargs):
+        step, expected = natural_direction(*args, **kwargs)
+        return 30 * step, 30 * expected
+
+    monkeypatch.setattr(trpo, "natural_direction", inflated)
+    info = trpo.trpo_update(policy, obs, actions, advantages, max_kl=0.01, damping=0.1,
+                            cg_iters=10)
+    assert info.accepted and 0 < info.kl <= 1.5 * 0.01
+    assert info.fraction <= 1 / 16  # halved at least four times (the quadratic model: the full
+    # step costs about 30^2 = 900 times the limit)
+
+
 @pytest.fixture(scope="module")
 def cartpole_run():
     config = cli.make_config(trpo.Config, None, workers=2, seed=0)

@@ -226,7 +226,7 @@ def test_a_nan_stops_training_naming_epoch_and_step_and_keeps_the_checkpoint(tmp
         return (recon, kl * float("nan")) if len(calls) == 3 else (recon, kl)
 
     monkeypatch.setattr(vae, "negative_elbo_terms", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"vae: the kl term .* nan at epoch 2, step 3"
+    with pytest.raises(NonFiniteLossError, match=r"the kl term .* nan at epoch 2, step 3"
                                                  r".*checkpoint .* is kept"):
         vae.train(vae.Config(**{**config.__dict__, "epochs": 2, "resume": True}))
     assert (tmp_path / "checkpoint.npz").read_bytes() == saved

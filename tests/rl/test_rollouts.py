@@ -153,6 +153,16 @@ def test_episode_seeds_depend_on_seed_and_number_only():
     assert episode_seeds(3, 8)[0] != env_a and episode_seeds(4, 7)[0] != env_a
 
 
+def test_the_environment_seed_and_the_action_generator_are_separate_children():
+    """As documented: SeedSequence([seed, k]).spawn(2), the first child seeding env.reset and
+    the second the actions' generator (not one stream for both)."""
+    env_seed, actions = episode_seeds(3, 7)
+    first, second = np.random.SeedSequence([3, 7]).spawn(2)
+    assert env_seed == int(first.generate_state(1)[0])
+    assert actions.random() == np.random.default_rng(second).random()
+    assert env_seed != int(second.generate_state(1)[0])
+
+
 def test_gaussian_actions_come_from_the_episode_generator_not_the_action_space():
     import gymnasium as gym
 
