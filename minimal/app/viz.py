@@ -1,7 +1,8 @@
 """Small picture helpers for the demos: image grids, PNG and GIF files, training curves.
 
 Helpers: image_grid, save_image, save_grid, save_gif, draw_boxes (attention windows), smooth,
-plot_curves.
+save_figure, plot_curves, draw_grid_world (the grid worlds of the tabular RL demos, with paths or
+arrows).
 
 Image layouts accepted everywhere a batch is expected:
     (N, H, W)                 grey
@@ -224,3 +225,55 @@ def plot_curves(curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Se
     if curves:
         axes.legend()
     return save_figure(figure, path, dpi=100)
+
+
+# draw_grid_world's cell colours: wall and cliff dark, start orange, goal green; others white
+GRID_COLOURS = {"#": "#444444", "C": "#444444", "S": "#fdc086", "G": "#7fc97f"}
+
+
+def draw_grid_world(ax, layout: Sequence[Sequence[str]],
+                    paths: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+                    arrows: Mapping[tuple[int, int], tuple[int, int]] | None = None,
+                    wind: Sequence[int] | None = None,
+                    letters: Mapping[str, object] | None = None) -> None:
+    """Draw a grid world of the tabular RL demos on a matplotlib axis, row 0 at the top.
+
+    layout: one string (or list of letters) per row, as ``minimal.rl.envs.GridEnv.layout``;
+    walls (#) and cliff cells (C) are dark, the start (S) and goal (G) coloured and lettered
+    (``letters``: text settings of those two letters, default size 11).
+    paths: label -> the (row, col) cells of a path, drawn as lines (up to three, shifted a
+    little so that paths along the same cells stay visible) with a legend under the grid that
+    gives each path's number of steps.
+    arrows: (row, col) -> (d_row, d_col): an arrow across that cell, e.g. its greedy move.
+    wind: the wind strength of each column, written as up-arrows under the grid.
+    """
+    from matplotlib.patches import Rectangle
+
+    letters = {"fontsize": 11} if letters is None else letters
+    arrows = arrows or {}
+    rows, cols = len(layout), len(layout[0])
+    for row in range(rows):
+        for col in range(cols):
+            kind = layout[row][col]
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, edgecolor="lightgrey",
+                                   facecolor=GRID_COLOURS.get(kind, "white")))
+            if kind in ("S", "G"):
+                ax.text(col, row, kind, ha="center", va="center", **letters)
+            if (row, col) in arrows:
+                d_row, d_col = arrows[row, col]
+                ax.arrow(col - 0.3 * d_col, row - 0.3 * d_row, 0.6 * d_col, 0.6 * d_row,
+                         head_width=0.2, length_includes_head=True, color="black")
+    for (label, path), offset in zip((paths or {}).items(), (-0.12, 0.12, 0.0)):
+        cells = np.array(path, dtype=float)
+        ax.plot(cells[:, 1] + offset, cells[:, 0] + offset, marker="o", markersize=3, lw=2,
+                label=f"{label} ({len(path) - 1} steps)")
+    if wind is not None:
+        for col, strength in enumerate(wind):
+            ax.text(col, rows - 0.5 + 0.45, "↑" * strength or "0", ha="center", va="center")
+    ax.set_xlim(-0.5, cols - 0.5)
+    ax.set_ylim(rows - 0.5 + (0.9 if wind else 0), -0.5)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if paths:
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8)

@@ -142,3 +142,39 @@ def test_save_figure_writes_at_its_dpi_closes_and_keeps_the_old_file_on_failure(
         viz.save_figure(broken, path)
     assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
     assert not plt.fignum_exists(broken.number)
+
+
+def test_draw_grid_world_cells_paths_arrows_and_wind():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import FancyArrow, Rectangle
+
+    layout = ("S.#", ".CG")
+    fig, (plain, windy) = plt.subplots(1, 2)
+    path = [(0, 0), (1, 0), (1, 1), (1, 2)]
+    viz.draw_grid_world(plain, layout, paths={"walk": path}, arrows={(0, 1): (1, 0)})
+    cells = [p for p in plain.patches if isinstance(p, Rectangle)]
+    assert len(cells) == 6  # one square per cell, row by row
+    assert [to_hex(cell.get_facecolor()) for cell in cells] == [
+        "#fdc086", "#ffffff", "#444444", "#ffffff", "#444444", "#7fc97f"]
+    assert cells[5].get_xy() == (1.5, 0.5)  # (col - 0.5, row - 0.5): row 1, column 2
+    assert sorted(text.get_text() for text in plain.texts) == ["G", "S"]
+    assert plain.texts[0].get_fontsize() == 11  # the default letter size
+    (arrow,) = [p for p in plain.patches if isinstance(p, FancyArrow)]
+    x, y = arrow.get_xy().T  # points down from the middle of cell (0, 1): within its column
+    assert np.all(np.abs(x - 1) <= 0.11) and y.min() >= -0.31 and y.max() <= 0.31
+    (line,) = plain.lines
+    np.testing.assert_allclose(line.get_xdata(), [0 - 0.12, 0 - 0.12, 1 - 0.12, 2 - 0.12])
+    np.testing.assert_allclose(line.get_ydata(), [0 - 0.12, 1 - 0.12, 1 - 0.12, 1 - 0.12])
+    assert [t.get_text() for t in plain.get_legend().get_texts()] == ["walk (3 steps)"]
+    assert plain.get_ylim() == (1.5, -0.5)  # row 0 at the top
+
+    viz.draw_grid_world(windy, layout, wind=(0, 2, 1), letters={"color": "grey"})
+    assert windy.get_legend() is None and not windy.lines
+    assert windy.get_ylim() == (2.4, -0.5)  # room for the wind row under the grid
+    assert [t.get_text() for t in windy.texts] == ["S", "G", "0", "↑↑", "↑"]
+    assert to_hex(windy.texts[0].get_color()) == "#808080"
+    plt.close(fig)
