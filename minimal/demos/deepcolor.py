@@ -143,8 +143,6 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import json
-import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,14 +151,14 @@ import numpy as np
 from minimal import data, nn, optim
 from minimal import functional as F
 from minimal.app import cli, training, viz
+from minimal.app import colorize as colorize_app
 from minimal.autograd import Tensor, concatenate, no_grad
-from minimal.errors import CheckpointError, ConfigError, DataError, UserError
+from minimal.errors import CheckpointError, ConfigError, DataError
 
 RUNGS = (1, 2, 3, 4)
 SIZES = (32, 64, 128, 256)
 RUNG_NAMES = {1: "1 conv net, L2", 2: "2 GAN + U-Net", 3: "3 + hint", 4: "4 + whiteout"}
 TRAIN_COMMAND = "python -m minimal.demos.deepcolor --quick (or without --quick for the full run)"
-MAX_PIXELS = 40_000_000  # larger user images are refused: a small file can hold a huge picture
 
 
 @dataclass
@@ -737,113 +735,55 @@ def load_colorizer(path: str | Path) -> tuple[Generator, int, int]:
     return generator, rung, config.size
 
 
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a float image in [0, 1] (H, W) or (H, W, 3); area averaging when shrinking."""
-    from PIL import Image
-
-    if image.shape[:2] == (height, width):
-        return image.astype(np.float32)
-    channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    method = Image.BOX if shrinking else Image.BICUBIC
-    planes = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
-        (width, height), method)) for c in channels]
-    out = planes[0] if image.ndim == 2 else np.stack(planes, axis=-1)
-    return np.clip(out, 0, 1).astype(np.float32)
-
-
 def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = None,
              size: int = 128, rung: int = 4, fade: float = 0.3) -> np.ndarray:
     """Colour a drawing: line (H, W) grey or (H, W, 3) in [0, 1], hint (h, w, 3) in [0, 1] or
     None (all white). Returns (H, W, 3) float32 in [0, 1], the drawing's size.
 
-    The drawing is scaled so its longer side is `size` (the size the net was trained at), traced
-    with the training's adaptive threshold, coloured with the hint faded and blurred as in the
-    post (fade 0.3: 0.3 * hint + 0.7 * white) and blurred, scaled back, and its own lines
-    multiplied over the colours.
+    At the trained `size` the hint is faded as in the post (fade 0.3: 0.3 * hint + 0.7 *
+    white) and blurred, and the generator colours the traced line art with it; the steps
+    around that (scaling the drawing to `size` and back, tracing it, its own lines multiplied
+    over the colours) are colour_drawing in minimal/app/colorize.py.
     """
-    line = np.asarray(line, np.float32)
-    grey = line if line.ndim == 2 else line @ np.array([0.299, 0.587, 0.114], np.float32)
-    height, width = grey.shape
-    scale = size / max(height, width)
-    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
-    traced = data.line_art(_resize(grey, small_h, small_w))
-    hints = None
-    if uses_hint(rung) and hint is not None:
-        hint = np.asarray(hint, np.float32)
-        hints = faded_hint(_resize(hint, small_h, small_w), fade)[None]
-    coloured = colour(generator, rung, traced[None], hints)[0]
-    return (_resize(coloured, height, width) * grey[..., None]).astype(np.float32)
+    def at_trained_size(traced: np.ndarray, small_hint: np.ndarray | None) -> np.ndarray:
+        hints = None if small_hint is None else faded_hint(small_hint, fade)[None]
+        return colour(generator, rung, traced[None], hints)[0]
+
+    return colorize_app.colour_drawing(at_trained_size, line, hint if uses_hint(rung) else None,
+                                       size)
 
 
-def read_user_image(path: str | Path, what: str) -> np.ndarray:
-    """A user's picture as float32 RGB (H, W, 3) in [0, 1] (transparency as white paper), or a
-    DataError in one line: missing, empty, not an image, or too many pixels to decode safely."""
-    from PIL import Image
+def trained_colouring(config: Config) -> tuple[colorize_app.Colour, str, int]:
+    """The checkpoint's generator (--checkpoint, else out_dir's) as a colouring of drawings of
+    any size, what it is ("rung 4 of PATH") and the size it was trained at."""
+    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
+    generator, rung, size = load_colorizer(checkpoint)
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} {path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{what} {path}: the file is empty (0 bytes); expected a PNG or JPEG")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only: the size is known cheaply
-                pixels = image.size[0] * image.size[1]
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        pixels = MAX_PIXELS + 1
-    except (OSError, SyntaxError, ValueError):
-        raise DataError(f"{what} {path}: not an image PIL can read; expected a PNG or JPEG "
-                        "file") from None
-    if pixels > MAX_PIXELS:
-        raise DataError(f"{what} {path}: claims more than {MAX_PIXELS:,} pixels (a "
-                        "decompression bomb, or simply too big); scale it down first")
-    try:
-        return data.read_image(path)
-    except ValueError as error:
-        raise DataError(f"{what} {path}: cannot decode it ({error.__cause__ or error})") \
-            from None
+    def colour_any(line: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
+        return colorize(generator, line, hint, size, rung, config.hint_fade)
+
+    return colour_any, f"rung {rung} of {checkpoint}", size
 
 
 def colorize_file(config: Config) -> Path:
     """--colorize LINE --out OUT [--hint HINT]: write the colouring at the drawing's size."""
-    line = read_user_image(config.colorize, "--colorize")
-    hint = read_user_image(config.hint, "--hint") if config.hint else None
-    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
-    generator, rung, size = load_colorizer(checkpoint)
-    result = colorize(generator, line, hint, size, rung, config.hint_fade)
-    out = Path(config.out)
-    try:
-        viz.save_image(result, out)
-    except KeyError:
-        raise DataError(f"--out {out}: unknown picture format {out.suffix!r}; use .png") \
-            from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"--out {out}: cannot write the picture there ({error})") from None
-    print(f"coloured {config.colorize} ({line.shape[1]}x{line.shape[0]}) with rung {rung} of "
-          f"{checkpoint}{' and the hint ' + config.hint if config.hint else ''}: {out}")
-    return out
+    def load():
+        colour_any, what, _ = trained_colouring(config)
+        return colour_any, what
+
+    return colorize_app.colorize_file(config.colorize, config.hint, config.out, load)
 
 
 def serve_page(config: Config) -> None:
-    """--serve: the colouring page (minimal/app/webapp.py) with the checkpoint's generator; the
-    examples are cartoons drawn with another seed than training's, and the photograph."""
-    from minimal.app import webapp
-    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
-    generator, rung, size = load_colorizer(checkpoint)
-    cartoons = data.illustrations(4, seed=config.seed + 1, size=256)
-    examples = [(f"a cartoon the net never saw ({i + 1})", data.line_art(picture))
-                for i, picture in enumerate(cartoons)]
-    examples.append(("a photograph's line art", data.line_art(data.sample_photo(256))))
+    """--serve: the colouring page with the checkpoint's generator; the examples are cartoons
+    drawn with another seed than training's, and the photograph."""
+    def load():
+        colour_any, what, size = trained_colouring(config)
+        return colour_any, (f"{what}, trained at {size} px; hints are faded to "
+                            f"{config.hint_fade:g} of their colour and blurred, as in the post")
 
-    def colour(line: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
-        return colorize(generator, line, hint, size, rung, config.hint_fade)
-
-    webapp.serve(colour, examples, host=config.host, port=config.port,
-                 title="deepcolor: colour your line art",
-                 about=f"rung {rung} of {checkpoint}, trained at {size} px; hints are faded "
-                       f"to {config.hint_fade:g} of their colour and blurred, as in the post")
+    colorize_app.serve(load, title="deepcolor: colour your line art", host=config.host,
+                       port=config.port, example_seed=config.seed + 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -853,14 +793,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (config.colorize or config.serve):
         cli.main(__name__, argv)
         return
-    try:
-        if config.serve:
-            serve_page(config)
-        else:
-            colorize_file(config)
-    except UserError as error:
-        print(f"deepcolor: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    colorize_app.command("deepcolor", lambda: serve_page(config) if config.serve
+                         else colorize_file(config))
 
 
 if __name__ == "__main__":
