@@ -34,20 +34,21 @@ Kernels 5x5 (--kernel 4 for 4x4), stride 2, as in the post. With g = d = 32, for
 with 256 channels). Images are scaled to [-1, 1] to match tanh. Sampling uses batch norm in
 evaluation mode (running statistics), so a sample does not depend on the others in its batch.
 
-A quality number that can fail: the Frechet distance. FID compares Inception-v3 features of
-generated and real images; nothing is downloaded here, so the demo trains a small classifier on
-the real training images (the shape class for `shapes`, the digit for `digits`, and which of four
-rotations was applied for unlabelled images such as faces) and takes its penultimate layer
-(64 features) instead. With mean m and covariance S of each feature set::
+A quality number that can fail: the Frechet distance (minimal/app/metrics.py). FID compares
+Inception-v3 features of generated and real images; nothing is downloaded here, so a small
+classifier is trained on the real training images (the digit for `digits`, the shape class for
+`shapes`, which of four rotations was applied for unlabelled images such as faces) and its
+penultimate layer (128 features for 32x32 images, 256 for 64x64) stands in. With mean m and
+covariance S of each feature set::
 
     FD = |m_r - m_g|^2 + tr(S_r + S_g - 2 (S_r^1/2 S_g S_r^1/2)^1/2)
 
 It is 0 for identical statistics. It is reported against held-out real images, next to two
 references measured the same way with the same number of images: the floor (real training
 images against held-out ones: what sampling noise alone gives) and the untrained generator
-(the ceiling). The classifier's weights are cached in out_dir (feature_net.npz, keyed by the
-data, the seed, its settings and the BLAS thread count, which changes float32 sums), so later
-runs skip its training and still give the numbers a fresh run would.
+(the ceiling). The classifier is cached in out_dir (feature_net.npz, keyed by the data, the
+seed, its settings and the BLAS thread count, which changes float32 sums), so later runs skip
+its training and still give the numbers a fresh run would.
 
 Run:  python -m minimal.demos.gan [--quick] [--dataset shapes|digits|faces] [--data PATH]
       --data PATH: CIFAR-10 binary batches (shapes), MNIST IDX files (digits) or a folder of
@@ -70,9 +71,7 @@ Settings: the full preset trains on the shapes (20000 images, g = d = 32, batch 
 2e-4, 3000 iterations); the quick preset on digits (5000 images, g = d = 16, batch 32, Adam
 5e-4, 900 iterations). In a minute the shapes (textured, coloured backgrounds, ten shapes at
 random sizes and angles) only get as far as coloured noise; the digits, one grey stroke on a
-plain background, become readable in the same time, which is what the post shows. 4x4 kernels
-and batch 64 with Adam 2e-4 gave no clearer digits there, so the quick preset keeps the post's
-5x5 kernels.
+plain background, become readable in the same time, which is what the post shows.
 
 Departures from the post: sizes scaled for a CPU (32x32 synthetic shapes instead of CIFAR-10,
 g = d = 32, 3000 iterations); batch 64 (the paper used 128); biases dropped before batch norm
@@ -82,19 +81,17 @@ used; the Frechet distance on a small classifier's features stands in for FID (i
 not comparable with published FIDs). The quick preset trains on digits (above), halves both
 nets (g = d = 16) and takes batch 32 with Adam 5e-4: more updates in its minute.
 
-Results (seed 0; Frechet distance on the classifier's features, untrained G -> end of run):
+Results (seed 0, 1 BLAS thread; Frechet distance on the classifier's features, untrained G and
+end of run; the post reports no number, only sample grids):
     preset          untrained  end   floor  accuracy    D(x) / D(G(z))  time
-    quick (digits)  469.0      5.7   0.32   0.89        0.69 / 0.32     45 s CPU, 1 BLAS thread
-    full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     -
-The quick preset takes 32 s of wall time on 2 cores (6.6 at the end there: the products round
-differently, and a GAN's run follows its rounding; 7.7 at 1 thread before the engine's
-faster transposed convolutions, which changed only the rounding). Its samples (samples.gif)
-go from flat grey to the same stripes in all 64 cells (G ignores z at first) to varied digits
-from iteration 450; by 900 many cells read as digits, with ragged edges; the nearest training
-images are other digits of a similar outline, never a copy. The full run's samples are single
-objects on plain or graded backgrounds, one colour each: where and how big the object is, but
-rarely which shape; D pulls ahead in its second half and the distance stops falling. The
-tried settings and the distances at each checkpoint are in benchmarks/README.md.
+    quick (digits)  469.0      5.7   0.32   0.89        0.69 / 0.32     45 s of CPU
+    full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     32 min wall (loaded)
+The quick run's samples go from flat grey to the same stripes in all 64 cells (G ignores z at
+first) to varied digits with ragged edges by iteration 900; the nearest training images are
+other digits of a similar outline, never a copy. The full run's samples are single objects on
+plain or graded backgrounds, one colour each: where and how big the object is, but rarely
+which shape; D pulls ahead in its second half and the distance stops falling. Other thread
+counts, the distance at each checkpoint and the settings tried are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -158,9 +155,7 @@ QUICK = {"dataset": "digits", "train_images": 5000, "test_images": 1000, "iterat
          "d_width": 16, "batch_size": 32, "lr": 5e-4}
 
 TARGETS = {
-    # measured 5.7 on digits at 1 thread, 6.6 at 2 (untrained generator 469 / 466, floor 0.32
-    # / 0.36); 13.0 at iteration 600
-    "frechet_distance": ("<=", 12.0),
+    "frechet_distance": ("<=", 12.0),  # measured 5.7 (seed 0), the untrained generator 469
 }
 
 
