@@ -78,7 +78,8 @@ Departures from the original:
   the mean loss per token stays well below the clip at 5 here (its norm at every step is kept
   in the checkpoint's history as grad_norm), so the clip only guards against a blow-up.
 
-Results (seed 0, 1 BLAS thread; the post reports no perplexity, only sample completions):
+Results (seed 0, 1 BLAS thread; on the generated log, so no number of the post's scraped chat
+is comparable):
     preset  messages  vocabulary  held-out perplexity        copypastas exact   CPU time
                       (words)     LSTM   bigram   unigram    from the middle
     full    100 000   3368        5.51   13.7     166        12 of 12           6 min 43 s

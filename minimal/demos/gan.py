@@ -82,7 +82,7 @@ not comparable with published FIDs). The quick preset trains on digits (above), 
 nets (g = d = 16) and takes batch 32 with Adam 5e-4: more updates in its minute.
 
 Results (seed 0, 1 BLAS thread; Frechet distance on the classifier's features, untrained G and
-end of run; the post reports no number, only sample grids):
+end of run; not comparable with published FIDs, see above):
     preset          untrained  end   floor  accuracy    D(x) / D(G(z))  time
     quick (digits)  469.0      5.7   0.32   0.89        0.69 / 0.32     45 s of CPU
     full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     32 min wall (loaded)

@@ -71,7 +71,7 @@ Data: synthetic digits instead of MNIST unless --data is given (and no number he
 comparable with published MNIST figures).
 
 Results (seed 0, synthetic digits, binarised; nats per test image; CPU time at 1 BLAS thread;
-the post reports no likelihood):
+not comparable with published MNIST figures):
     preset  -ELBO (recon. + KL)  untrained  IWAE -log p(x) (-ELBO, same images)  active  CPU
     full    95.5 (67.2 + 28.3)   496.5      89.1 (94.3)                          20/20   5.5 min
     quick   117.5 (90.6 + 26.9)  496.4      110.6 (117.5)                        20/20   23 s
