@@ -29,7 +29,7 @@ At most `max_busy` requests decode and encode at once, which bounds the memory.
 
 The server listens on 127.0.0.1 unless asked otherwise; another address prints a warning, as
 the page has no login and no encryption. Ctrl-C stops it cleanly. This module never imports a
-demo: the demo imports it (see minimal/demos/deepcolor.py, --serve).
+demo: a demo reaches it through minimal/app/colorize.py (deepcolor's --serve).
 """
 
 from __future__ import annotations

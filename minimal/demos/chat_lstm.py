@@ -4,7 +4,10 @@ Follows the post on simulating Twitch chat with a recurrent network: scrape chat
 turn each into a row of word ids, and train a word-level LSTM to predict the next word, so that
 given the first few words of a message it says the rest the way chat would. Chat is a good
 corpus for it: messages are short and independent of each other, and full of copypastas (long
-texts pasted again and again), which the model should learn to finish from their middle.
+texts pasted again and again), which the model should learn to finish from their middle. The
+file is longer than most demos because it is the post's whole program, each part small: the six
+data rules, the model, generation, the chat prompt, and two n-gram baselines and a copypasta
+test to judge the model by.
 
 The data pipeline, one small function per rule (as in the post):
     clean       lower case; keep a-z, 0-9 and spaces ("Don't!!" -> "dont"); split into words
@@ -71,28 +74,24 @@ Departures from the original:
   the post, and read in order every epoch, so a checkpoint at any step resumes exactly.
 - Data: a generated chat log (minimal/data/chatlog.py: 100 000 messages of everyday phrases,
   emote spam, 12 copypastas, one-word reactions and a Zipf tail of made-up words) instead of
-  scraped Twitch chat (the post had about 150 000 messages and 33 000 words); the full preset
-  trains 3000 steps (2.7 epochs), the quick one 300 steps on 20 000 messages. The model,
-  dropout, Adam 5e-3 and the clip at 5 are the post's in both. The clip never binds here: the
-  gradient of the mean loss per token has norm 0.33-0.52 (10th-90th percentile, at most 1.1
-  over 350 quick steps; kept in the checkpoint's history as grad_norm), so it only guards
-  against a blow-up.
+  scraped Twitch chat (the post had about 150 000 messages and 33 000 words). The gradient of
+  the mean loss per token stays well below the clip at 5 here (its norm at every step is kept
+  in the checkpoint's history as grad_norm), so the clip only guards against a blow-up.
 
-Results (seed 0, 1 BLAS thread; times as CPU seconds):
+Results (seed 0, 1 BLAS thread; on the generated log, so no number of the post's scraped chat
+is comparable):
     preset  messages  vocabulary  held-out perplexity        copypastas exact   CPU time
                       (words)     LSTM   bigram   unigram    from the middle
     full    100 000   3368        5.51   13.7     166        12 of 12           6 min 43 s
     quick    20 000   1026        4.87   11.1     130        12 of 12           39 s
 The untrained model's held-out perplexity is about the number of classes (1031 in the quick
-run); the LSTM passes the bigram after about 100 steps and keeps going down to less than half
-of it: templates ("who else is here from the {game} clip"), emote spam and copypastas need more
-than one word of context. What is left is mostly the random-word messages, which no model can
-predict. Greedy completion finishes every copypasta from its first half, and 11 of 12 from
-their first two words (quick run; a first word alone is shared by several messages); a sample
-(temperature 0.8, top-k 10) wanders off now and then: 75-95 % exact for prompts of 2 to 16
-words. Greedy decoding repeats an emote for as long as continuing beats ending at each step,
-where samples stop after a few, as chat does. Training speed: 0.97x PyTorch's time per step at
-1 thread (benchmarks/bench_chat_lstm.py).
+run); the LSTM ends at less than half the bigram's: templates ("who else is here from the
+{game} clip"), emote spam and copypastas need more than one word of context. What is left is
+mostly the random-word messages, which no model can predict. In the copypasta figure greedy
+completion finishes every copypasta from its first half, while a sample (temperature 0.8,
+top-k 10) wanders off now and then; greedy decoding repeats an emote for as long as continuing
+beats ending at each step, where samples stop after a few, as chat does. The finer records
+(per prompt length, gradient norms, speed against PyTorch) are in benchmarks/README.md.
 """
 
 from __future__ import annotations
