@@ -125,6 +125,7 @@ RULES = ("deconvnet", "gradient", "guided")  # how a projection passes a ReLU go
 UNPOOLS = ("switches", "fill")  # how it undoes a max-pool
 KERNEL, PAD, POOL = 5, 2, 2
 WIDTHS = (32, 64)  # feature maps of conv layers 1 and 2 (the post's)
+SHOWN_IMAGES = 10  # images in one_feature.png: the ones that activate its feature most
 
 
 @dataclass
@@ -137,6 +138,15 @@ class Config:
     epochs: int = 5  # passes over the training images
     batch_size: int = 50  # images per Adam step (the post's)
     lr: float = 3e-4  # Adam step (the post's 1e-4 is slower in a CPU budget, see above)
+    decay: str = "none"  # learning-rate schedule over the run: none, cosine (to 0), linear
+    standardise: bool = False  # per-channel (x - mean) / std of the training images
+    shift: int = 0  # random translation of training images, up to this many pixels
+    flip: bool = False  # random left-right flips of training images
+    dropout: float = 0.0  # dropout on the FC hidden units while training
+    init: str = "default"  # default (PyTorch's) or he (He normal, for ReLUs) weights
+    optimizer: str = "adam"  # adam or sgd (momentum 0.9)
+    warmup: float = 0.0  # share of the steps over which the learning rate rises from 0
+    widths: tuple = WIDTHS  # feature maps of conv layers 1 and 2
     hidden: int = 1024  # units of the fully connected layer (the post's)
     layer: int = 2  # layer (1 or 2) of the feature in one_feature.png
     feature: int = -1  # that feature's index; -1 = the most selective one on held-out images
@@ -152,7 +162,7 @@ class Config:
                                    "probe_size", "occlusion_images", "occlusion_size",
                                    "occlusion_stride"),
                      positive=("lr",), choices={"dataset": DATASETS, "layer": (1, 2)})
-        count = WIDTHS[self.layer - 1]
+        count = self.widths[self.layer - 1]
         if not isinstance(self.feature, int) or not -1 <= self.feature < count:
             raise ConfigError(f"feature (--feature) must be -1 or a layer-{self.layer} feature "
                               f"index from 0 to {count - 1}, got {self.feature!r}")
@@ -191,9 +201,13 @@ class ConvNet(nn.Module):
 
     def __init__(self, channels: int, size, rng: np.random.Generator,
                  widths: tuple[int, int] = WIDTHS, hidden: int = 1024, classes: int = 10,
-                 centre: float = 0.5):
+                 centre=0.5, scale=1.0, dropout: float = 0.0):
         super().__init__()
-        self.centre = centre
+        self.register_buffer("centre", np.broadcast_to(np.asarray(centre, np.float32),
+                                                       (channels,)).reshape(1, -1, 1, 1).copy())
+        self.register_buffer("scale", np.broadcast_to(np.asarray(scale, np.float32),
+                                                      (channels,)).reshape(1, -1, 1, 1).copy())
+        self.dropout, self.rng = dropout, rng
         self.conv1 = nn.Conv2d(channels, widths[0], KERNEL, padding=PAD, rng=rng)
         self.conv2 = nn.Conv2d(widths[0], widths[1], KERNEL, padding=PAD, rng=rng)
         height, width = (size, size) if np.isscalar(size) else size  # of the input images
@@ -206,7 +220,7 @@ class ConvNet(nn.Module):
 
     def trace(self, x: Tensor) -> Trace:
         trace = Trace()
-        h = x - self.centre  # (N, C, H, W)
+        h = (x - Tensor(self.centre)) * Tensor(1 / self.scale)  # (N, C, H, W)
         for conv in self.convs:
             pre = conv(h)  # (N, C_l, H_l, W_l)
             h, switches = F.max_pool2d(pre.relu(), POOL, return_indices=True)
@@ -214,6 +228,7 @@ class ConvNet(nn.Module):
             trace.pooled.append(h)
             trace.switches.append(switches)
         h = self.fc1(h.reshape(len(h.data), -1)).relu()  # (N, hidden)
+        h = F.dropout(h, self.dropout, self.rng, self.training)
         trace.logits = self.fc2(h)  # (N, classes)
         return trace
 
@@ -258,7 +273,7 @@ def project_down(model: ConvNet, trace: Trace, seed: np.ndarray, layer: int,
             signal = relu_down(signal, pre, rule)
             # the same filters transposed: conv_transpose2d is conv2d's adjoint (biases left out)
             signal = F.conv_transpose2d(signal, model.convs[depth - 1].weight, padding=PAD)
-    return signal.data
+    return signal.data / model.scale  # through the input's scaling (its adjoint)
 
 
 def keep_one_map(trace: Trace, layer: int, features) -> np.ndarray:
@@ -286,6 +301,19 @@ def project_all_features(model: ConvNet, image: np.ndarray, layer: int,
     count = model.convs[layer - 1].weight.shape[0]
     batch = np.repeat(image[None], count, axis=0)
     return project(model, batch, layer, np.arange(count), rule, unpool_with)
+
+
+def object_ratio(projections: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """How much more of a projection's magnitude falls on the object than chance would put
+    there: (sum of |projection| on the mask / sum of |projection|) / (mask area / image area),
+    per image, for projections (N, C, H, W) and masks (N, H, W) in [0, 1] (soft at the edge).
+    1 means no better than a projection spread evenly over the image; 1 / (mask's share) is
+    every bit of it on the object."""
+    magnitude = np.abs(projections).sum(axis=1)  # (N, H, W)
+    on_object = (magnitude * masks).sum(axis=(1, 2)) / np.maximum(magnitude.sum(axis=(1, 2)),
+                                                                  1e-30)
+    share = masks.mean(axis=(1, 2))
+    return on_object / np.maximum(share, 1e-30)
 
 
 # ===== the identity check and occlusion ======================================================
@@ -345,6 +373,7 @@ def occlusion_maps(model: ConvNet, image: np.ndarray, label: int, size: int, str
 
 
 def predict_probs(model: ConvNet, images: np.ndarray, batch: int = 500) -> np.ndarray:
+    model.eval()
     out = []
     with no_grad():
         for start in range(0, len(images), batch):
@@ -358,6 +387,14 @@ def accuracy(model: ConvNet, images: np.ndarray, labels: np.ndarray) -> float:
 
 
 # ===== data and training =====================================================================
+
+def object_masks(config: Config, count: int) -> np.ndarray | None:
+    """The first `count` held-out images' object masks (N, H, W) in [0, 1] when the images are
+    the synthetic shapes (which know where their object is), else None."""
+    if config.dataset != "shapes" or data.source("shapes", config.data or None) != "synthetic":
+        return None
+    return data.shapes(count, config.seed, split="test", masks=True)[2]
+
 
 def load_data(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train images, train labels, test images, test labels), images (N, C, H, W) in [0, 1]."""
@@ -381,10 +418,16 @@ def load_data(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return channels_first(train_x), train_y, channels_first(test_x), test_y
 
 
-def build(config: Config, channels: int, size: tuple[int, int]):
+def build(config: Config, channels: int, size: tuple[int, int], centre=0.5, scale=1.0):
     rng = np.random.default_rng(config.seed)
-    model = ConvNet(channels, size, rng, hidden=config.hidden)
-    adam = optim.Adam(model.parameters(), lr=config.lr)
+    model = ConvNet(channels, size, rng, widths=tuple(config.widths), hidden=config.hidden,
+                    centre=centre, scale=scale, dropout=config.dropout)
+    if config.init == "he":
+        for layer in (model.conv1, model.conv2, model.fc1):
+            layer.weight.data[...] = nn.kaiming_normal(layer.weight.shape, rng)
+            layer.bias.data[...] = 0
+    adam = (optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam"
+            else optim.SGD(model.parameters(), lr=config.lr, momentum=0.9))
     # more epochs may be asked of a resumed run: the counters say where it stopped
     state = training.TrainingState("deconvnet", config, {"model": model}, {"adam": adam}, rng,
                                    may_differ=("epochs",))
@@ -395,11 +438,13 @@ def train(config: Config, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
           test_y: np.ndarray) -> tuple[ConvNet, training.TrainingState, float]:
     """Adam on the cross-entropy, a checkpoint after every epoch. Also returns the held-out
     accuracy of the untrained net (for scale)."""
-    rng, model, adam, state = build(config, train_x.shape[1], train_x.shape[2:])
+    centre, scale = input_statistics(config, train_x)
+    rng, model, adam, state = build(config, train_x.shape[1], train_x.shape[2:], centre, scale)
     untrained = accuracy(model, test_x, test_y)  # the same for every run of this seed
     if config.resume:
         state.resume()
     steps = len(train_x) // config.batch_size
+    total = config.epochs * steps
     first = state.counters.get("epoch", 0)
     progress = cli.Progress(config.epochs * steps, "step", first=first * steps)
     for epoch in range(first, config.epochs):
@@ -407,7 +452,10 @@ def train(config: Config, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
         losses = []
         for step in range(steps):
             batch = order[step * config.batch_size:(step + 1) * config.batch_size]
-            loss = F.cross_entropy(model(Tensor(train_x[batch])), train_y[batch])
+            adam.lr = learning_rate(config, epoch * steps + step, total)
+            model.train()
+            images = augment(train_x[batch], rng, config.shift, config.flip)
+            loss = F.cross_entropy(model(Tensor(images)), train_y[batch])
             state.check_finite(f"epoch {epoch + 1}, step {step + 1}", loss=loss)
             adam.zero_grad()
             loss.backward()
@@ -420,6 +468,40 @@ def train(config: Config, train_x: np.ndarray, train_y: np.ndarray, test_x: np.n
         state.counters["epoch"] = epoch + 1
         state.save()
     return model, state, untrained
+
+
+def input_statistics(config: Config, train_x: np.ndarray):
+    """What the net subtracts from and divides its input by: per-channel mean and standard
+    deviation of the training images (standardise), else 0.5 and 1."""
+    if not config.standardise:
+        return 0.5, 1.0
+    return train_x.mean(axis=(0, 2, 3)), train_x.std(axis=(0, 2, 3))
+
+
+def learning_rate(config: Config, step: int, total: int) -> float:
+    """Adam's step at `step` of `total`: constant, or decayed to 0 (cosine or linear)."""
+    done = step / max(total, 1)
+    if done < config.warmup:
+        return config.lr * (step + 1) / (config.warmup * total)
+    if config.decay == "cosine":
+        return config.lr * 0.5 * (1 + np.cos(np.pi * done))
+    if config.decay == "linear":
+        return config.lr * (1 - done)
+    return config.lr
+
+
+def augment(images: np.ndarray, rng: np.random.Generator, shift: int, flip: bool) -> np.ndarray:
+    """Each image moved by up to `shift` pixels each way (edges repeated) and, with `flip`,
+    mirrored left-right with probability 1/2."""
+    if shift:
+        n, _, h, w = images.shape
+        padded = np.pad(images, ((0, 0), (0, 0), (shift, shift), (shift, shift)), mode="edge")
+        dy, dx = rng.integers(0, 2 * shift + 1, (2, n))
+        images = np.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if flip:
+        mirror = rng.random(len(images)) < 0.5
+        images = np.where(mirror[:, None, None, None], images[..., ::-1], images)
+    return np.ascontiguousarray(images)
 
 
 # ===== figures ===============================================================================
@@ -460,6 +542,26 @@ def most_selective_feature(trace: Trace, layer: int) -> int:
     return int(peaks.std(axis=0).argmax())
 
 
+def most_on_object_feature(model: ConvNet, trace: Trace, probe: np.ndarray, masks: np.ndarray,
+                           layer: int, count: int) -> int:
+    """The feature whose projections fall most on the object: the highest object_ratio,
+    averaged over the `count` probe images that activate it most."""
+    peaks = trace.pooled[layer - 1].data.max(axis=(2, 3))  # (N, features)
+    strongest = np.argsort(-peaks, axis=0, kind="stable")[:count]  # (count, features)
+    scores = np.full(peaks.shape[1], -np.inf)
+    for feature in np.flatnonzero(peaks.max(axis=0) > 0):
+        images = strongest[:, feature]
+        scores[feature] = object_ratio(project(model, probe[images], layer, feature),
+                                       masks[images]).mean()
+    return int(scores.argmax())
+
+
+def strongest_images(trace: Trace, layer: int, feature: int, count: int) -> np.ndarray:
+    """The `count` images where `feature` fires most, strongest first."""
+    peaks = trace.pooled[layer - 1].data[:, feature].max(axis=(1, 2))  # (N,)
+    return np.argsort(-peaks, kind="stable")[:count]
+
+
 def top_images(trace: Trace, layer: int) -> np.ndarray:
     """For each feature of `layer`, the index of the image where it fires most (argmax; the post
     took the argmin)."""
@@ -477,7 +579,7 @@ def figure_layer1_features(model: ConvNet, image: np.ndarray, path: str) -> None
 
 
 def figure_one_feature(model: ConvNet, images: np.ndarray, layer: int, feature: int,
-                       path: str) -> None:
+                       searched: int, path: str) -> None:
     rows = [("image", as_pictures(images))]
     for name, rule, how in (("deconvnet,\nswitches", "deconvnet", "switches"),
                             ("deconvnet,\nfill (post)", "deconvnet", "fill"),
@@ -488,30 +590,33 @@ def figure_one_feature(model: ConvNet, images: np.ndarray, layer: int, feature: 
     for axis, (name, pictures) in zip(axes, rows):
         show_grid(axis, pictures, len(images))
         axis.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-    axes[0].set_title(f"layer-{layer} feature {feature} in {len(images)} held-out images",
-                      fontsize=10)
+    axes[0].set_title(f"layer-{layer} feature {feature} in the {len(images)} held-out images "
+                      f"(of {searched}) that activate it most", fontsize=10)
     viz.save_figure(fig, path)
 
 
-def figure_top_images(model: ConvNet, probe: np.ndarray, layer: int, path: str) -> int:
-    """Returns how many features never fire on the probe images (dead units: left out)."""
-    with no_grad():
-        trace = model.trace(Tensor(probe))
+def top_image_projections(model: ConvNet, trace: Trace, probe: np.ndarray, layer: int):
+    """For each feature of `layer` that fires on the probe images: its index, its top image's
+    index, and its projection in that image (deconvnet, switches)."""
     best = top_images(trace, layer)  # (features,)
     peaks = trace.pooled[layer - 1].data.max(axis=(0, 2, 3))
     live = np.flatnonzero(peaks > 0)
-    silent = len(best) - len(live)
-    projections = project(model, probe[best[live]], layer, live)
-    pictures = interleave(as_pictures(probe[best[live]]), for_display(projections))
+    return live, best[live], project(model, probe[best[live]], layer, live)
+
+
+def figure_top_images(probe: np.ndarray, best: np.ndarray, projections: np.ndarray,
+                      count: int, layer: int, path: str) -> None:
+    """best, projections: from top_image_projections; count: the layer's features."""
+    silent = count - len(best)
+    pictures = interleave(as_pictures(probe[best]), for_display(projections))
     columns = 16
     rows = -(-len(pictures) // columns)
     fig, axis = plt.subplots(figsize=(13, 0.85 * rows + 0.8))
     show_grid(axis, pictures, columns, f"each layer-{layer} feature that fires (in index order): "
               f"of {len(probe)} held-out images the one that activates it most, and the feature "
-              f"projected to pixels" + (f"\n({silent} of {len(best)} features never fire on "
+              f"projected to pixels" + (f"\n({silent} of {count} features never fire on "
                                         "these images: not shown)" if silent else ""))
     viz.save_figure(fig, path)
-    return silent
 
 
 def figure_filters(model: ConvNet, initial: np.ndarray, path: str) -> None:
@@ -605,16 +710,29 @@ def run(config: Config) -> dict[str, float]:
     figure_training(state.history, untrained, os.path.join(out, "training.png"))
 
     probe = test_x[:config.probe_size]
+    masks = object_masks(config, len(probe))  # (N, H, W), or None when there are none
     with no_grad():
         probe_trace = model.trace(Tensor(probe))
-    feature = (config.feature if config.feature >= 0
-               else most_selective_feature(probe_trace, config.layer))
+    if config.feature >= 0:
+        feature = config.feature
+    elif masks is not None:
+        feature = most_on_object_feature(model, probe_trace, probe, masks, config.layer,
+                                         SHOWN_IMAGES)
+    else:
+        feature = most_selective_feature(probe_trace, config.layer)
     figure_layer1_features(model, test_x[0], os.path.join(out, "layer1_features.png"))
-    figure_one_feature(model, test_x[:10], config.layer, feature,
-                       os.path.join(out, "one_feature.png"))
-    silent = [figure_top_images(model, probe, layer,
-                                os.path.join(out, f"top_images_layer{layer}.png"))
-              for layer in (1, 2)]
+    figure_one_feature(model, probe[strongest_images(probe_trace, config.layer, feature,
+                                                     SHOWN_IMAGES)],
+                       config.layer, feature, len(probe), os.path.join(out, "one_feature.png"))
+    silent, ratios = [], []
+    for layer in (1, 2):
+        live, best, projections = top_image_projections(model, probe_trace, probe, layer)
+        count = model.convs[layer - 1].weight.shape[0]
+        figure_top_images(probe, best, projections, count, layer,
+                          os.path.join(out, f"top_images_layer{layer}.png"))
+        silent.append(count - len(live))
+        if masks is not None:
+            ratios.append(float(object_ratio(projections, masks[best]).mean()))
     _, start, _, _ = build(config, train_x.shape[1], train_x.shape[2:])  # the same random start
     figure_filters(model, start.conv1.weight.data, os.path.join(out, "filters_layer1.png"))
 
@@ -646,6 +764,8 @@ def run(config: Config) -> dict[str, float]:
         "identity_error_switches": identity["switches"],
         "identity_error_fill": identity["fill"],
         "occlusion_mean_drop": float(np.mean(drops)),
+        **({"projection_on_object_ratio": ratios[1],
+            "projection_on_object_ratio_layer1": ratios[0]} if ratios else {}),
         "silent_features_layer1": float(silent[0]),
         "silent_features_layer2": float(silent[1]),
         "feature_shown": float(feature),

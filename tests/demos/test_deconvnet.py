@@ -211,3 +211,50 @@ def test_at_layer_one_the_three_rules_agree_and_part_from_layer_two():
     layer2 = [dc.project(model, images, 2, 1, rule) for rule in dc.RULES]
     assert np.abs(layer2[0]).max() > 0
     assert not np.allclose(layer2[0], layer2[1]) and not np.allclose(layer2[1], layer2[2])
+
+
+def test_object_ratio_on_hand_made_projections():
+    """All of a projection on the mask gives 1 / (the mask's share of the image); one spread
+    evenly gives 1; all of it off the mask gives 0. Signs and channels count by magnitude."""
+    masks = np.zeros((3, 8, 8), np.float32)
+    masks[:, 2:6, 2:4] = 1  # 8 of 64 pixels: a share of 1/8
+    projections = np.zeros((3, 3, 8, 8), np.float32)
+    projections[0, 1, 2:6, 2:4] = np.array([1.0, -2.0])  # on the object, both signs
+    projections[1] = 0.5  # uniform
+    projections[2, 0, 0, :] = -3.0  # off the object
+    np.testing.assert_allclose(dc.object_ratio(projections, masks), [8.0, 1.0, 0.0], rtol=1e-6)
+    # a soft mask: half coverage on the object's pixels counts half
+    np.testing.assert_allclose(dc.object_ratio(projections[:1], 0.5 * masks[:1]), [8.0],
+                               rtol=1e-6)
+
+
+def test_augment_moves_and_mirrors_whole_images():
+    rng = np.random.default_rng(5)
+    images = rng.random((6, 3, 10, 10)).astype(np.float32)
+    assert dc.augment(images, rng, 0, False) is images or np.array_equal(
+        dc.augment(images, rng, 0, False), images)
+    moved = dc.augment(images, np.random.default_rng(0), 2, False)
+    assert moved.shape == images.shape
+    for image, out in zip(images, moved):  # some shift of at most 2 pixels, edges repeated
+        padded = np.pad(image, ((0, 0), (2, 2), (2, 2)), mode="edge")
+        assert any(np.array_equal(out, padded[:, dy:dy + 10, dx:dx + 10])
+                   for dy in range(5) for dx in range(5))
+    mirrored = dc.augment(images, np.random.default_rng(1), 0, True)
+    flipped = [np.array_equal(out, image[..., ::-1]) for image, out in zip(images, mirrored)]
+    kept = [np.array_equal(out, image) for image, out in zip(images, mirrored)]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
+
+
+def test_standardised_input_keeps_the_gradient_rule_the_gradient():
+    """With per-channel centre and scale the projection is taken back to pixel units: the
+    gradient rule still equals autograd's gradient with respect to the pixels."""
+    rng = np.random.default_rng(6)
+    model = dc.ConvNet(2, 12, rng, widths=(3, 4), hidden=5, centre=[0.3, 0.6],
+                       scale=[0.2, 0.5])
+    image = rng.random((2, 2, 12, 12)).astype(np.float32)
+    x = Tensor(image, requires_grad=True)
+    trace = model.trace(x)
+    seed = rng.standard_normal(trace.pooled[1].shape).astype(np.float32)
+    (expected,) = grad((trace.pooled[1] * Tensor(seed)).sum(), [x])
+    got = dc.project_down(model, trace, seed, 2, "gradient", "switches")
+    np.testing.assert_allclose(got, expected.data, rtol=1e-4, atol=1e-6)
