@@ -387,7 +387,7 @@ def build(config: Config, channels: int, size: tuple[int, int]):
     adam = optim.Adam(model.parameters(), lr=config.lr)
     # more epochs may be asked of a resumed run: the counters say where it stopped
     state = training.TrainingState("deconvnet", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=("epochs",))
+                                   length=("epochs", "epoch"))
     return rng, model, adam, state
 
 

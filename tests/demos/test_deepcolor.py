@@ -226,6 +226,18 @@ def test_colorize_bad_files_fail_clearly_and_write_nothing(checkpoint, tmp_path,
                            "--checkpoint", str(tmp_path / "none.npz")], capsys)
     assert code == 1 and "python -m minimal.demos.deepcolor --quick" in err
     assert not out.exists()
+    # a damaged checkpoint (empty, cut short) or another demo's: one line, no traceback
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes(checkpoint.read_bytes()[:5000])
+    other = tmp_path / "other.npz"
+    arrays = dict(np.load(checkpoint, allow_pickle=False))
+    np.savez(other, **{**arrays, "demo": np.array("gan")})
+    for name, message in (("empty.npz", "it is empty"), ("cut.npz", "damaged"),
+                          ("other.npz", "is a gan checkpoint, not a deepcolor one")):
+        code, err = _colorize(["--colorize", str(tmp_path / "ok.png"), "--out", str(out),
+                               "--checkpoint", str(tmp_path / name)], capsys)
+        assert code == 1 and message in err and err.count("\n") == 1, (name, err)
+        assert not out.exists()
 
 
 def test_config_refuses_bad_values():
