@@ -229,7 +229,7 @@ MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
     "obs_norm": True,
     "steps_per_update": 2000,
     "init_log_std": -0.5,
-    # measured on Hopper alone: its 3 seeds reached 1793 at 1M steps with 0.01 (see docstring)
+    # Hopper's own KL limit (its runs with each limit: benchmarks/README.md)
     "task_max_kl": ("Hopper-v5=0.02",),
     "speed_iterations": 0,
     "compare_steps": 0,
