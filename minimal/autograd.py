@@ -935,6 +935,10 @@ def _kernel_node(value: np.ndarray, fast_backward: Callable, reference: Callable
 
     def backward(g: Tensor):
         if is_grad_enabled():  # create_graph: differentiate the reference, to any order
+            reference_node = composed(*parents)
+            if reference_node._parents == parents:  # one node: its own Tensor-op backward
+                return reference_node._backward(g)
+            # a composition of several nodes: differentiated as one node (_subgraph)
             return tuple(_subgraph(_vjp(composed, k), list(parents) + [g])
                          if p.requires_grad else None for k, p in enumerate(parents))
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)

@@ -86,7 +86,8 @@ class TrainingState:
     may_differ: Config fields a resumed run may change (e.g. ("epochs",) to train on longer).
     length: (Config field, counter) saying how long the run is and how far it got, e.g.
         ("epochs", "epoch"): the field may differ on resume (more trains on, the same
-        evaluates the model as it is), but less than the checkpoint has done is refused.
+        evaluates the model as it is), but less than the checkpoint has done is refused. A
+        counter "*" stands for the largest counter (several models trained one after another).
     """
 
     def __init__(self, demo: str, config: Any, modules: Mapping[str, Module],
@@ -186,7 +187,9 @@ class TrainingState:
         if self.length is None:
             return
         field, counter = self.length
-        done, asked = int(counters.get(counter, 0)), getattr(self.config, field)
+        done = max(map(int, counters.values()), default=0) if counter == "*" else \
+            int(counters.get(counter, 0))
+        asked = getattr(self.config, field)
         if asked < done:
             flag = "--" + field.replace("_", "-")
             raise CheckpointError(

@@ -10,7 +10,9 @@ data rules, the model, generation, the chat prompt, and two n-gram baselines and
 test to judge the model by.
 
 The data pipeline, one small function per rule (as in the post):
-    clean       lower case; keep a-z, 0-9 and spaces ("Don't!!" -> "dont"); split into words
+    clean       lower case; keep letters, digits and spaces ("Don't!!" -> "dont"); split into
+                words (the post keeps a-z and 0-9 only; letters beyond a-z are kept here so a
+                real chat's accented words survive; the same on the generated, ASCII log)
     drop_short  drop messages of 2 words or fewer
     shuffle     shuffle the messages with the run's generator (chat scraped at the same time is
                 correlated)
@@ -38,8 +40,9 @@ Run:
     python -m minimal.demos.chat_lstm --data chat.txt    your own log, one message per line
     python -m minimal.demos.chat_lstm --resume --steps 4000   train on from the checkpoint
 The chat prompt loads out_dir's checkpoint (vocabulary included), reads a line of a few words at
-a time, prints the greedy and a sampled completion, says which words it does not know (read as
-the rare id), and stops at an empty line or the end of input.
+a time, prints the greedy and a sampled completion, says which characters it left out (emoji,
+punctuation) and which words it does not know (read as the rare id), and stops at an empty line
+or the end of input.
 
 Figures and tables (in out_dir):
     chat_lstm_curves.png      loss and perplexity over training: train (with dropout) and
@@ -178,10 +181,16 @@ TARGETS = {
 # ===== the data pipeline: one small function per rule of the post ==========================
 
 def clean(message: str) -> list[str]:
-    """Lower case, keep only a-z, 0-9 and spaces (so "don't" -> "dont", "Kappa!!" -> "kappa"),
-    and split into words. Tabs and other white space count as spaces."""
+    """Lower case, keep only letters, digits and spaces (so "don't" -> "dont", "Kappa!!" ->
+    "kappa", "Café" -> "café"), and split into words. Tabs and other white space count as
+    spaces."""
     text = re.sub(r"\s", " ", message.lower())
-    return re.sub(r"[^0-9a-z ]", "", text).split()
+    return "".join(ch for ch in text if ch.isalnum() or ch == " ").split()
+
+
+def dropped_characters(message: str) -> list[str]:
+    """The characters of a message that `clean` drops (punctuation, emoji), each once."""
+    return sorted({ch for ch in message if not (ch.isalnum() or ch.isspace())})
 
 
 def drop_short(messages: Sequence[list[str]], min_words: int) -> list[list[str]]:
@@ -256,6 +265,11 @@ def prepare(messages: Sequence[str], config: Config, rng: np.random.Generator) -
                         "or more words; a chat log needs many more")
     train_words, held_words = split(shuffle(kept, rng), config.held_out)
     vocabulary = build_vocabulary(train_words, config.min_count)
+    if not vocabulary:
+        raise DataError(f"no word is used {config.min_count} times or more in the "
+                        f"{len(train_words)} training messages, so the model would know no "
+                        "word at all; give a longer chat log (thousands of messages), or a "
+                        "smaller --min-count")
     return {"vocabulary": vocabulary, "train_words": train_words,
             "train": encode(train_words, vocabulary, config.max_words),
             "held_out": encode(held_words, vocabulary, config.max_words)}
@@ -482,7 +496,8 @@ def train(config: Config, prepared: dict, rng: np.random.Generator,
     model, adam = build(config, classes, rng)
     # a resumed run may train on for longer, and sample its tables differently
     state = training.TrainingState("chat_lstm", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=("steps", "temperature", "top_k", "prompts"))
+                                   may_differ=("temperature", "top_k", "prompts"),
+                                   length=("steps", "step"))
     if config.resume:
         state.resume()
         if [str(w) for w in state.history.get("vocabulary", [])] != vocabulary:
@@ -661,7 +676,7 @@ def load_chat_model(config: Config) -> tuple[ChatModel, list[str], dict]:
     """The trained model and its vocabulary from out_dir's checkpoint (CheckpointError when
     there is none, saying how to train one)."""
     path = Path(config.out_dir) / training.CHECKPOINT_NAME
-    saved = training.load_for_use(path, {}, train_command(config))  # checks the file first
+    saved = training.load_for_use(path, {}, train_command(config), demo="chat_lstm")  # the file
     arrays = files.load_arrays(path)
     if "history/vocabulary" not in arrays:
         raise CheckpointError(f"{path}: holds no vocabulary; is it a chat_lstm checkpoint?")
@@ -671,7 +686,7 @@ def load_chat_model(config: Config) -> tuple[ChatModel, list[str], dict]:
     _, _, classes = special_ids(vocabulary)
     model = ChatModel(classes, settings.embed, settings.hidden, settings.layers, 0.0,
                       np.random.default_rng(0))
-    training.load_for_use(path, {"model": model}, train_command(config))
+    training.load_for_use(path, {"model": model}, train_command(config), demo="chat_lstm")
     return model, vocabulary, saved
 
 
@@ -698,6 +713,10 @@ def chat(config: Config, stdin=None, stdout=None) -> None:
             print("  (no letters or digits in that line; try some words)", file=stdout,
                   flush=True)
             continue
+        dropped = dropped_characters(line)
+        if dropped:
+            print(f"  (this model reads letters and digits only; left out: {' '.join(dropped)})",
+                  file=stdout)
         unknown = [w for w in words if w not in index]
         if unknown:
             print(f"  (not in the vocabulary, read as the rare word: {', '.join(unknown)})",

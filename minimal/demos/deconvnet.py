@@ -430,7 +430,7 @@ def build(config: Config, channels: int, size: tuple[int, int], centre=0.5, scal
             else optim.SGD(model.parameters(), lr=config.lr, momentum=0.9))
     # more epochs may be asked of a resumed run: the counters say where it stopped
     state = training.TrainingState("deconvnet", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=("epochs",))
+                                   length=("epochs", "epoch"))
     return rng, model, adam, state
 
 

@@ -128,7 +128,6 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,7 +138,7 @@ from minimal import functional as F
 from minimal.app import cli, training, viz
 from minimal.app import colorize as colorize_app
 from minimal.autograd import Tensor, concatenate, no_grad
-from minimal.errors import CheckpointError, ConfigError, DataError
+from minimal.errors import ConfigError, DataError
 
 RUNGS = (1, 2, 3, 4)
 SIZES = (32, 64, 128, 256)
@@ -704,20 +703,13 @@ def run(config: Config) -> dict[str, float]:
 def load_colorizer(path: str | Path) -> tuple[Generator, int, int]:
     """The best generator of a training checkpoint (rung 4, else the highest rung trained),
     its rung and its training size; the error says how to train one when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        training.load_for_use(path, {}, TRAIN_COMMAND)  # raises, saying how to train one
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            saved = json.loads(str(arrays["config"][()]))
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); "
-                              f"train one with: {TRAIN_COMMAND}") from None
+    # the checkpoint's settings first (any unreadable file is a one-line CheckpointError)
+    saved = training.load_for_use(path, {}, TRAIN_COMMAND, demo="deepcolor")
     fields = {name: saved[name] for name in ("size", "width", "depth") if name in saved}
     rung = max(saved.get("rungs", [1]))
     config = Config(**fields, rungs=(rung,))
     generator, _ = make_rung(rung, config, np.random.default_rng(0))
-    training.load_for_use(path, {f"rung{rung}": generator}, TRAIN_COMMAND)
+    training.load_for_use(path, {f"rung{rung}": generator}, TRAIN_COMMAND, demo="deepcolor")
     return generator, rung, config.size
 
 

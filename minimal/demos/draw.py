@@ -410,10 +410,10 @@ def load_images(config: Config) -> tuple[np.ndarray, np.ndarray, bool]:
         if isinstance(error, DataError):
             raise
         raise DataError(f"--data {config.data}: {error}") from None
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"--data {config.data}: needs at least train_size + test_size images "
-                        f"(the test images come after the training ones), found {len(train)} "
-                        f"+ {len(test)}")
+    if len(train) < config.batch_size or len(test) == 0:
+        raise DataError(f"--data {config.data}: needs at least a batch ({config.batch_size}) "
+                        f"of training images and one test image (the test images come after "
+                        f"the training ones), found {len(train)} + {len(test)}")
     return (train.transpose(0, 3, 1, 2).astype(np.float32),
             test.transpose(0, 3, 1, 2).astype(np.float32), False)
 
@@ -506,7 +506,8 @@ def run(config: Config) -> dict[str, float]:
                  for name, model in models.items()}
     # a resumed run may train on for more iterations (both models continue from their counters)
     state = training.TrainingState("draw", config, models, adams, rng,
-                                   may_differ=("iterations", "eval_every", "save_every"))
+                                   may_differ=("eval_every", "save_every"),
+                                   length=("iterations", "*"))
     if config.resume:
         state.resume()
     for name in ("plain", "attention"):

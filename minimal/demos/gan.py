@@ -360,7 +360,7 @@ def build(config: Config, channels: int, size: int):
     state = training.TrainingState("gan", config, {"generator": generator,
                                                    "discriminator": discriminator},
                                    {"generator_adam": g_adam, "discriminator_adam": d_adam}, rng,
-                                   may_differ=("iterations",))  # --resume may train on longer
+                                   length=("iterations", "iteration"))  # may train on longer
     return rng, generator, discriminator, g_adam, d_adam, fixed_noise, state
 
 

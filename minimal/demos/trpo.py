@@ -127,7 +127,7 @@ from minimal.natural import (
 )
 from minimal.optim import Adam
 from minimal.rl.envs import make as make_env
-from minimal.rl.render import episode_frames, is_mujoco
+from minimal.rl.render import episode_frames, greedy_return, is_mujoco
 from minimal.rl.rollouts import (
     Actor,
     Episode,
@@ -172,12 +172,14 @@ class Config:
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
     gif: bool = True  # GIF of one episode per trained policy (CartPole, or MuJoCo through EGL)
+    eval_episodes: int = 10  # after training: episodes of the mean action, its average return
     out_dir: str = "outputs/trpo"  # where figures are written
     backend: str = "process"  # rollout workers: process (this machine) or ray (Ray actors)
     ray_address: str = ""  # Ray cluster to join, e.g. HEAD:6379 (empty: start Ray locally)
 
     def __post_init__(self):
-        cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
+        cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps",
+                                  "eval_episodes"),
                      counts=("total_steps", "steps_per_update", "cg_iters", "fisher_subsample",
                              "hidden", "value_epochs", "value_iters", "speed_workers"),
                      nonempty=("env_ids", "hidden"),
@@ -227,7 +229,7 @@ MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
     "obs_norm": True,
     "steps_per_update": 2000,
     "init_log_std": -0.5,
-    # measured on Hopper alone: its 3 seeds reached 1793 at 1M steps with 0.01 (see docstring)
+    # Hopper's own KL limit (its runs with each limit: benchmarks/README.md)
     "task_max_kl": ("Hopper-v5=0.02",),
     "speed_iterations": 0,
     "compare_steps": 0,
@@ -776,6 +778,10 @@ def run(config: Config) -> dict[str, float]:
             except Exception as error:  # noqa: BLE001 (no OpenGL here: say so, keep the run)
                 print(f"trpo: no GIF of {env_id} ({type(error).__name__}: {error}); "
                       "try MUJOCO_GL=osmesa or egl")
+        if config.eval_episodes:  # the mean action, as some published results report
+            metrics[f"{env_id}_mean_action_return"] = greedy_return(
+                env_id, Actor(trained[env_id].spec, trained[env_id].shipped),
+                config.eval_episodes, seed=config.seed + 10**6)  # not a training episode's seed
         metrics[f"{env_id}_final_return"] = float(np.mean(records["mean_return"][-5:]))
         metrics[f"{env_id}_last10_return"] = float(np.mean(records["mean_return"][-10:]))
         metrics[f"{env_id}_best_return"] = float(records["mean_return"].max())

@@ -137,7 +137,7 @@ TARGETS = {
 }
 
 # A resumed run may train for more epochs, and evaluate with another k; nothing else may change.
-MAY_DIFFER = ("epochs", "iw_samples", "iw_images")
+MAY_DIFFER = ("iw_samples", "iw_images")
 
 
 # ===== the models ===========================================================================
@@ -293,9 +293,10 @@ def load_digits(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
             images = _grey(data.load("faces", config.n_train + config.n_test, path=path,
                                      size=SIDE))
             n_test = min(config.n_test, len(images) // 6 or 1)
-            if len(images) < 2:
-                raise ValueError(f"--data {path}: need at least 2 images, found {len(images)}") \
-                    from None
+            if len(images) - n_test < config.batch_size:
+                raise ValueError(f"--data {path}: {len(images)} images; the demo needs a batch "
+                                 f"({config.batch_size}) to train on and one more to test, "
+                                 "at least") from None
             train_x, test_x = images[:-n_test], images[-n_test:]
             train_y, test_y = np.full(len(train_x), -1), np.full(len(test_x), -1)
     except (ValueError, FileNotFoundError) as error:
@@ -399,7 +400,7 @@ def train(config: Config) -> Trained:
     prior_z = rng.standard_normal((64, config.z_dim)).astype(np.float32)
     pairs = _interpolation_pairs(test_y, rng)
     state = training.TrainingState("vae", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=MAY_DIFFER)
+                                   may_differ=MAY_DIFFER, length=("epochs", "epoch"))
     if config.resume:
         state.resume()
     history = state.history

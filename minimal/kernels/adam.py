@@ -7,8 +7,8 @@ import numpy as np
 from minimal.kernels.threads import for_blocks
 
 # entries per chunk: 512 KB of float32 per array, so the temporaries stay in the L2/L3 caches.
-# Smaller chunks mean more NumPy calls, and those hold the GIL: with a 4.2M-weight layer on
-# 2 threads, chunks of 2^13 / 2^15 / 2^17 took 26 / 10 / 7 ms a step
+# Smaller chunks mean more NumPy calls, and those hold the GIL, so the threads wait on each
+# other (chunk sizes against step times: benchmarks/README.md)
 CHUNK = 1 << 17
 
 

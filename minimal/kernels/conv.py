@@ -89,7 +89,7 @@ def _taps(kernel, stride, padding, patches_hw, size_hw) -> tuple:
     image columns, patch rows, patch columns), the slices one strided add needs.
 
     Remembered per shape: a small net's step asks for the same few lists again and again, and
-    working them out each time cost a few percent of such a step (deepcolor's quick nets)."""
+    working them out each time is Python work on every call."""
     (kh, kw), (sh, sw), (ph, pw), (oh, ow), (h, w) = kernel, stride, padding, patches_hw, size_hw
     taps = []
     for i in range(kh):

@@ -97,9 +97,9 @@ def limit_blas_threads(count: int = 1) -> int:
     libraries were told. Also sets OPENBLAS_NUM_THREADS etc. for processes started later.
 
     Why: a learner that shares the cores with rollout workers (or other jobs) would have its
-    BLAS threads wait for busy cores: a (5000, 64) x (64, 64) product measured 7.6 ms with 2
-    threads against 1.6 ms with 1 on a loaded 2-core machine. This is what threadpoolctl does,
-    without the dependency (Linux only; a no-op elsewhere).
+    BLAS threads wait for busy cores, and a small product then takes several times longer on
+    2 threads than on 1. This is what threadpoolctl does, without the dependency (Linux only;
+    a no-op elsewhere).
     """
     for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = str(count)

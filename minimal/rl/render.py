@@ -58,6 +58,20 @@ def greedy_episode_frames(env, actor: Actor, seed: int, every: int, max_steps: i
     return frames, total
 
 
+def greedy_return(env_id: str, actor: Actor, episodes: int, seed: int) -> float:
+    """The mean return of `episodes` greedy episodes (the policy's most likely action), each
+    reset with its own seed from `seed`: the deterministic evaluation of a stochastic policy."""
+    env = make_env(env_id)
+    seeds = np.random.SeedSequence(seed).generate_state(episodes)
+    limit = env.spec.max_episode_steps if env.spec is not None else None
+    total = 0.0
+    for episode_seed in seeds:
+        total += greedy_episode_frames(env, actor, int(episode_seed), every=1 << 30,
+                                       max_steps=limit or 10**6, draw=lambda _: None)[1]
+    env.close()
+    return total / episodes
+
+
 def is_mujoco(env_id: str) -> bool:
     return "mujoco" in str(getattr(gym.spec(env_id), "entry_point", ""))
 

@@ -334,3 +334,41 @@ def test_ctrl_c_stops_the_server_cleanly_and_other_hosts_are_warned_about(host, 
     assert process.returncode == 0 and "stopped" in out
     assert "Traceback" not in err
     assert ("warning: listening on 0.0.0.0" in err) == warned
+
+
+def test_a_client_that_hangs_up_before_the_answer_is_one_line_in_the_log(capfd):
+    """The browser tab closed while the picture was being coloured: the server says so in one
+    line of its log and serves on (no BrokenPipeError traceback)."""
+    entered, released = threading.Event(), threading.Event()
+
+    def slow(line, hint):
+        entered.set()
+        released.wait(10)
+        return invert(line, hint)
+
+    server = webapp.make_server(slow, host="127.0.0.1", port=0, quiet=False)
+    threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True).start()
+    port = server.server_address[1]
+    try:
+        body, content_type = form(line=png(np.ones((8, 8))))
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        client.sendall(f"POST /api/colour HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}"
+                       f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        assert entered.wait(10)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # a reset, as a closed tab sends
+        released.set()
+        err = ""
+        deadline = time.monotonic() + 10
+        while "went away" not in err and time.monotonic() < deadline:
+            time.sleep(0.05)
+            err += capfd.readouterr().err
+        assert request(port, "GET", "/api/info")[0] == 200  # and it serves on
+    finally:
+        server.shutdown()
+        server.server_close()
+    err += capfd.readouterr().err
+    assert "Traceback" not in err
+    assert [line for line in err.splitlines() if "went away" in line] == [
+        next(line for line in err.splitlines() if "went away" in line)]
+    assert "the client went away before the answer to POST /api/colour was sent" in err

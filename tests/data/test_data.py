@@ -455,6 +455,24 @@ def test_load_image_folder_any_mode_centre_cropped(tmp_path):
     assert data.load_image_folder(folder, size=8, limit=2).shape == (2, 8, 8, 3)
 
 
+@pytest.mark.parametrize("orientation, corner", [(1, (0, 0)), (3, (1, 2)), (6, (0, 1)),
+                                                 (8, (2, 0))])
+def test_a_photo_is_read_as_a_viewer_shows_it(tmp_path, orientation, corner):
+    """A camera stores a portrait photo sideways with an EXIF orientation; every reader here
+    (image folders, uploads, --colorize) must turn it upright: the red pixel stored in the top
+    left corner of a 2 x 3 picture ends up where a viewer shows it."""
+    stored = np.zeros((2, 3, 3), np.uint8)
+    stored[0, 0] = (255, 0, 0)
+    picture = Image.fromarray(stored)
+    exif = picture.getexif()
+    exif[0x0112] = orientation
+    picture.save(tmp_path / "photo.png", exif=exif.tobytes())
+    seen = data.read_image(tmp_path / "photo.png")
+    assert seen.shape[:2] == ((2, 3) if orientation in (1, 3) else (3, 2))
+    assert tuple(np.argwhere(seen[..., 0] > 0.5)[0]) == corner
+    assert data.load_image_folder(tmp_path, size=2).shape == (1, 2, 2, 3)
+
+
 def test_load_image_folder_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

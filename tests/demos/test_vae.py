@@ -260,10 +260,20 @@ def test_data_takes_mnist_idx_files_and_image_folders(tmp_path):
     for i in range(12):
         grey = np.full((40, 40), 20 * i, np.uint8)
         Image.fromarray(grey).save(pictures / f"{i:02d}.png")
-    train_x, train_y, test_x, _ = vae.load_digits(vae.Config(data=str(pictures)))
+    train_x, train_y, test_x, _ = vae.load_digits(vae.Config(data=str(pictures), batch_size=8))
     assert train_x.shape == (10, 1, 28, 28) and test_x.shape == (2, 1, 28, 28)
     assert (train_y == -1).all()  # a folder of images has no labels
     np.testing.assert_allclose(test_x[:, 0, 0, 0], [200 / 255, 220 / 255], atol=2 / 255)
+
+
+def test_a_folder_with_fewer_pictures_than_a_batch_is_refused(tmp_path):
+    from PIL import Image
+
+    for i in range(12):
+        Image.fromarray(np.full((40, 40), 20 * i, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    with pytest.raises(DataError, match=r"12 images; the demo needs a batch \(100\) to train "
+                                        r"on and one more to test"):
+        vae.load_digits(vae.Config(data=str(tmp_path)))
 
 
 def test_bad_data_is_a_one_line_data_error(tmp_path):
