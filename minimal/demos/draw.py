@@ -85,6 +85,7 @@ image; advantage = no attention - attention; CPU seconds at one BLAS thread):
     quick, 1                      105.7      119.5         13.8
     quick, 2                      104.4      120.2         15.8
     full (3000 iterations), 0     73.1       79.1          6.0        383.4 / 398.1  ~17 min
+    full (3000 iterations), 1     72.9       80.2          7.3        356.0 / 392.6  ~18 min
     colour quick (faces, L2+KL)   71.7       79.9          8.2        758 / 738      ~2 min
 The full preset with the post's 5x5 windows and initialisation (--read-n 5 --write-n 5
 --write-log-gamma 0 --read-log-gamma 0 --log-delta 0) gives 108.9 with attention and 79.1
