@@ -81,7 +81,11 @@ def load_runs(out: str, tag: str) -> dict[str, dict[int, dict]]:
 
 
 def table(args) -> None:
-    for env_id, seeds in load_runs(args.out, args.tag).items():
+    """Finished runs only (a run still going has no mean_action_return yet)."""
+    for env_id, runs in load_runs(args.out, args.tag).items():
+        seeds = {s: r for s, r in runs.items() if "mean_action_return" in r}
+        if not seeds:
+            continue
         finals = {s: r["mean_return"][-10:].mean() for s, r in sorted(seeds.items())}
         steps = {s: r["steps"][-1] for s, r in seeds.items()}
         collect = np.mean([r["collect_seconds"].sum() / r["steps"][-1] * 1e4
@@ -97,11 +101,9 @@ def table(args) -> None:
             cpu = f" | CPU s/10k collect {cpu_c:.2f} learn {cpu_l:.2f}"
         per_seed = " ".join(f"s{s} {v:.2f} ({steps[s] / 1e3:.0f}k)" for s, v in finals.items())
         values = np.array(list(finals.values()))
-        greedy = np.array([r["mean_action_return"][0] for r in seeds.values()
-                           if "mean_action_return" in r])
+        greedy = np.array([r["mean_action_return"][0] for r in seeds.values()])
         greedy_text = (f" | mean action: mean {greedy.mean():.2f} sd {greedy.std():.2f} worst "
-                       f"{greedy.min():.2f} ({' '.join(f'{v:.1f}' for v in greedy)})"
-                       if len(greedy) else "")
+                       f"{greedy.min():.2f} ({' '.join(f'{v:.1f}' for v in greedy)})")
         print(f"{env_id:15s} {len(values)} seeds: mean {values.mean():9.2f}  sd "
               f"{values.std():7.2f}  worst {values.min():9.2f}  best {values.max():9.2f}  "
               f"published {PUBLISHED.get(env_id, float('nan'))}  | {per_seed}{greedy_text} | "
