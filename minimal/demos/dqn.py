@@ -86,7 +86,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import gymnasium as gym
 import matplotlib
@@ -101,7 +101,9 @@ from minimal.rollouts import limit_blas_threads
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-VARIANTS = ("dqn", "no_replay", "no_target")
+# the post's two ablations take a trick away; each dqn_* one takes away one setting this demo
+# adds to the post, keeping the rest of the dqn variant (variant_config)
+VARIANTS = ("dqn", "no_replay", "no_target", "dqn_no_decay", "dqn_no_double", "dqn_huber")
 LOSSES = ("huber", "mse")
 SOLVED = 475.0  # CartPole-v1's threshold: mean return over 100 consecutive episodes
 
@@ -112,7 +114,8 @@ class Config:
     seeds: int = 3  # independent runs per variant (the same seeds for every variant)
     total_steps: int = 100_000  # environment steps per run
     hidden: int = 256  # units in each of the two hidden layers
-    lr: float = 2.3e-3  # Adam step
+    lr: float = 2.3e-3  # Adam step at the start
+    lr_end: float = 2.3e-3  # Adam step at the last step: linear from lr (lr_end = lr: constant)
     loss: str = "huber"  # TD loss: huber (DQN's error clipping) or mse
     gamma: float = 0.99  # discount
     batch_size: int = 64  # transitions per update
@@ -120,6 +123,7 @@ class Config:
     learning_starts: int = 1000  # steps of experience before the first update
     train_every: int = 2  # environment steps per update
     target_sync: int = 256  # steps between copies of theta into the target network
+    double: bool = False  # Double DQN target: argmax by theta, value by theta^-
     epsilon_start: float = 1.0  # exploration at the start
     epsilon_end: float = 0.04  # exploration after the decay
     epsilon_decay_steps: int = 8000  # steps over which epsilon falls linearly
@@ -134,7 +138,7 @@ class Config:
                      counts=("seeds", "total_steps", "hidden", "batch_size", "memory_size",
                              "train_every", "target_sync", "epsilon_decay_steps",
                              "eval_every", "eval_episodes"),
-                     positive=("lr", "max_grad_norm"),
+                     positive=("lr", "max_grad_norm"), non_negative=("lr_end",),
                      fractions=("gamma", "epsilon_start", "epsilon_end"),
                      choices={"loss": LOSSES, "variants": VARIANTS})
 
@@ -173,10 +177,22 @@ def dqn_targets(rewards: np.ndarray, next_q: np.ndarray, terminated: np.ndarray,
     return (rewards + gamma * (1.0 - terminated) * next_q.max(axis=1)).astype(np.float32)
 
 
-def td_targets(batch: Transitions, target_weights: list[np.ndarray], gamma: float) -> np.ndarray:
-    """The bootstrapped targets of a batch, from the target network's weights theta^-."""
-    return dqn_targets(batch.reward, q_values(target_weights, batch.next_obs), batch.terminated,
-                       gamma)
+def double_dqn_targets(rewards: np.ndarray, next_q: np.ndarray, next_q_online: np.ndarray,
+                       terminated: np.ndarray, gamma: float) -> np.ndarray:
+    """y = r + gamma * (1 - terminated) * Q_target(s', argmax_a' Q_online(s', a'))."""
+    chosen = next_q[np.arange(len(next_q)), next_q_online.argmax(axis=1)]
+    return (rewards + gamma * (1.0 - terminated) * chosen).astype(np.float32)
+
+
+def td_targets(batch: Transitions, target_weights: list[np.ndarray], gamma: float,
+               online_weights: list[np.ndarray] | None = None) -> np.ndarray:
+    """The bootstrapped targets of a batch, from the target network's weights theta^-; given
+    the online weights theta too, Double DQN's (theta picks the action, theta^- values it)."""
+    next_q = q_values(target_weights, batch.next_obs)
+    if online_weights is None:
+        return dqn_targets(batch.reward, next_q, batch.terminated, gamma)
+    return double_dqn_targets(batch.reward, next_q, q_values(online_weights, batch.next_obs),
+                              batch.terminated, gamma)
 
 
 def huber(error: Tensor) -> Tensor:
@@ -198,6 +214,11 @@ def td_loss(network: nn.Module, obs: np.ndarray, actions: np.ndarray,
     if loss == "mse":
         return F.mse_loss(error, np.zeros(len(targets), np.float32))
     return huber(error).mean()
+
+
+def lr_at(step: int, config: Config) -> float:
+    """Adam's step: linear from lr at step 0 to lr_end at the last step."""
+    return config.lr + step / config.total_steps * (config.lr_end - config.lr)
 
 
 def epsilon_at(step: int, config: Config) -> float:
@@ -252,6 +273,19 @@ def greedy_returns(envs: gym.vector.VectorEnv, weights: list[np.ndarray], seed: 
 
 
 # --- one run --------------------------------------------------------------------------------
+def variant_config(config: Config, variant: str) -> Config:
+    """The settings a variant trains with: dqn_no_decay keeps Adam's step at lr throughout,
+    dqn_no_double bootstraps from max_a' Q(s', a'; theta^-), dqn_huber fits with the Huber
+    loss; every other variant trains with `config` as it is."""
+    if variant == "dqn_no_decay":
+        return replace(config, lr_end=config.lr)
+    if variant == "dqn_no_double":
+        return replace(config, double=False)
+    if variant == "dqn_huber":
+        return replace(config, loss="huber")
+    return config
+
+
 def train(config: Config, variant: str, seed: int,
           on_step: Callable[[int, list, list], None] | None = None) -> dict:
     """Train one agent for `config.total_steps` environment steps.
@@ -262,6 +296,7 @@ def train(config: Config, variant: str, seed: int,
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {VARIANTS}")
+    config = variant_config(config, variant)
     rng = np.random.default_rng(seed)
     network = make_q_network(config.hidden, rng)
     params = network.parameters()
@@ -293,13 +328,15 @@ def train(config: Config, variant: str, seed: int,
         if step >= config.learning_starts and step % config.train_every == 0:
             batch = (stored(memory) if variant == "no_replay"
                      else memory.sample(config.batch_size, rng))
-            loss = td_loss(network, batch.obs, batch.action,
-                           td_targets(batch, frozen, config.gamma), config.loss)
+            targets = td_targets(batch, frozen, config.gamma,
+                                 online if config.double else None)
+            loss = td_loss(network, batch.obs, batch.action, targets, config.loss)
             if not np.isfinite(loss.item()):
                 raise FloatingPointError(f"dqn ({variant}): loss is {loss.item()} at step {step}")
             optimizer.zero_grad()
             loss.backward()
             optim.clip_grad_norm(params, config.max_grad_norm)
+            optimizer.lr = lr_at(step, config)
             optimizer.step()
         if variant != "no_target" and step % config.target_sync == 0:
             for target, weight in zip(frozen, online):
@@ -322,6 +359,13 @@ def steps_to_solve(result: dict) -> float:
     return float(reached[0]) if len(reached) else float("inf")
 
 
+def last_fifth(result: dict, total_steps: int) -> float:
+    """The greedy return averaged over the evaluations after 4/5 of the steps (nan if none):
+    whether the policy holds at the end of training, not only touches 475 once."""
+    late = result["eval_steps"] > 0.8 * total_steps
+    return float(result["eval_returns"][late].mean()) if late.any() else float("nan")
+
+
 # --- figures ---------------------------------------------------------------------------------
 def returns_on_grid(ends: np.ndarray, returns: np.ndarray, grid: np.ndarray,
                     window: int = 10) -> np.ndarray:
@@ -336,16 +380,20 @@ def returns_on_grid(ends: np.ndarray, returns: np.ndarray, grid: np.ndarray,
     return np.where(finished > 0, out, np.nan)
 
 
-COLOURS = {"dqn": "tab:blue", "no_replay": "tab:orange", "no_target": "tab:green"}
+COLOURS = {"dqn": "tab:blue", "no_replay": "tab:orange", "no_target": "tab:green",
+           "dqn_no_decay": "tab:purple", "dqn_no_double": "tab:red", "dqn_huber": "tab:brown"}
 LABELS = {"dqn": "DQN (replay + target network)", "no_replay": "no replay (online)",
-          "no_target": "no target network"}
-SHORT_LABELS = {"dqn": "DQN", "no_replay": "no replay", "no_target": "no target\nnetwork"}
+          "no_target": "no target network", "dqn_no_decay": "DQN, constant step size",
+          "dqn_no_double": "DQN, max target (not Double)", "dqn_huber": "DQN, Huber loss"}
+SHORT_LABELS = {"dqn": "DQN", "no_replay": "no\nreplay", "no_target": "no\ntarget",
+                "dqn_no_decay": "constant\nstep", "dqn_no_double": "not\nDouble",
+                "dqn_huber": "Huber\nloss"}
 
 
 def plot(runs: dict[str, list[dict]], total_steps: int, eval_episodes: int,
          path: str) -> None:
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 5.2),
-                                              gridspec_kw={"width_ratios": [2, 2, 1]})
+                                              gridspec_kw={"width_ratios": [2, 2, 1.3]})
     grid = np.linspace(0, total_steps, 200)
     seeds = len(next(iter(runs.values())))
     over_seeds = f"{seeds} seed{'s' * (seeds > 1)}"
@@ -365,15 +413,17 @@ def plot(runs: dict[str, list[dict]], total_steps: int, eval_episodes: int,
         middle.plot(grid[started], curves[:, started].mean(0), color=colour, lw=2)
         middle.fill_between(grid[started], curves[:, started].min(0),
                             curves[:, started].max(0), color=colour, alpha=0.15)
-        # the area under each seed's evaluation curve, per step of budget
-        per_seed = evals[:, 1:].mean(1)
+        # does it hold: each seed's evaluations over the last fifth of the steps
+        per_seed = np.array([last_fifth(r, total_steps) for r in results])
         right.bar(i, per_seed.mean(), color=colour, alpha=0.35)
         right.scatter(np.full(seeds, i) + np.linspace(-0.15, 0.15, seeds), per_seed,
                       color=colour, zorder=3)
+    left.axvspan(0.8 * total_steps, total_steps, color="grey", alpha=0.1, lw=0)
     for axis in (left, middle):
         axis.axhline(SOLVED, color="grey", ls="--", lw=1)
         axis.set(xlabel="environment step", xlim=(0, total_steps), ylim=(0, 620),
                  yticks=range(0, 501, 100))
+    left.set_ylim(0, 520 + 32 * len(runs))  # headroom above 500 for the legend
     left.set_ylabel("return")
     left.set_title(f"Greedy policy: mean return of {eval_episodes} evaluation episodes\n"
                    f"thick: mean over {over_seeds}; thin: each seed", fontsize=10)
@@ -381,9 +431,11 @@ def plot(runs: dict[str, list[dict]], total_steps: int, eval_episodes: int,
                      f"line: mean over {over_seeds}; band: lowest to highest seed",
                      fontsize=10)
     right.set_xticks(range(len(runs)), [SHORT_LABELS[v] for v in runs], fontsize=9)
-    right.set(ylim=(0, 520), ylabel="greedy return, mean over the run's evaluations")
-    right.set_title("Greedy return over the whole run\n(dots: seeds; bar: mean)", fontsize=10)
-    left.legend(loc="upper left", fontsize=9, frameon=False)  # in the headroom above 500
+    right.axhline(SOLVED, color="grey", ls="--", lw=1)
+    right.set(ylim=(0, 520), ylabel="greedy return, mean over the last fifth's evaluations")
+    right.set_title("Does it hold? The last fifth of the steps\n(grey band on the left; dots: "
+                    "seeds; bar: mean)", fontsize=10)
+    left.legend(loc="upper left", fontsize=8, frameon=False)  # in the headroom above 500
     fig.suptitle("CartPole-v1: DQN with and without its two tricks (dashed: 475, solved)")
     viz.save_figure(fig, path)
 
@@ -422,6 +474,10 @@ def run(config: Config) -> dict[str, float]:
                                                            for r in results]))
         metrics[f"{variant}_final_greedy"] = float(np.mean([r["eval_returns"][-1]
                                                             for r in results]))
+        # does the policy hold? the last fifth's evaluations, mean over seeds and lowest seed
+        held = [last_fifth(r, config.total_steps) for r in results]
+        metrics[f"{variant}_last_fifth_greedy"] = float(np.mean(held))
+        metrics[f"{variant}_last_fifth_worst_seed"] = float(np.min(held))
     plot(runs, config.total_steps, config.eval_episodes,
          os.path.join(config.out_dir, "dqn_ablations.png"))
     return metrics
