@@ -1,4 +1,5 @@
-# `make test` runs the test suite, `make run` runs every demo's quick preset,
+# `make test` runs ruff and the test suite (kernels on, then the engine's tests on the
+# references), `make run` runs every demo's quick preset,
 # `make gallery` runs them too and refreshes the README's pictures in gallery/.
 # Each creates .venv and installs the project (with the test, mujoco and ray extras) on first use.
 PYTHON ?= python3
@@ -6,7 +7,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test run gallery bench clean
+# The engine's tests and the tests of the demos that lean on it most, run a second time with
+# every op on its reference (MINIMAL_KERNELS=reference); `make test-reference` runs them all so.
+REFERENCE_TESTS := tests/test_*.py tests/demos/test_vae.py tests/demos/test_gan.py \
+	tests/demos/test_draw.py tests/demos/test_deepcolor.py tests/demos/test_chat_lstm.py \
+	tests/demos/test_deconvnet.py
+
+.PHONY: test test-reference run gallery bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +22,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+	MINIMAL_KERNELS=reference $(PY) -m pytest -q $(REFERENCE_TESTS)
+
+test-reference: $(STAMP)
+	MINIMAL_KERNELS=reference $(PY) -m pytest -q
 
 run: $(STAMP)
 	$(PY) run_all.py

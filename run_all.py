@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
 import time
@@ -25,11 +26,11 @@ import traceback
 from pathlib import Path
 
 import minimal.demos
-from minimal import parallel
-from minimal.cli import make_config
+from minimal.app.cli import make_config
+from minimal.app.training import RunRecord
 from minimal.errors import UserError
-from minimal.rollouts import limit_blas_threads
-from minimal.training import RunRecord
+from minimal.kernels import threads
+from minimal.kernels.process import limit_blas_threads, tune_process
 
 OUTPUTS = Path("outputs")
 FIGURE_SUFFIXES = (".png", ".gif")
@@ -99,14 +100,20 @@ def run_demo(name: str, quick: bool) -> dict:
         traceback.print_exc()
         row["status"], row["detail"] = "ERROR", f"{type(error).__name__}: {error}"
     finally:  # a demo that pinned BLAS to one thread (dqn, trpo) leaves the next one its cores
-        limit_blas_threads(parallel.THREADS)
+        limit_blas_threads(threads.THREADS)
     row["seconds"] = time.perf_counter() - start
     return row
 
 
 def format_metrics(metrics: dict) -> str:
-    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                     for k, v in metrics.items())
+    """name value pairs; a NaN (a metric that does not apply to this run) reads "n/a"."""
+    return ", ".join(f"{k} {_short(v)}" for k, v in metrics.items())
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
 
 
 def write_summary(rows: list[dict], path: Path) -> None:
@@ -138,7 +145,7 @@ def gallery_image(source: Path, target: Path) -> Path:
     """Write a small copy of a PNG or GIF figure (fewer colours, pixels and frames)."""
     from PIL import Image, ImageSequence
 
-    from minimal.files import atomic_file
+    from minimal.app.files import atomic_file
 
     with Image.open(source) as image:
         if source.suffix == ".gif":
@@ -197,10 +204,17 @@ def main(argv: list[str] | None = None) -> int:
         problems = make_gallery(names)
         print("\n".join(problems) or f"gallery/ rebuilt from {OUTPUTS}/")
         return 1 if problems else 0
+    tune_process()  # BLAS threads' timeout, malloc: see minimal/kernels/process.py
     rows = []
-    for name in names:
-        print(f"== {name}", flush=True)
-        rows.append(run_demo(name, quick=not args.full))
+    try:
+        for name in names:
+            print(f"== {name}", flush=True)
+            rows.append(run_demo(name, quick=not args.full))
+    except KeyboardInterrupt:  # Ctrl-C: one line, and the summary of the demos that finished
+        write_summary(rows, OUTPUTS / "summary.md")
+        print(f"\nrun_all: interrupted during {name}; {len(rows)} demo(s) had finished "
+              f"(outputs/summary.md)", file=sys.stderr)
+        return 130
     print()
     print(f"{'demo':<22}{'status':<8}{'seconds':>8}  metrics")
     for row in rows:

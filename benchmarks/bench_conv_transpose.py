@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from minimal import conv
+from minimal.kernels.process import tune_process
 
 SHAPES = [  # N, O, C, h (= w), k, s
     (50, 64, 32, 16, 5, 1),  # the deconvnet's conv2 input gradient
@@ -111,4 +112,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -38,6 +38,7 @@ from minimal import data, optim
 from minimal import functional as F
 from minimal.autograd import Tensor
 from minimal.demos.deconvnet import ConvNet
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -137,4 +138,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -38,8 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # interleave.py
 import interleave
 import numpy as np
 
-from minimal import optim, training
+from minimal import optim
+from minimal.app import training
 from minimal.demos import deepcolor as dc
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -162,4 +164,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

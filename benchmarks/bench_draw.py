@@ -37,6 +37,7 @@ import numpy as np
 
 from minimal import optim
 from minimal.demos import draw
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -81,7 +82,6 @@ class TorchDraw(torch.nn.Module if torch else object):
     def __init__(self, model: draw.Draw):
         super().__init__()
         nn = torch.nn
-        channels, height, width = model.shape
         self.shape, self.attention = model.shape, model.attention
         self.read_n, self.write_n, self.canvas_start = model.read_n, model.write_n, \
             model.canvas_start
@@ -175,4 +175,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

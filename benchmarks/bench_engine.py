@@ -54,6 +54,7 @@ import numpy as np
 from minimal import functional as F
 from minimal import nn
 from minimal.autograd import Tensor, concatenate
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -484,4 +485,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -35,6 +35,7 @@ import numpy as np
 
 from minimal import optim
 from minimal.demos import gan
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -125,4 +126,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

@@ -25,9 +25,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from interleave import interleaved
 
 from minimal.demos.trpo import MLPPolicy, policy_spec_for
+from minimal.kernels.process import limit_blas_threads, tune_process
 from minimal.natural import flat_parameters
-from minimal.rollouts import PolicySpec, RolloutPool, limit_blas_threads
-from minimal.rollouts_ray import RayRolloutPool, start_ray
+from minimal.rl.rollouts import PolicySpec, RolloutPool
+from minimal.rl.rollouts.ray_actors import RayRolloutPool, start_ray
 
 
 def balancing_cartpole(spec: PolicySpec, gain: float = 30.0) -> np.ndarray:
@@ -90,4 +91,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

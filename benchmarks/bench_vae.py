@@ -33,6 +33,7 @@ import numpy as np
 
 from minimal import optim
 from minimal.demos import vae
+from minimal.kernels.process import tune_process
 
 try:
     import torch
@@ -180,4 +181,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

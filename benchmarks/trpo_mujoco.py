@@ -27,11 +27,13 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from minimal import cli
+from minimal.app import cli
 from minimal.demos import trpo
+from minimal.kernels.process import tune_process
+from minimal.rl.render import greedy_return
+from minimal.rl.rollouts import Actor
 
 PUBLISHED = {"HalfCheetah-v5": 1290, "Swimmer-v5": 95, "Reacher-v5": -4.8, "Hopper-v5": 1910}
-THRESHOLDS = {"HalfCheetah-v5": 1500, "Swimmer-v5": 110, "Reacher-v5": -4.5, "Hopper-v5": 2100}
 
 
 def run(args) -> None:
@@ -56,6 +58,9 @@ def run(args) -> None:
 
     records, trained = trpo.train(config, args.env, args.steps, label=f"{args.tag} {args.env}",
                                   on_iteration=save)
+    records["mean_action_return"] = np.array([greedy_return(
+        args.env, Actor(trained.spec, trained.shipped), config.eval_episodes,
+        seed=args.seed + 10**6)])  # the demo's deterministic evaluation, same seeds
     save(records)
     trpo.save_policy(stem + ".policy.npz", trained.spec, trained.shipped, trained.normalizer)
     print(f"{stem}: last-10 mean {records['mean_return'][-10:].mean():.2f}")
@@ -89,10 +94,15 @@ def table(args) -> None:
             cpu = f" | CPU s/10k collect {cpu_c:.2f} learn {cpu_l:.2f}"
         per_seed = " ".join(f"s{s} {v:.2f} ({steps[s] / 1e3:.0f}k)" for s, v in finals.items())
         values = np.array(list(finals.values()))
-        print(f"{env_id:15s} mean {values.mean():9.2f}  worst {values.min():9.2f}  "
-              f"published {PUBLISHED.get(env_id, float('nan'))}  target "
-              f"{THRESHOLDS.get(env_id, float('nan'))}  | {per_seed} | s/10k collect "
-              f"{collect:.2f} learn {learn:.2f}{cpu}")
+        greedy = np.array([r["mean_action_return"][0] for r in seeds.values()
+                           if "mean_action_return" in r])
+        greedy_text = (f" | mean action: mean {greedy.mean():.2f} sd {greedy.std():.2f} worst "
+                       f"{greedy.min():.2f} ({' '.join(f'{v:.1f}' for v in greedy)})"
+                       if len(greedy) else "")
+        print(f"{env_id:15s} {len(values)} seeds: mean {values.mean():9.2f}  sd "
+              f"{values.std():7.2f}  worst {values.min():9.2f}  best {values.max():9.2f}  "
+              f"published {PUBLISHED.get(env_id, float('nan'))}  | {per_seed}{greedy_text} | "
+              f"s/10k collect {collect:.2f} learn {learn:.2f}{cpu}")
 
 
 def plot(args) -> None:
@@ -144,4 +154,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    tune_process()  # the entry points' process settings: minimal/kernels/process.py
     main()

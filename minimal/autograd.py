@@ -11,9 +11,10 @@ NumPy costs. With `grad(..., create_graph=True)` recording stays on while it run
 gradients are themselves Tensors in a graph and can be differentiated again: a Hessian-vector
 product is `grad(grad(f, x, create_graph=True)[0] @ v, x)`.
 
-Where speed needs it, an op may instead carry a hand-written NumPy backward (`fused`: batch
-norm, the LSTM layer, the big losses); under create_graph it is rebuilt from Tensor ops and
-differentiated, so its higher derivatives stay exact.
+Some definitions have a faster twin in minimal/kernels/ (a NumPy backward that records
+nothing, a fused batch norm, ...). An op marked `@fast_path("name")` runs its twin when kernels
+are on; its reference here stays the definition, and is what gets differentiated when a graph
+is recorded through the backward pass, so every higher derivative is the reference's.
 
 Broadcasting follows NumPy. An input that was broadcast receives the gradient summed back down
 to its own shape (`_unbroadcast`). A node used twice receives the sum of both gradients.
@@ -24,20 +25,23 @@ Reading order. The file is laid out to be read from the top: grad mode and `Tens
 the constructor every op calls to record its parents and backward (how to define an op); the
 core ops `add`, `mul`, `matmul`; the backward pass (`_topological_order`, `_propagate`, `grad`,
 `backward`); and only then the rest of the ops (elementwise functions and activations,
-`linear`, reductions, shape ops) and the fast paths (`fused`). Every primitive op with its own
-backward lives here; functional.py composes them into softmax, losses and dropout, and conv.py
-holds the image ops (convolution, pooling, batch norm).
+`linear`, reductions, shape ops) and, last, `fast_path`, how an op is connected to its kernel.
+Every primitive op with its own backward lives here; functional.py composes them into softmax,
+losses and dropout, and conv.py holds the image ops (convolution, pooling, batch norm).
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import functools
+import itertools
 import numbers
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
+
+from minimal import kernels
 
 _recording = True  # is the graph being recorded? (switched off by no_grad and inside backward)
 
@@ -313,6 +317,38 @@ def _node_of_result(data: np.ndarray, parents: Sequence[Tensor], backward_fn: Ca
     return result
 
 
+def fast_path(name: str) -> Callable:
+    """Mark an op as the reference of kernels.TABLE[name], its faster twin.
+
+    Called, the op asks `kernels.find(name)` for the twin (None when kernels are off). The twin
+    gets the op's arguments with every Tensor replaced by its array, and returns NotImplemented
+    (its rule does not cover them: the reference runs) or (value, backward[, extra arrays]), where
+    backward(g, needs) gives one NumPy gradient per argument; an op that returns extra arrays
+    besides its Tensor (batch norm's statistics, max pooling's switches) returns them after it,
+    from the reference and the twin alike. The node records the reference as its definition:
+    when a graph is being recorded through the backward pass (create_graph=True), the
+    reference is differentiated instead of the twin's NumPy backward, so every higher
+    derivative is the reference's.
+    """
+    def mark(reference: Callable) -> Callable:
+        @functools.wraps(reference)
+        def op(*args, **settings):
+            kernel = kernels.find(name)
+            if kernel is not None:
+                result = kernel(*(a.data if isinstance(a, Tensor) else a for a in args),
+                                **settings)
+                if result is not NotImplemented:
+                    value, fast_backward, *extra = result
+                    out = _kernel_node(value, fast_backward, reference, args, settings, name)
+                    return (out, *extra) if extra else out
+            return reference(*args, **settings)
+
+        op.reference = reference
+        return op
+
+    return mark
+
+
 def _constant(array: np.ndarray) -> Tensor:
     out = Tensor.__new__(Tensor)
     out.data, out.grad, out.requires_grad, out._parents, out._backward, out._op = (
@@ -444,12 +480,7 @@ def _propagate(outputs: Sequence[Tensor], grad_outputs: Sequence[Tensor], keep: 
                     raise RuntimeError(f"{current._op} backward gave a gradient of shape "
                                        f"{pg.shape} for an input of shape {parent.shape}")
                 key = id(parent)
-                if key not in grads:
-                    grads[key] = pg
-                elif create_graph:
-                    grads[key] = grads[key] + pg
-                else:  # nothing is recorded: the sum without an add node's bookkeeping
-                    grads[key] = _constant(grads[key].data + pg.data)
+                grads[key] = grads[key] + pg if key in grads else pg  # a node used twice
             if id(current) not in keep:
                 del grads[id(current)]  # free intermediate gradients early
     return grads
@@ -514,19 +545,25 @@ def backward(output: Tensor, gradient=None) -> None:
     order = _topological_order([output])
     leaves = [t for t in order if t._backward is None]
     grads = _propagate([output], seeds, keep=set(), create_graph=False, order=order)
-    handed_out: set[int] = set()
+    fresh = []  # leaves without a .grad yet, and their gradients
     for leaf in leaves:
         g = grads.get(id(leaf))
         if g is None:
             continue
         if leaf.grad is not None:
             leaf.grad = leaf.grad + g.data
-            continue
-        # .grad may be changed in place later (clip_grad_norm), so each leaf needs an array of
-        # its own: copy views and arrays that another leaf (or the graph) might share
-        fresh = g.data.flags.owndata and g.data.flags.writeable and id(g.data) not in handed_out
-        leaf.grad = g.data if fresh else g.data.copy()
-        handed_out.add(id(leaf.grad))
+        else:
+            fresh.append((leaf, g.data))
+    for (leaf, _), array in zip(fresh, _leaf_gradients([array for _, array in fresh])):
+        leaf.grad = array
+
+
+@kernels.replaceable("leaf_gradients")
+def _leaf_gradients(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """A copy of each gradient, so every leaf's .grad is an array of its own: it may be changed
+    in place later (clip_grad_norm scales it), and an op's backward may hand the same array to
+    two parents (add does)."""
+    return [array.copy() for array in arrays]
 
 
 # ===== the rest of the ops: powers and elementwise functions ===============================
@@ -564,22 +601,17 @@ def tanh(a: Tensor) -> Tensor:
                            lambda g, result: (g * (1 - result * result),), "tanh")
 
 
-def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + e) for x >= 0 and e / (1 + e) below, e = exp(-|x|): exp of a non-positive
-    number only, so no overflow for large |x|, and full precision for very negative x."""
-    e = np.abs(x)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # in place: these arrays can be as big as the activations
-    # the numerator, 1 or e, as a maximum (e <= 1) rather than np.where, which branches on
-    # the random signs of x and was ~6x slower (25 ms against 4 ms on 64x64x16x16 floats)
-    numerator = np.maximum(e, x >= 0, dtype=x.dtype)
-    e += 1
-    numerator /= e
-    return numerator
+@kernels.replaceable("sigmoid")
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), computed as 1 / (1 + e) for x >= 0 and e / (1 + e) below, with
+    e = exp(-|x|): exp of a non-positive number only, so no overflow for large |x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
 def sigmoid(a: Tensor) -> Tensor:
-    return _node_of_result(_sigmoid_array(a.data), (a,),
+    """sigma(a) = 1 / (1 + exp(-a)); d sigma = sigma (1 - sigma) da."""
+    return _node_of_result(_sigmoid(a.data), (a,),
                            lambda g, result: (g * result * (1 - result),), "sigmoid")
 
 
@@ -596,31 +628,30 @@ def _masked(a: Tensor, mask: np.ndarray, op: str, out: np.ndarray) -> Tensor:
     return node(out, (a,), lambda g: (g * factor,), op)
 
 
-def _positive(x: np.ndarray) -> np.ndarray:
-    """1.0 where x > 0, else 0.0, in x's dtype and memory order: one pass, no bool array."""
-    return np.greater(x, 0, out=np.empty_like(x))
+@kernels.replaceable("relu_mask")
+def _relu_mask(x: np.ndarray) -> np.ndarray:
+    """1.0 where x > 0, else 0.0, in x's dtype."""
+    return (x > 0).astype(x.dtype)
 
 
 def relu(a: Tensor) -> Tensor:
-    positive = _positive(a.data)
-    return _masked(a, positive, "relu", a.data * positive)
+    """max(a, 0): a times its mask (1 where a > 0), and the mask is its derivative."""
+    mask = _relu_mask(a.data)
+    return _masked(a, mask, "relu", a.data * mask)
+
+
+@kernels.replaceable("leaky_relu_slopes")
+def _leaky_relu_slopes(x: np.ndarray, negative_slope: float) -> np.ndarray:
+    """1 where x > 0, negative_slope elsewhere, in x's dtype."""
+    return np.where(x > 0, 1, negative_slope).astype(x.dtype)
 
 
 def leaky_relu(a: Tensor, negative_slope: float = 0.01) -> Tensor:
-    """a where a > 0, negative_slope * a elsewhere.
-
-    The slope array is made in a's own dtype (float32 stays float32: no float64 temporaries)
-    and keeps a's memory order, which after a convolution is channels-last. Its derivative is
-    that (constant) slope array, so it has derivatives of every order (zero beyond the first).
-    """
+    """a where a > 0, negative_slope * a elsewhere: a times its slopes, which are its
+    derivative (constant, so derivatives of every order exist: zero beyond the first)."""
     a = as_tensor(a)
-    slope = np.asarray(negative_slope, a.dtype)
-    # 1 or slope per entry by arithmetic on the mask: np.where branches per entry and is ~5x
-    # slower on the random signs of activations (13 ms against 2 ms on 64x64x16x16 floats)
-    factor = _positive(a.data)
-    factor *= 1 - slope
-    factor += slope
-    return _masked(a, factor, "leaky_relu", a.data * factor)
+    slopes = _leaky_relu_slopes(a.data, negative_slope)
+    return _masked(a, slopes, "leaky_relu", a.data * slopes)
 
 
 def absolute(a: Tensor) -> Tensor:
@@ -671,38 +702,31 @@ def astype(a: Tensor, dtype) -> Tensor:
     return node(a.data.astype(dtype), (a,), lambda g: (astype(g, source),), "astype")
 
 
-# ===== linear: matmul plus bias as one node (a fast path for every dense layer) ============
+# ===== linear: matmul plus bias as one node =============================================
 
+@fast_path("linear")  # kernels/dense.py: the backward in NumPy, outside create_graph
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """x @ weight.T + bias with weight (out_features, in_features), as PyTorch's F.linear.
+    """y = x W^T + b with W (out_features, in_features), as PyTorch's F.linear.
 
-    The same as composing matmul, transpose and add, but faster in two ways: leading axes of x
-    (a sequence's (T, B, in)) are flattened into one (T*B, in) product rather than T small
-    batched ones, and the weight gradient comes out as one contiguous (out, in) matmul, g^T x,
-    rather than the transpose of x^T g (which would cost a strided copy per step).
+    With g the gradient of y, and x's leading axes flattened into rows:
+
+        dL/dx = g W        dL/dW = g^T x        dL/db = the sum of g's rows
+
+    The same as composing matmul, transpose and add, as one node: a sequence's (T, B, in) is
+    one (T*B, in) product rather than T small ones, and the weight's gradient comes out as one
+    (out, in) product, g^T x, rather than the transpose of x^T g.
     """
     if weight.ndim != 2 or x.ndim == 0 or x.shape[-1] != weight.shape[1]:
         raise _shape_error("linear (input vs weight (out, in))", x.shape, weight.shape)
     if bias is not None and bias.shape != weight.shape[:1]:
         raise _shape_error("linear (bias vs weight (out, in))", bias.shape, weight.shape)
     out_features, in_features = weight.shape
-    out_shape = x.shape[:-1] + (out_features,)
     out = x.data.reshape(-1, in_features) @ weight.data.T
     if bias is not None:
         out += bias.data
     parents = (x, weight) if bias is None else (x, weight, bias)
 
     def backward(g):
-        if not _recording:  # a plain backward: the same NumPy products without recording the
-            # 5-7 nodes of the Tensor version (DRAW runs 70 of these per iteration)
-            rows = g.data.reshape(-1, out_features)
-            grads = [_constant((rows @ weight.data).reshape(x.shape)) if x.requires_grad
-                     else None,
-                     _constant(rows.T @ x.data.reshape(-1, in_features))
-                     if weight.requires_grad else None]
-            if bias is not None:
-                grads.append(_constant(rows.sum(axis=0)) if bias.requires_grad else None)
-            return grads
         g_rows = reshape(g, (-1, out_features))
         grads = [reshape(matmul(g_rows, weight), x.shape) if x.requires_grad else None,
                  matmul(transpose(g_rows), reshape(x, (-1, in_features)))
@@ -711,7 +735,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             grads.append(tensor_sum(g_rows, 0) if bias.requires_grad else None)
         return grads
 
-    return node(out.reshape(out_shape), parents, backward, "linear")
+    return node(out.reshape(x.shape[:-1] + (out_features,)), parents, backward, "linear")
 
 
 # ===== reductions ==========================================================================
@@ -829,18 +853,17 @@ def getitem(a: Tensor, index) -> Tensor:
 def scatter_add(g: Tensor, index, shape: tuple) -> Tensor:
     """zeros(shape) with g added at `index`: the adjoint of getitem (repeated indices add up)."""
     out = np.zeros(shape, g.dtype)
-    if (isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(shape) > 1
-            and g.shape == index.shape + tuple(shape[1:])):
-        # whole rows picked by an integer array (an embedding lookup): np.add.at on the flat
-        # positions of their entries is ~3x faster than on rows, and adds in the same order
-        row = math.prod(shape[1:])
-        starts = (index.reshape(-1, 1) % shape[0]) * row
-        np.add.at(out.reshape(-1), (starts + np.arange(row)).reshape(-1), g.data.reshape(-1))
-    elif _has_array_index(index):
-        np.add.at(out, index, g.data)
-    else:
+    if _has_array_index(index):
+        _add_at(out, index, g.data)
+    else:  # slices and integers: no position repeats
         out[index] = g.data
     return node(out, (g,), lambda h: (getitem(h, index),), "scatter_add")
+
+
+@kernels.replaceable("add_at")
+def _add_at(out: np.ndarray, index, values: np.ndarray) -> None:
+    """out[index] += values, in place, with repeated positions adding up."""
+    np.add.at(out, index, values)
 
 
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
@@ -884,7 +907,7 @@ def split(a: Tensor, indices_or_sections, axis: int = 0) -> list[Tensor]:
         cuts = list(indices_or_sections)
     edges = [0] + cuts + [n]
     lead = (slice(None),) * axis
-    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in zip(edges[:-1], edges[1:])]
+    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in itertools.pairwise(edges)]
 
 
 def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
@@ -895,7 +918,36 @@ def pad(a: Tensor, pad_width, value: float = 0.0) -> Tensor:
     return node(out, (a,), lambda g: (getitem(g, inner),), "pad")
 
 
-# ===== fast paths: nodes with a hand-written NumPy backward ================================
+# ===== kernel nodes: a fast_path op's node when its kernel ran ============================
+
+def _kernel_node(value: np.ndarray, fast_backward: Callable, reference: Callable, args,
+                 settings, name: str) -> Tensor:
+    """The node of a kernel's result: its parents are the op's Tensor arguments."""
+    positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+    parents = tuple(args[i] for i in positions)
+
+    def composed(*tensors: Tensor) -> Tensor:  # the reference, as a function of the parents
+        arguments = list(args)
+        for i, t in zip(positions, tensors):
+            arguments[i] = t
+        out = reference(*arguments, **settings)
+        return out[0] if isinstance(out, tuple) else out
+
+    def backward(g: Tensor):
+        if is_grad_enabled():  # create_graph: differentiate the reference, to any order
+            reference_node = composed(*parents)
+            if reference_node._parents == parents:  # one node: its own Tensor-op backward
+                return reference_node._backward(g)
+            # a composition of several nodes: differentiated as one node (_subgraph)
+            return tuple(_subgraph(_vjp(composed, k), list(parents) + [g])
+                         if p.requires_grad else None for k, p in enumerate(parents))
+        needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+        grads = fast_backward(g.data, needs)
+        return tuple(_constant(np.asarray(grads[i])) if i < len(grads) and grads[i] is not None
+                     and args[i].requires_grad else None for i in positions)
+
+    return node(value, parents, backward, name)
+
 
 def _subgraph(fn: Callable, inputs: Sequence[Tensor]) -> Tensor:
     """fn(*inputs) recorded as a single node, differentiable to any order.
@@ -923,20 +975,3 @@ def _vjp(fn: Callable, i: int) -> Callable:
         with set_grad_enabled(True):
             return grad((fn(*xs) * v).sum(), [xs[i]], create_graph=True)[0]
     return vjp
-
-
-def fused(out: np.ndarray, parents: Sequence[Tensor], fast_backward: Callable,
-           composed: Callable, op: str) -> Tensor:
-    """A node with a hand-written NumPy backward, for speed.
-
-    The NumPy backward gives gradients without a graph, so under create_graph=True (recording
-    on while backward runs) the same function is instead rebuilt from differentiable Tensor ops,
-    `composed(*parents)`, and differentiated: exact at every order, only slower.
-    """
-    def backward(g):
-        if not is_grad_enabled():
-            return fast_backward(g)
-        return tuple(_subgraph(_vjp(composed, i), list(parents) + [g]) if p.requires_grad
-                     else None for i, p in enumerate(parents))
-
-    return node(out, parents, backward, op)

@@ -28,3 +28,12 @@ class CheckpointError(UserError, ValueError):
 
 class NonFiniteLossError(UserError, FloatingPointError):
     """Training produced NaN or inf; raised before any update or checkpoint used it."""
+
+
+class OutputError(UserError, OSError):
+    """A file could not be written (a full disk, a folder in its place, no permission); what was
+    there before is intact."""
+
+
+class BusyError(UserError, RuntimeError):
+    """Another live run is writing into the same output folder."""

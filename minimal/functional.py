@@ -10,11 +10,10 @@ Where each kind of op lives (one home each):
 - here: what is built by composing those: softmax, log_softmax, mse / l1 / nll / cross-entropy
   / binary cross-entropy losses, dropout.
 
-Most are short compositions of Tensor operations, so they have first and higher-order
-gradients without a hand-written backward. The two losses that see the biggest arrays
-(cross_entropy over a vocabulary, binary_cross_entropy_with_logits over images) are single nodes
-with a NumPy backward for speed; under create_graph they fall back to their composition, so
-their higher derivatives stay exact.
+All are short compositions of Tensor operations, so they have first and higher-order gradients
+without a hand-written backward. The two losses that see the biggest arrays (cross_entropy over
+a vocabulary, binary_cross_entropy_with_logits over images) have kernels (minimal/kernels/
+losses.py) that run each as a single node with a NumPy backward.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ import numpy as np
 from minimal.autograd import (
     Tensor,
     as_tensor,
-    fused,
+    fast_path,
     getitem,
     leaky_relu,
     linear,
@@ -46,7 +45,6 @@ from minimal.conv import (
     max_unpool2d,
     upsample,
 )
-from minimal.parallel import for_blocks
 
 __all__ = [
     "batch_norm",
@@ -125,81 +123,28 @@ def nll_loss(log_probs: Tensor, target, ignore_index: int = -100,
     return _reduce(picked, reduction, "nll_loss")
 
 
+@fast_path("cross_entropy")  # kernels/losses.py: one node, one pass each way
 def cross_entropy(logits: Tensor, target, ignore_index: int = -100,
                   reduction: str = "mean") -> Tensor:
-    """Softmax cross-entropy of integer targets; logits (N, C) or (N, C, ...) like PyTorch.
+    """Softmax cross-entropy of integer targets; logits (N, C) or (N, C, ...) like PyTorch:
 
-    For (N, C) logits with a mean or sum the loss is one fused node (a language model's softmax
-    over its vocabulary is the biggest array it has: one pass forward, one backward); its
-    composition from log_softmax and nll_loss defines it and gives the higher derivatives.
+        loss_n = -log softmax(x_n)[t_n] = logsumexp(x_n) - x_n[t_n]
+
+    Its gradient in x_n is softmax(x_n) minus one at the target.
     """
-    def composed(x):
-        return nll_loss(log_softmax(x, axis=1), target, ignore_index, reduction)
-
-    labels = np.asarray(target.data if isinstance(target, Tensor) else target)
-    if (logits.ndim != 2 or reduction not in ("mean", "sum") or labels.shape != logits.shape[:1]
-            or not np.issubdtype(labels.dtype, np.integer)):
-        return composed(logits)  # the general path also gives the error messages
-    keep = labels != ignore_index
-    rows, picked = np.nonzero(keep)[0], labels[keep]
-    classes = logits.shape[1]
-    if len(rows) == 0 or picked.min() < 0 or picked.max() >= classes:
-        return composed(logits)
-    x = logits.data
-    shift = np.empty((len(x), 1), x.dtype)
-    exps = np.empty(x.shape, x.dtype)  # as big as the logits: computed in place
-    totals = np.empty((len(x), 1), x.dtype)
-
-    def softmax_rows(lo, hi):  # each row on its own: blocks of rows run on every core
-        np.max(x[lo:hi], axis=1, keepdims=True, out=shift[lo:hi])
-        np.subtract(x[lo:hi], shift[lo:hi], out=exps[lo:hi])
-        np.exp(exps[lo:hi], out=exps[lo:hi])
-        np.sum(exps[lo:hi], axis=1, keepdims=True, out=totals[lo:hi])
-
-    for_blocks(softmax_rows, len(x), 2 * x.size)
-    log_z = np.log(totals) + shift  # logsumexp per row
-    count = len(rows) if reduction == "mean" else 1
-    loss = (log_z[rows, 0] - x[rows, picked]).sum() / count
-
-    def fast_backward(g):
-        scale = g.data / count
-        factor = scale / totals
-        d = np.empty_like(exps)  # softmax; minus one at the target, zero on ignored rows
-
-        def rows_of_softmax(lo, hi):
-            np.multiply(exps[lo:hi], factor[lo:hi], out=d[lo:hi])
-
-        for_blocks(rows_of_softmax, len(d), d.size)
-        d[rows, picked] -= scale
-        if len(rows) < len(labels):
-            d[~keep] = 0
-        return (Tensor(d),)
-
-    return fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed, "cross_entropy")
+    return nll_loss(log_softmax(logits, axis=1), target, ignore_index, reduction)
 
 
+@fast_path("binary_cross_entropy_with_logits")  # kernels/losses.py: one node
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
-    """-[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))] = softplus(x) - t x, stable for any x."""
+    """-[t log sigmoid(x) + (1 - t) log(1 - sigmoid(x))] = softplus(x) - t x, stable for any x;
+    its gradient in x is sigmoid(x) - t."""
     target = as_tensor(target, dtype=logits.dtype)
     if target.shape != logits.shape:
         raise ValueError(f"binary_cross_entropy_with_logits: logits shape {logits.shape} "
                          f"and target shape {target.shape} differ")
-    def composed(x):
-        return _reduce(softplus(x) - x * target, reduction, "binary_cross_entropy_with_logits")
-
-    if reduction not in ("mean", "sum") or target.requires_grad:
-        return composed(logits)
-    # one fused node for the common case; its gradient is (sigmoid(x) - t) / count
-    x, t = logits.data, target.data
-    count = x.size if reduction == "mean" else 1
-    loss = (np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))).sum() / count
-
-    def fast_backward(g):
-        probs = 0.5 * (1 + np.tanh(0.5 * x))  # sigmoid without overflow
-        return (Tensor((probs - t) * (g.data / count)),)
-
-    return fused(np.asarray(loss, x.dtype), (logits,), fast_backward, composed,
-                  "binary_cross_entropy_with_logits")
+    return _reduce(softplus(logits) - logits * target, reduction,
+                   "binary_cross_entropy_with_logits")
 
 
 def binary_cross_entropy(probs: Tensor, target, reduction: str = "mean",

@@ -1,4 +1,4 @@
-"""Layers: Module (parameters, state dict, save/load), Linear, Embedding, Sequential, initialisers,
+"""Layers: Module (parameters, state dict), Linear, Embedding, Sequential, initialisers,
 Conv2d, ConvTranspose2d, MaxPool2d, BatchNorm1d/2d, Dropout, LSTMCell, LSTM.
 
 Names, shapes and layouts follow PyTorch (Linear.weight is (out, in)), so a PyTorch state dict
@@ -8,25 +8,23 @@ Every layer that draws random initial weights takes `rng`, a numpy Generator: th
 gives the same model.
 
 A layer holds weights and calls the ops defined elsewhere (Linear calls autograd's `linear`
-through F, Conv2d calls conv.py's `conv2d`). The one op defined here is the LSTM layer's
-whole-sequence node (`_lstm_layer`), because it exists only for nn.LSTM and LSTMCell.
+through F, Conv2d calls conv.py's `conv2d`). The one op defined here is the LSTM layer over a
+whole sequence (`_lstm_layer`, the step `_lstm_gates` T times), because it exists only for
+nn.LSTM and LSTMCell; its kernel runs the backward through time in NumPy.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import numpy as np
 
 from minimal import functional as F
-from minimal.autograd import Parameter, Tensor, fused, getitem, split, stack
+from minimal.autograd import Parameter, Tensor, fast_path, getitem, split, stack
 from minimal.conv import int_pair
 from minimal.errors import CheckpointError
-from minimal.files import atomic_file, check_npz_sizes
-from minimal.parallel import for_blocks
 
 # ===== initialisers =======================================================================
 
@@ -172,12 +170,6 @@ class Module:
             for name in module._buffers:
                 module._set_buffer(name, checked[prefix + name])
 
-    def save(self, path: str | os.PathLike) -> None:
-        save_arrays(path, self.state_dict())
-
-    def load(self, path: str | os.PathLike) -> None:
-        self.load_state_dict(load_arrays(path))
-
     def __repr__(self) -> str:
         inner = "".join(f"\n  ({name}): " + repr(module).replace("\n", "\n  ")
                         for name, module in self._modules.items())
@@ -224,74 +216,6 @@ def check_state(state: Mapping[str, object], expected: Mapping[str, tuple[tuple,
                                   f"({np.dtype(dtype)})")
         checked[name] = converted
     return checked
-
-
-def save_arrays(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write arrays to an .npz atomically: a temporary file in the same folder, then rename.
-
-    A crash half-way leaves the previous file intact, never a truncated one.
-    """
-    path = os.fspath(path)
-    arrays = {name: np.asarray(value) for name, value in arrays.items()}
-    for name, value in arrays.items():
-        if value.dtype.hasobject:
-            raise ValueError(f"save_arrays: {name} is an object array; only numeric arrays "
-                             "are saved (no pickles)")
-    with atomic_file(path) as file:
-        np.savez(file, **arrays)
-
-
-def _what_file_is(head: bytes) -> str:
-    """A guess at what a file that is not an .npz is, from its first bytes."""
-    if not head:
-        return "it is empty (0 bytes)"
-    if head.startswith(b"\x93NUMPY"):
-        return "it is a single .npy array (np.save), not an archive of named arrays"
-    if head.startswith(b"\x1f\x8b"):
-        return "it is gzip-compressed"
-    if head.startswith((b"\x80", b"(dp", b"(lp")):
-        return "it looks like a Python pickle, which is never loaded (it can run code)"
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as error:
-        if error.start < len(head) - 4:  # not just a character cut at the end of the sample
-            return f"it starts with the bytes {head[:8].hex(' ')}"
-    return "it looks like a text file"
-
-
-def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read an .npz of plain numeric arrays; object arrays (pickles) are refused.
-
-    A file that is not an .npz archive is reported as what it looks like (a text file, a single
-    .npy array, ...); a damaged archive or an object array is a CheckpointError (a ValueError).
-    """
-    try:
-        with open(path, "rb") as file:
-            head = file.read(512)
-            if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-                raise CheckpointError(f"{path}: not an .npz archive: {_what_file_is(head)}")
-            file.seek(0)
-            check_npz_sizes(file)
-            with np.load(file, allow_pickle=False) as archive:
-                return {name: archive[name] for name in archive.files}
-    except (FileNotFoundError, CheckpointError):
-        raise
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a folder; expected an .npz file") from None
-    except OSError as error:  # no permission, an I/O error
-        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
-            raise CheckpointError(
-                f"{path}: holds an object array (a pickle); only plain numeric arrays are "
-                "loaded, since unpickling can run arbitrary code") from None
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({error})") from None
-    except MemoryError:
-        raise
-    # zipfile can also raise NotImplementedError, RuntimeError, zlib.error on damaged bytes
-    except Exception as error:  # noqa: BLE001
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint, the file is damaged "
-                              f"({type(error).__name__}: {error})") from None
 
 
 # ===== layers =============================================================================
@@ -562,133 +486,16 @@ def _lstm_gates(x_part: Tensor, h: Tensor, c: Tensor, weight_hh: Tensor):
     return F.sigmoid(o) * F.tanh(c_next), c_next
 
 
+@fast_path("lstm_layer")  # kernels/lstm.py: the backward through time in NumPy
 def _lstm_layer(x_part: Tensor, h0: Tensor, c0: Tensor, weight_hh: Tensor) -> Tensor:
-    """Run one layer over all T steps as a single node: returns (T + 1, B, H), the T hidden
-    states and then the final cell state.
-
-    The same recurrence as `_lstm_gates` step by step, but with the backward pass through time
-    written out in NumPy: a per-step graph of ~15 small ops costs more in bookkeeping than
-    the arithmetic. Under create_graph=True the step-by-step Tensor version is differentiated
-    instead, so higher derivatives stay exact.
-
-    Three parts: `_lstm_forward` (the recurrence, keeping every gate and cell), and for the
-    backward `_lstm_gate_factors` (what does not depend on the incoming gradient, all steps at
-    once) and `_lstm_backward_through_time` (the loop from the last step to the first).
-    """
-    w = weight_hh.data
-    out, gates, cells, tanh_cells = _lstm_forward(x_part.data, h0.data, c0.data, w)
-
-    def fast_backward(grad_out):
-        factors, via_output = _lstm_gate_factors(gates, cells, tanh_cells)
-        d_gates, dh, dc, d_w = _lstm_backward_through_time(grad_out.data, gates, factors,
-                                                           via_output, w, h0.data, out)
-        return Tensor(d_gates), Tensor(dh), Tensor(dc), Tensor(d_w)
-
-    def composed(x_part, h, c, weight_hh):
-        hs = []
-        for t in range(len(gates)):
-            h, c = _lstm_gates(x_part[t], h, c, weight_hh)
-            hs.append(h)
-        return stack(hs + [c], axis=0)
-
-    return fused(out, (x_part, h0, c0, weight_hh), fast_backward, composed, "lstm_layer")
-
-
-def _lstm_forward(xs: np.ndarray, h0: np.ndarray, c0: np.ndarray, w: np.ndarray):
-    """The recurrence in NumPy: (out, gates, cells, tanh_cells), out (T + 1, B, H) the hidden
-    states then the last cell, gates (T, B, 4H) after their nonlinearities, cells c_0 .. c_T.
-
-    Each step is a handful of NumPy calls on (B, 4H) arrays, written into preallocated buffers;
-    whatever does not depend on the previous step is done for all T steps at once, outside the
-    loop (where the arrays are big enough to split over threads, see parallel.py).
-    """
-    steps, hidden = xs.shape[0], w.shape[1]
-    # all four gates with one tanh: sigmoid(z) = (tanh(z / 2) + 1) / 2 for i, f, o and tanh(z)
-    # for g. Scaling by 1/2 is exact in floating point, so it can go into x_part and the weight.
-    scale = np.full(4 * hidden, 0.5, xs.dtype)
-    scale[2 * hidden:3 * hidden] = 1
-    offset = 1 - scale
-    scaled_xs = np.empty_like(xs)
-
-    def scale_inputs(lo, hi):
-        np.multiply(xs[lo:hi], scale, out=scaled_xs[lo:hi])
-
-    for_blocks(scale_inputs, steps, xs.size)
-    scaled_w = w.T * scale  # (H, 4H) contiguous: OpenBLAS's h @ w.T is ~25% slower than this
-    out = np.empty((steps + 1,) + h0.shape, xs.dtype)
-    gates = np.empty(xs.shape, xs.dtype)  # i, f, g, o after their nonlinearities, every step
-    cells = np.empty((steps + 1,) + c0.shape, xs.dtype)  # c_0 .. c_T
-    tanh_cells = np.empty((steps,) + c0.shape, xs.dtype)
-    h, cells[0] = h0, c0
-    for t in range(steps):
-        act = gates[t]
-        np.matmul(h, scaled_w, out=act)
-        act += scaled_xs[t]
-        np.tanh(act, out=act)
-        act *= scale
-        act += offset
-        i, f, g, o = (act[:, k * hidden:(k + 1) * hidden] for k in range(4))
-        np.multiply(f, cells[t], out=cells[t + 1])
-        cells[t + 1] += i * g
-        np.tanh(cells[t + 1], out=tanh_cells[t])
-        h = np.multiply(o, tanh_cells[t], out=out[t])
-    out[steps] = cells[steps]
-    return out, gates, cells, tanh_cells
-
-
-def _lstm_gate_factors(gates: np.ndarray, cells: np.ndarray, tanh_cells: np.ndarray):
-    """What each gate's gradient is made of, for all steps at once (nothing here depends on
-    the gradient flowing back): with dc the gradient of the cell and dh of the hidden state
-    at a step,
-        d z_i = dc g i(1-i),  d z_f = dc c_prev f(1-f),  d z_g = dc i (1-g^2)
-        d z_o = dh tanh(c) o(1-o),  and dc takes dh o (1 - tanh(c)^2) from the output.
-    Returns (factors, via_output): the four factors above in the gates' layout, and
-    o (1 - tanh(c)^2).
-    """
-    steps, hidden = len(gates), gates.shape[-1] // 4
-    factors = np.empty_like(gates)
-    via_output = np.empty_like(tanh_cells)
-
-    def gate_factors(lo, hi):
-        act, fac = gates[lo:hi], factors[lo:hi]
-        i, f, g, o = (act[..., k * hidden:(k + 1) * hidden] for k in range(4))
-        np.subtract(1, act, out=fac)
-        fac *= act  # s(1 - s), right for the sigmoid gates i, f, o
-        np.multiply(g, g, out=fac[..., 2 * hidden:3 * hidden])
-        np.subtract(1, fac[..., 2 * hidden:3 * hidden], out=fac[..., 2 * hidden:3 * hidden])
-        fac[..., :hidden] *= g
-        fac[..., hidden:2 * hidden] *= cells[lo:hi]  # c_prev of steps lo..hi-1
-        fac[..., 2 * hidden:3 * hidden] *= i
-        fac[..., 3 * hidden:] *= tanh_cells[lo:hi]
-        np.multiply(tanh_cells[lo:hi], tanh_cells[lo:hi], out=via_output[lo:hi])
-        np.subtract(1, via_output[lo:hi], out=via_output[lo:hi])
-        via_output[lo:hi] *= o
-
-    for_blocks(gate_factors, steps, 3 * gates.size)
-    return factors, via_output
-
-
-def _lstm_backward_through_time(d_out: np.ndarray, gates: np.ndarray, factors: np.ndarray,
-                                via_output: np.ndarray, w: np.ndarray, h0: np.ndarray,
-                                out: np.ndarray):
-    """From the last step to the first: the gradient of every step's gate inputs, then of the
-    initial hidden and cell state, and of weight_hh. Returns (d_gates, dh, dc, d_w)."""
-    steps, hidden = len(gates), w.shape[1]
-    d_gates = np.empty_like(gates)  # d loss / d z for every step
-    dh, dc = np.zeros_like(h0), d_out[steps].copy()  # c_T feeds only the output
-    for t in reversed(range(steps)):
-        dh += d_out[t]
-        dc += dh * via_output[t]
-        dz = d_gates[t]
-        # d z_i, d z_f, d z_g = dc times their factors, in one call on a (B, 3, H) view
-        np.multiply(dc[:, None], factors[t, :, :3 * hidden].reshape(-1, 3, hidden),
-                    out=dz[:, :3 * hidden].reshape(-1, 3, hidden))
-        np.multiply(dh, factors[t, :, 3 * hidden:], out=dz[:, 3 * hidden:])
-        np.matmul(dz, w, out=dh)
-        dc *= gates[t, :, hidden:2 * hidden]  # f
-    previous_h = np.concatenate([h0[None], out[:steps - 1]]).reshape(-1, hidden)
-    d_w = d_gates.reshape(-1, 4 * hidden).T @ previous_h
-    return d_gates, dh, dc, d_w
+    """Run one layer over all T steps: x_part (T, B, 4H) is the input's share of the gates
+    (x W_ih^T + b_ih + b_hh, one product for the whole sequence); returns (T + 1, B, H), the T
+    hidden states and then the final cell state, as one Tensor."""
+    h, c, hidden_states = h0, c0, []
+    for t in range(x_part.shape[0]):
+        h, c = _lstm_gates(x_part[t], h, c, weight_hh)
+        hidden_states.append(h)
+    return stack(hidden_states + [c], axis=0)
 
 
 class LSTMCell(Module):
@@ -719,9 +526,7 @@ class LSTMCell(Module):
         bias = self.bias_ih + self.bias_hh if self.bias_ih is not None else None
         x_part = F.linear(x, self.weight_ih, bias)
         if x.ndim == 2 and h.shape == c.shape == x_part.shape[:1] + (self.hidden_size,):
-            # one step of the whole-sequence node: its NumPy backward costs a few calls where
-            # the ~15 small ops of `_lstm_gates` each record a node and run a backward of
-            # Tensor ops (DRAW's 20 cells per iteration: 5672 -> 4796 nodes)
+            # one step of the layer: the same gates, and the layer's kernel when it has one
             states = _lstm_layer(x_part.reshape((1,) + x_part.shape), h, c, self.weight_hh)
             return states[0], states[1]
         return _lstm_gates(x_part, h, c, self.weight_hh)

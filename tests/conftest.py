@@ -14,11 +14,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run_all.py at
 
 
 @pytest.fixture
-def web_server():
-    """web_server(colour, examples=(), **options) -> port of a minimal.webapp server running in
-    this process on a free loopback port; every one started is shut down after the test."""
-    from minimal import webapp
+def bomb_png():
+    """bomb_png(path): write a tiny PNG whose header claims 60000 x 60000 pixels (a
+    decompression bomb: a few bytes that would take gigabytes to decode)."""
+    import zlib
 
+    from PIL import Image
+
+    def write(path):
+        Image.new("L", (1, 1)).save(path)
+        bomb = bytearray(path.read_bytes())
+        bomb[16:24] = (60000).to_bytes(4, "big") * 2  # the IHDR's width and height
+        bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
+        path.write_bytes(bytes(bomb))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def web_server():
+    """web_server(colour, examples=(), **options) -> port of a minimal.app.webapp server running in
+    this process on a free loopback port; every one started is shut down after the test."""
+    from minimal.app import webapp
     servers = []
 
     def start(colour, examples=(), **options):

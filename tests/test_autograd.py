@@ -20,6 +20,9 @@ def positive(*shape):
 SMOOTH_CASES = [
     ("add broadcast", lambda a, b: a + b, [randn(3, 4), randn(4)], 2),
     ("add broadcast both", lambda a, b: a + b, [randn(3, 1), randn(1, 4)], 2),
+    # a leading axis of 1 against a longer shape: the gradient sums the new axis and the 1s
+    ("add leading ones", lambda a, b: a + b, [randn(1, 4), randn(1, 3, 4)], 2),
+    ("mul leading ones", lambda a, b: a * b, [randn(2, 1, 4), randn(5, 1, 3, 1)], 2),
     ("sub", lambda a, b: a - b, [randn(2, 3), randn(2, 1)], 2),
     ("rsub scalar", lambda a: 2.0 - a, [randn(5)], 2),
     ("mul broadcast", lambda a, b: a * b, [randn(2, 3, 4), randn(3, 1)], 3),

@@ -4,9 +4,8 @@ gradient checks at first, second and third order; shape errors; the layers' shap
 import numpy as np
 import pytest
 
-from minimal import conv
 from minimal import functional as F
-from minimal import nn
+from minimal import kernels, nn
 from minimal.autograd import Tensor, grad
 from minimal.gradcheck import check_grads
 
@@ -104,10 +103,11 @@ CONV_CASES = [  # (N, C, H, W), (O, kh, kw), stride, padding
 
 @pytest.fixture(params=["size rule", "taps on any size"])
 def tap_rule(request, monkeypatch):
-    """Run a test as the engine runs (per-tap products only above _TAP_MIN_PIXELS), and again
-    with the per-tap road taken whatever the size, so the small cases here cover both roads."""
+    """Run a test as the engine runs (per-tap products only above TAP_MIN_PIXELS), and again
+    with the per-tap road (minimal/kernels/conv.py) taken whatever the size, so the small cases
+    here cover both roads."""
     if request.param == "taps on any size":
-        monkeypatch.setattr(conv, "_TAP_MIN_PIXELS", -1)
+        monkeypatch.setattr(kernels.conv, "TAP_MIN_PIXELS", -1)
     return request.param
 
 

@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import minimal.demos
-from minimal import cli
+from minimal.app import cli
 
 DEMOS = sorted(info.name for info in pkgutil.iter_modules(minimal.demos.__path__))
 

@@ -7,7 +7,7 @@ import pkgutil
 import pytest
 
 import minimal.demos
-from minimal import cli
+from minimal.app import cli
 
 CASES = [
     ("natural_gradient", ["--steps", "0"], "steps (--steps) must be a whole number >= 1, got 0"),
@@ -79,11 +79,11 @@ def test_figure_sweeps_beyond_convergence_is_refused_after_the_one_second_evalua
 @pytest.mark.parametrize("name", ["dqn", "actor_critic"])
 @pytest.mark.parametrize("where, message", [
     ("file", "is a file; expected a folder for the figures"),
-    ("under_a_file", "is not writable"),
+    ("under_a_file", "file is a file, not a folder"),
 ])
 def test_an_unusable_out_dir_is_one_line_before_any_training(name, where, message, tmp_path,
                                                             monkeypatch, capsys):
-    """Used to train to the end and die on the first figure, metrics lost."""
+    """Refused before the run starts, not at its first figure with the metrics lost."""
     module = importlib.import_module(f"minimal.demos.{name}")
     monkeypatch.setattr(module, "run", lambda config: pytest.fail("training started"))
     (tmp_path / "file").write_text("x")
@@ -105,8 +105,9 @@ def test_an_interrupted_demo_leaves_a_record_saying_so(tmp_path, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(module, "run", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as stop:  # Ctrl-C: one line and exit code 130
         cli.main(module.__name__, ["--quick", "--out-dir", str(tmp_path)])
+    assert stop.value.code == 130
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["status"] == "interrupted" and record["config"]["steps"] == 60
 
@@ -119,7 +120,8 @@ def test_a_text_file_or_npy_given_as_a_checkpoint_is_reported_as_what_it_is(tmp_
                                                                             message):
     import numpy as np
 
-    from minimal import nn, optim, training
+    from minimal import nn, optim
+    from minimal.app import training
     from minimal.errors import CheckpointError
     config = cli.make_config(importlib.import_module("minimal.demos.natural_gradient").Config,
                              out_dir=str(tmp_path))

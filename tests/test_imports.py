@@ -103,3 +103,72 @@ def test_the_check_sees_a_private_import(tmp_path, monkeypatch):
     source = "from minimal.conv import _pair\nfrom minimal import autograd as ag\nag._node(1)\n"
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source)
     assert private_imports(fake) == ["minimal.conv._pair", "minimal.autograd._node"]
+
+
+# ===== the package's layers: imports run one way ============================================
+# demos -> app shell, rl runtime, data -> engine -> kernels -> NumPy. Each role may import the
+# roles listed for it (and itself); the engine is the top-level modules.
+ENGINE = {"autograd", "functional", "conv", "nn", "optim", "gradcheck", "distributions",
+          "natural", "errors"}
+ALLOWED = {
+    "kernels": set(),
+    "engine": {"kernels"},
+    "rl": {"engine", "kernels"},
+    "app": {"engine", "kernels", "data"},
+    "data": {"engine", "app"},
+    "demos": {"engine", "kernels", "rl", "app", "data"},
+}
+
+
+def role(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:  # `minimal` itself
+        return "engine"
+    return "engine" if parts[1] in ENGINE else parts[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every minimal module the file imports, at any depth (function-level imports too)."""
+    package = package_of(path)
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom):
+            source = import_source(node, package)
+            if source == "minimal":  # from minimal import nn, data: each name is a module
+                found |= {f"minimal.{alias.name}" for alias in node.names}
+            elif source.startswith("minimal."):
+                found.add(source)
+        elif isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("minimal.")}
+    return found
+
+
+def layering_problems(path: Path) -> list[str]:
+    name = module_name(path)
+    own = role(name)
+    problems = []
+    for imported in imported_modules(path):
+        other = role(imported)
+        if other == own:
+            if own == "demos" and imported != "minimal.demos" and name != "minimal.demos":
+                problems.append(f"{name} imports another demo, {imported}")
+        elif other not in ALLOWED[own]:
+            problems.append(f"{name} ({own}) imports {imported} ({other})")
+    return problems
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_imports_run_one_way(path):
+    assert layering_problems(path) == []
+
+
+def test_the_layering_check_sees_an_upward_import(monkeypatch):
+    fake = ROOT / "kernels" / "_probe.py"
+    monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: "from minimal import nn\n")
+    assert layering_problems(fake) == ["minimal.kernels._probe (kernels) imports minimal.nn "
+                                       "(engine)"]
+    fake = ROOT / "demos" / "_probe.py"
+    monkeypatch.setattr(Path, "read_text",
+                        lambda self, *a, **k: "from minimal.demos.gan import train_step\n")
+    assert layering_problems(fake) == ["minimal.demos._probe imports another demo, "
+                                       "minimal.demos.gan"]

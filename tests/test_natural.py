@@ -134,7 +134,9 @@ def test_flat_parameters_round_trip():
 
 
 def test_line_search_accepts_an_improving_step_and_halves_an_overlong_one():
-    objective = lambda x: -float((x[0] - 1.0) ** 2)
+    def objective(x):
+        return -float((x[0] - 1.0) ** 2)
+
     # gradient at 0 is 2; a full step of 4 overshoots to 4 (worse), half to 2 (equal), 1 is best
     result = line_search(objective, np.array([0.0]), np.array([4.0]), expected_improvement=8.0)
     assert result.accepted and result.fraction == 0.25
@@ -142,7 +144,9 @@ def test_line_search_accepts_an_improving_step_and_halves_an_overlong_one():
 
 
 def test_line_search_rejects_a_step_that_worsens_the_surrogate():
-    objective = lambda x: -float(x @ x)
+    def objective(x):
+        return -float(x @ x)
+
     x = np.array([0.5, -0.5])
     result = line_search(objective, x, full_step=np.array([1.0, -1.0]), expected_improvement=1.0)
     assert not result.accepted and result.fraction == 0.0
@@ -150,8 +154,12 @@ def test_line_search_rejects_a_step_that_worsens_the_surrogate():
 
 
 def test_line_search_rejects_a_step_whose_kl_is_too_large():
-    objective = lambda x: float(x.sum())
-    kl = lambda x: float(100 * x @ x)
+    def objective(x):
+        return float(x.sum())
+
+    def kl(x):
+        return float(100 * x @ x)
+
     result = line_search(objective, np.zeros(2), np.ones(2), expected_improvement=2.0, kl=kl,
                          max_kl=0.01)
     assert result.accepted and result.kl <= 0.01

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from minimal import nn, optim
+from minimal import kernels, nn, optim
 from minimal.autograd import Parameter, Tensor
 from minimal.errors import ConfigError, NonFiniteLossError
 
@@ -24,6 +24,42 @@ def test_adam_first_steps_closed_form():
         np.testing.assert_allclose(p.data, expected, rtol=1e-12)
         if t == 1:
             np.testing.assert_allclose(p.data, [0.9, -1.9, 0.4], rtol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_weight_decay_adds_decay_times_the_weight_to_the_gradient(momentum):
+    """p -= lr (g + wd p): with a zero gradient the weight shrinks by lr * wd * p, towards 0."""
+    p = Parameter(np.array([2.0, -4.0]))
+    sgd = optim.SGD([p], lr=0.1, momentum=momentum, weight_decay=0.5)
+    p.grad = np.zeros(2)
+    sgd.step()
+    np.testing.assert_allclose(p.data, [2.0 - 0.1 * 0.5 * 2.0, -4.0 + 0.1 * 0.5 * 4.0])
+    p.grad = np.array([1.0, 1.0])
+    previous = p.data.copy()
+    sgd.step()
+    velocity = momentum * 0.5 * np.array([2.0, -4.0]) + (1.0 + 0.5 * previous)
+    np.testing.assert_allclose(p.data, previous - 0.1 * velocity)
+
+
+@pytest.mark.parametrize("kernels_on", [True, False], ids=["kernel", "reference"])
+def test_adam_weight_decay_is_added_to_the_gradient_before_the_moments(kernels_on):
+    """g' = g + wd p (PyTorch's Adam, not AdamW), then the usual moments: three steps against
+    the closed form, on the update's kernel and on its reference."""
+    p = Parameter(np.array([1.0, -1.0, 3.0]))
+    adam = optim.Adam([p], lr=0.1, weight_decay=0.3)
+    grads = [np.array([-1.0, 1.0, -7.0]), np.array([0.2, 0.1, -0.4]), np.array([0.0, 0.5, 1.0])]
+    m = v = 0.0
+    expected = p.data.copy()
+    with kernels.enabled(kernels_on):
+        for t, g in enumerate(grads, start=1):
+            p.grad = g.copy()
+            adam.step()
+            decayed = g + 0.3 * expected
+            m = 0.9 * m + 0.1 * decayed
+            v = 0.999 * v + 0.001 * decayed * decayed
+            expected = expected - 0.1 * (m / (1 - 0.9 ** t)) / (
+                np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+            np.testing.assert_allclose(p.data, expected, rtol=1e-12)
 
 
 def rosenbrock(xy: Tensor) -> Tensor:

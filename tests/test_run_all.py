@@ -66,11 +66,11 @@ def test_a_demo_that_pins_blas_to_one_thread_leaves_the_next_demo_its_threads(tm
                                                                               monkeypatch):
     """dqn and trpo call limit_blas_threads(1) for their own reasons; in run_all's one process
     the demos after them must get the thread count BLAS started with, not theirs."""
-    from minimal import parallel
-    from minimal.rollouts import limit_blas_threads
+    from minimal.kernels import threads
+    from minimal.kernels.process import limit_blas_threads
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(parallel, "THREADS", 2)  # as if started on 2 cores (tests run at 1)
+    monkeypatch.setattr(threads, "THREADS", 2)  # as if started on 2 cores (tests run at 1)
     module = types.ModuleType("minimal.demos.fake")
 
     @dataclasses.dataclass

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal.files import atomic_file, check_npz_sizes
+from minimal.app.files import atomic_file, check_npz_sizes
 
 Arrays = dict[str, np.ndarray]
 

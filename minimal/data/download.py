@@ -25,8 +25,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from minimal.app.files import atomic_file
 from minimal.errors import DataError, UserError
-from minimal.files import atomic_file
 
 from ._cache import default_data_dir
 

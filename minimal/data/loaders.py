@@ -255,8 +255,9 @@ def folder_fingerprint(files: Sequence[Path]) -> str:
 
 def read_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """One image as float32 RGB (H, W, 3) in [0, 1], any file mode (grey, palette, RGBA over
-    white, 16-bit, CMYK); with `size`, centre-cropped to a square and resized to size x size."""
-    from PIL import Image, UnidentifiedImageError
+    white, 16-bit, CMYK), turned as a viewer shows it (a photo's EXIF orientation applied);
+    with `size`, centre-cropped to a square and resized to size x size."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         image = Image.open(path)  # reads the header only
@@ -269,6 +270,7 @@ def read_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     try:
         with image:
             image.load()
+            image = ImageOps.exif_transpose(image)  # a camera's sideways photo, upright
             if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P"
                                                        and "transparency" in image.info):
                 rgba = image.convert("RGBA")

@@ -25,7 +25,7 @@ not terminal and the target still bootstraps (for A2C on the state the episode e
 gymnasium's vector env keeps in info["final_obs"] when it resets that environment).
 
 Run:  python -m minimal.demos.actor_critic [--quick] [--seed 0] [--methods actor_critic,a2c]
-      --update-every 16   the post's online updates, every 16 steps (they collapse, see below)
+      --update-every 16   the post's online updates, every 16 steps (unstable, see below)
 
 Figures (in out_dir):
     learning_curves.png   the 100-episode average return of each method: mean over the seeds,
@@ -39,29 +39,16 @@ demo's choice: 4-32-2 policy and 4-32-1 critic for every method, Adam 5e-3 (poli
 (critic), gamma 0.99. A2C: 8 environments x 16 steps per update, lambda 0.95, entropy 0.01,
 critic Adam 1e-2 on V / 100.
 
-What mattered. The actor-critic used to update every 16 steps, fitting the critic 4 times to
-the batch before computing the actor's TD errors: 0 of 3 seeds reached 475 in 800 episodes.
-Measured on the full preset's 3 seeds (episodes to 475; in brackets the best average if not):
-
-    actor-critic variant                                      seed 1   seed 2   seed 3
-    before: every 16 steps, critic fitted 4 times first        (214)    (133)    (166)
-    every 16 steps, TD errors first, 8 critic steps             624     (473)    (132)
-    one update per episode, critic fitted 8 times first         541     (443)     445
-    one update per episode, TD errors first, 1 critic step     (189)    (353)    (191)
-    ... 4 critic steps                                          396      513      459
-    now: one update per episode, TD errors first, 8 steps       344      396      355
-
-An Adam step moves each weight by about the learning rate whatever its batch holds, so 16-step
-updates moved the policy 31 times per 500-step episode and once per 16-step one: it was shaken
-hardest just as it got good, and collapsed. One update per episode, on the TD errors of all its
-steps, is REINFORCE's schedule (the estimator stays the post's; the actor waits for the end).
-The critic lags unless it takes several steps per update (8, each with targets recomputed from
-the moved critic; 12 of 12 seeds then solve within 800 episodes, 342-627). The TD errors come
-from the critic as it was before the episode: fitted first to the very targets it then judges,
-it leaves the actor mostly its residuals. Not the cause: truncation (it already bootstrapped;
-now tested), the TD errors' scale (dividing them by a running RMS changed little). A2C's
-critic does need its output scaled (V = 100 x network): at 1 (critic Adam 1e-2 or 3e-2) 0 of
-3 seeds solved (best 228, 201, 180).
+Departures from the post: the actor-critic keeps the post's estimator (the one-step TD error)
+but updates once per episode, on the TD errors of all its steps (REINFORCE's schedule);
+`--update-every 16` runs the post's online form, which is unstable here: an Adam step moves each
+weight by about the learning rate whatever its batch holds, so 16-step updates move the policy
+31 times in a 500-step episode and shake it hardest just as it gets good. The TD errors come
+from the critic as it was before the update (a critic first fitted to the very targets it then
+judges leaves the actor mostly its residuals), and the critic then takes 8 steps, its targets
+recomputed after each, so that it keeps up. A2C is beyond the post; its critic predicts V / 100
+(`value_scale`) so that Adam's steps move V as fast as the returns grow. The measurements behind
+these choices are in benchmarks/README.md.
 
 Results (2 cores, CPU seconds; best = best 100-episode average and area = mean of the
 100-episode average over the budget, a solved run held, both mean over seeds; the longer record
@@ -77,9 +64,9 @@ is in benchmarks/README.md):
                          actor-critic          3/3     365 (344-396)     476    341    16
                          A2C                   3/3     554 (399-766)     477    223     9
 
-The baseline remains the clearest gain; the TD critic now solves every seed too, far ahead of
-plain REINFORCE, a little behind the Monte-Carlo baseline (its bias). Counted in episodes A2C
-is slower: its strength is many environments per update, not fewer episodes.
+The baseline is the clearest gain; the TD critic also solves every seed, far ahead of plain
+REINFORCE, a little behind the Monte-Carlo baseline (its bias). Counted in episodes A2C is
+slower: its strength is many environments per update, not fewer episodes.
 """
 from __future__ import annotations
 
@@ -93,8 +80,9 @@ import matplotlib
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from minimal import cli, nn, optim, viz
 from minimal import functional as F
+from minimal import nn, optim
+from minimal.app import cli, viz
 from minimal.autograd import Tensor
 from minimal.distributions import Categorical
 

@@ -74,8 +74,9 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 
-from minimal import cli, nn, optim, viz
 from minimal import functional as F
+from minimal import nn, optim
+from minimal.app import cli, viz
 from minimal.autograd import Parameter, Tensor
 from minimal.distributions import Categorical
 

@@ -4,10 +4,15 @@ Follows the post on simulating Twitch chat with a recurrent network: scrape chat
 turn each into a row of word ids, and train a word-level LSTM to predict the next word, so that
 given the first few words of a message it says the rest the way chat would. Chat is a good
 corpus for it: messages are short and independent of each other, and full of copypastas (long
-texts pasted again and again), which the model should learn to finish from their middle.
+texts pasted again and again), which the model should learn to finish from their middle. The
+file is longer than most demos because it is the post's whole program, each part small: the six
+data rules, the model, generation, the chat prompt, and two n-gram baselines and a copypasta
+test to judge the model by.
 
 The data pipeline, one small function per rule (as in the post):
-    clean       lower case; keep a-z, 0-9 and spaces ("Don't!!" -> "dont"); split into words
+    clean       lower case; keep letters, digits and spaces ("Don't!!" -> "dont"); split into
+                words (the post keeps a-z and 0-9 only; letters beyond a-z are kept here so a
+                real chat's accented words survive; the same on the generated, ASCII log)
     drop_short  drop messages of 2 words or fewer
     shuffle     shuffle the messages with the run's generator (chat scraped at the same time is
                 correlated)
@@ -35,8 +40,9 @@ Run:
     python -m minimal.demos.chat_lstm --data chat.txt    your own log, one message per line
     python -m minimal.demos.chat_lstm --resume --steps 4000   train on from the checkpoint
 The chat prompt loads out_dir's checkpoint (vocabulary included), reads a line of a few words at
-a time, prints the greedy and a sampled completion, says which words it does not know (read as
-the rare id), and stops at an empty line or the end of input.
+a time, prints the greedy and a sampled completion, says which characters it left out (emoji,
+punctuation) and which words it does not know (read as the rare id), and stops at an empty line
+or the end of input.
 
 Figures and tables (in out_dir):
     chat_lstm_curves.png      loss and perplexity over training: train (with dropout) and
@@ -71,28 +77,24 @@ Departures from the original:
   the post, and read in order every epoch, so a checkpoint at any step resumes exactly.
 - Data: a generated chat log (minimal/data/chatlog.py: 100 000 messages of everyday phrases,
   emote spam, 12 copypastas, one-word reactions and a Zipf tail of made-up words) instead of
-  scraped Twitch chat (the post had about 150 000 messages and 33 000 words); the full preset
-  trains 3000 steps (2.7 epochs), the quick one 300 steps on 20 000 messages. The model,
-  dropout, Adam 5e-3 and the clip at 5 are the post's in both. The clip never binds here: the
-  gradient of the mean loss per token has norm 0.33-0.52 (10th-90th percentile, at most 1.1
-  over 350 quick steps; kept in the checkpoint's history as grad_norm), so it only guards
-  against a blow-up.
+  scraped Twitch chat (the post had about 150 000 messages and 33 000 words). The gradient of
+  the mean loss per token stays well below the clip at 5 here (its norm at every step is kept
+  in the checkpoint's history as grad_norm), so the clip only guards against a blow-up.
 
-Results (seed 0, 1 BLAS thread; times as CPU seconds):
+Results (seed 0, 1 BLAS thread; on the generated log, so no number of the post's scraped chat
+is comparable):
     preset  messages  vocabulary  held-out perplexity        copypastas exact   CPU time
                       (words)     LSTM   bigram   unigram    from the middle
     full    100 000   3368        5.51   13.7     166        12 of 12           6 min 43 s
     quick    20 000   1026        4.87   11.1     130        12 of 12           39 s
 The untrained model's held-out perplexity is about the number of classes (1031 in the quick
-run); the LSTM passes the bigram after about 100 steps and keeps going down to less than half
-of it: templates ("who else is here from the {game} clip"), emote spam and copypastas need more
-than one word of context. What is left is mostly the random-word messages, which no model can
-predict. Greedy completion finishes every copypasta from its first half, and 11 of 12 from
-their first two words (quick run; a first word alone is shared by several messages); a sample
-(temperature 0.8, top-k 10) wanders off now and then: 75-95 % exact for prompts of 2 to 16
-words. Greedy decoding repeats an emote for as long as continuing beats ending at each step,
-where samples stop after a few, as chat does. Training speed: 0.97x PyTorch's time per step at
-1 thread (benchmarks/bench_chat_lstm.py).
+run); the LSTM ends at less than half the bigram's: templates ("who else is here from the
+{game} clip"), emote spam and copypastas need more than one word of context. What is left is
+mostly the random-word messages, which no model can predict. In the copypasta figure greedy
+completion finishes every copypasta from its first half, while a sample (temperature 0.8,
+top-k 10) wanders off now and then; greedy decoding repeats an emote for as long as continuing
+beats ending at each step, where samples stop after a few, as chat does. The finer records
+(per prompt length, gradient norms, speed against PyTorch) are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -107,11 +109,12 @@ from pathlib import Path
 
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, files, training, viz
+from minimal.app.files import atomic_file
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import CheckpointError, ConfigError, DataError
-from minimal.files import atomic_file
 
 PAD = 0  # id of "no word": fills a row after its message, never predicted, never in the loss
 RARE = "<rare>"  # how the rare-word id (vocabulary size + 1) is shown
@@ -178,10 +181,16 @@ TARGETS = {
 # ===== the data pipeline: one small function per rule of the post ==========================
 
 def clean(message: str) -> list[str]:
-    """Lower case, keep only a-z, 0-9 and spaces (so "don't" -> "dont", "Kappa!!" -> "kappa"),
-    and split into words. Tabs and other white space count as spaces."""
+    """Lower case, keep only letters, digits and spaces (so "don't" -> "dont", "Kappa!!" ->
+    "kappa", "Café" -> "café"), and split into words. Tabs and other white space count as
+    spaces."""
     text = re.sub(r"\s", " ", message.lower())
-    return re.sub(r"[^0-9a-z ]", "", text).split()
+    return "".join(ch for ch in text if ch.isalnum() or ch == " ").split()
+
+
+def dropped_characters(message: str) -> list[str]:
+    """The characters of a message that `clean` drops (punctuation, emoji), each once."""
+    return sorted({ch for ch in message if not (ch.isalnum() or ch.isspace())})
 
 
 def drop_short(messages: Sequence[list[str]], min_words: int) -> list[list[str]]:
@@ -256,6 +265,11 @@ def prepare(messages: Sequence[str], config: Config, rng: np.random.Generator) -
                         "or more words; a chat log needs many more")
     train_words, held_words = split(shuffle(kept, rng), config.held_out)
     vocabulary = build_vocabulary(train_words, config.min_count)
+    if not vocabulary:
+        raise DataError(f"no word is used {config.min_count} times or more in the "
+                        f"{len(train_words)} training messages, so the model would know no "
+                        "word at all; give a longer chat log (thousands of messages), or a "
+                        "smaller --min-count")
     return {"vocabulary": vocabulary, "train_words": train_words,
             "train": encode(train_words, vocabulary, config.max_words),
             "held_out": encode(held_words, vocabulary, config.max_words)}
@@ -482,7 +496,8 @@ def train(config: Config, prepared: dict, rng: np.random.Generator,
     model, adam = build(config, classes, rng)
     # a resumed run may train on for longer, and sample its tables differently
     state = training.TrainingState("chat_lstm", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=("steps", "temperature", "top_k", "prompts"))
+                                   may_differ=("temperature", "top_k", "prompts"),
+                                   length=("steps", "step"))
     if config.resume:
         state.resume()
         if [str(w) for w in state.history.get("vocabulary", [])] != vocabulary:
@@ -661,8 +676,8 @@ def load_chat_model(config: Config) -> tuple[ChatModel, list[str], dict]:
     """The trained model and its vocabulary from out_dir's checkpoint (CheckpointError when
     there is none, saying how to train one)."""
     path = Path(config.out_dir) / training.CHECKPOINT_NAME
-    saved = training.load_for_use(path, {}, train_command(config))  # checks the file first
-    arrays = nn.load_arrays(path)
+    saved = training.load_for_use(path, {}, train_command(config), demo="chat_lstm")  # the file
+    arrays = files.load_arrays(path)
     if "history/vocabulary" not in arrays:
         raise CheckpointError(f"{path}: holds no vocabulary; is it a chat_lstm checkpoint?")
     vocabulary = [str(w) for w in arrays["history/vocabulary"]]
@@ -671,7 +686,7 @@ def load_chat_model(config: Config) -> tuple[ChatModel, list[str], dict]:
     _, _, classes = special_ids(vocabulary)
     model = ChatModel(classes, settings.embed, settings.hidden, settings.layers, 0.0,
                       np.random.default_rng(0))
-    training.load_for_use(path, {"model": model}, train_command(config))
+    training.load_for_use(path, {"model": model}, train_command(config), demo="chat_lstm")
     return model, vocabulary, saved
 
 
@@ -698,6 +713,10 @@ def chat(config: Config, stdin=None, stdout=None) -> None:
             print("  (no letters or digits in that line; try some words)", file=stdout,
                   flush=True)
             continue
+        dropped = dropped_characters(line)
+        if dropped:
+            print(f"  (this model reads letters and digits only; left out: {' '.join(dropped)})",
+                  file=stdout)
         unknown = [w for w in words if w not in index]
         if unknown:
             print(f"  (not in the vocabulary, read as the rare word: {', '.join(unknown)})",

@@ -5,7 +5,9 @@ Follows the deepcolor post (line art in, a coloured picture out), which builds o
 and is trained against a discriminator that sees the same inputs next to a real or a generated
 picture, plus 100 x the L1 distance to the real colours. The post climbs a ladder, and so does
 this demo; each rung is trained on the same pictures with the same seed, and all four are shown
-side by side on the same held-out pictures:
+side by side on the same held-out pictures. That ladder (four models, the hints between them,
+five figures) and the two ways to use its last rung on your own drawings make this one of the
+longer demos; the file and web plumbing of those two uses is in minimal/app/colorize.py.
 
     rung 1  a plain encoder-decoder conv net (no skips), line art in, L2 loss only
             (the post: the colours come out greyish, the average of every plausible colouring)
@@ -53,9 +55,9 @@ rough colouring of any size (stretched to the drawing), faded to 0.3 * hint + 0.
 blurred as the post does (--hint-fade 1 keeps a sparse scribble's full strength, blur only);
 without one the hint is all white, as the post describes. --checkpoint picks another checkpoint
 than out_dir/checkpoint.npz. `load_colorizer(path)` and `colorize(generator, line, hint)`
-(arrays in, array out) are the same steps for other callers (a web page, say).
+(arrays in, array out) are the same steps for other callers.
 
-Colouring in the browser (the post's online demo; minimal/webapp.py, the standard library's
+Colouring in the browser (the post's online demo; minimal/app/webapp.py, the standard library's
 HTTP server, nothing fetched from elsewhere):
 
     python -m minimal.demos.deepcolor --serve [--port 8000] [--checkpoint PATH]
@@ -80,10 +82,9 @@ Figures (in out_dir):
                     (as its square root, to share the L1 panel), in the nets' [-1, 1] units
 
 Scale: the full defaults are 128 px, width 32 (half the original's), 2048 pictures, 2000 steps
-of batch 4 per rung: about 70 minutes of one core (estimated from measured step times: 0.19 s
-for rung 1, 0.62 s for a GAN step). The quick preset is scaled down to finish in about a minute
-on 2 cores: 64 px, width 8, depth 4 (bottleneck 4 px), 256 pictures, 300 steps per rung, and
-Adam 1e-3 instead of 2e-4 (a run this short needs the larger step).
+of batch 4 per rung: about an hour of one core. The quick preset is scaled down to finish in
+about a minute on 2 cores: 64 px, width 8, depth 4 (bottleneck 4 px), 256 pictures, 300 steps
+per rung, and Adam 1e-3 instead of 2e-4 (a run this short needs the larger step).
 
 Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
 and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
@@ -92,74 +93,57 @@ data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of p
 --data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
 hours, so the colours are flatter and the GAN's sharpening is modest.
 
-Results (seed 0; held-out pictures; L1 is the mean absolute error per channel in [0, 1];
-chroma is the mean max(R,G,B) - min(R,G,B)):
-
-    quick preset (64 px, width 8, depth 4, 256 pictures, 300 steps per rung, Adam 1e-3;
-    8 held-out pictures, chroma 0.292 in the originals)
-    rung                      L1 no hint   L1 with hint   chroma no hint   chroma with hint
-    1 conv net, L2              0.151           -             0.263              -
-    2 GAN + U-Net               0.145           -             0.311              -
-    3 + blurred hint            0.408         0.085           0.080            0.294
-    4 + whiteout, 0.3 hint      0.184         0.120           0.195            0.275
-    baselines: the untrained rung-4 net 0.194; the blurred picture alone (rung 3's hint)
-    0.096; the faded use-time hint alone 0.350.
-    32 s of CPU at 1 BLAS thread, peak memory 174 MB. (On 2 threads the products round
-    differently and rung 1 / 2 / 4-with-hint come out at 0.149 / 0.162 / 0.120.)
+Results (seed 0; held-out pictures, 8 in the quick run and 16 in the full one; L1 is the mean
+absolute error per channel in [0, 1], chroma the mean max(R,G,B) - min(R,G,B); "hint" is the
+blurred picture for rung 3 and the faded use-time hint for rung 4; on synthetic cartoons, so no
+number of the post's is comparable):
+                              quick (64 px, 300 steps)        full (128 px, 2000 steps)
+    rung                      L1 no hint/hint  chroma no/hint L1 no hint/hint  chroma no/hint
+    1 conv net, L2            0.151  -         0.263  -       0.138  -         0.265  -
+    2 GAN + U-Net             0.145  -         0.311  -       0.143  -         0.284  -
+    3 + blurred hint          0.408  0.085     0.080  0.294   0.426  0.045     0.050  0.317
+    4 + whiteout, 0.3 hint    0.184  0.120     0.195  0.275   0.296  0.149     0.193  0.241
+    untrained rung 4          0.194                           0.197
+    blurred picture alone     0.096                           0.098
+    faded use-time hint alone 0.350                           0.343
+    the originals' chroma                      0.292                           0.315
+    CPU time, 1 BLAS thread   32 s (peak memory 174 MB)       62 min (peak memory 1.8 GB)
 
 What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
 over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
 (sharper, with some wrong colours, so its L1 is about the same); given the blurred picture,
-rung 3 is best with its hint and useless without one (0.408: it learned to copy the hint, so a
-white hint gives a white picture); whiting out the hint in training (rung 4) makes the net
-colour on its own where the hint says nothing (0.184 without a hint against rung 3's 0.408)
-while the faint use-time hint still guides it (0.120). At this scale no net beats simply
-blurring the original on L1 (0.096): the nets are small and trained for minutes, and L1
-rewards blur.
-
-    full preset (128 px, width 32, depth 5, 2048 pictures, 2000 steps per rung, Adam 2e-4;
-    16 held-out pictures, chroma 0.315 in the originals)
-    rung                      L1 no hint   L1 with hint   chroma no hint   chroma with hint
-    1 conv net, L2              0.138           -             0.265              -
-    2 GAN + U-Net               0.143           -             0.284              -
-    3 + blurred hint            0.426         0.045           0.050            0.317
-    4 + whiteout, 0.3 hint      0.296         0.149           0.193            0.241
-    baselines: the untrained rung-4 net 0.197; the blurred picture alone 0.098; the faded
-    use-time hint alone 0.343. 62 min of one core, peak memory 1.8 GB.
-
-At full size rung 3 with its hint is far ahead (0.045: the colours are the original's, the
-edges crisp, better than the blurred hint itself at 0.098), and the GAN + U-Net matches the
-L2 net on L1 with more colour. Rung 4 falls short of the post here: with the faded hint it is
-no better than the L2 net (0.149 against 0.138) and without a hint it washes the picture in
-pale pink and violet (0.296, worse than the untrained net's 0.197), though its training L1 on
-whited-out hints kept falling (0.17 at the end). Its training hints keep their full colour
-outside the 30 white squares; at use time the hint is faded to 30% everywhere, or all white
-without one, and this net has not learned to colour on its own from so little (not varied
-further: a longer run or more whiteout are the next things to try). Other runs (width 16,
-1000 steps per rung; the full preset's nets at 128 px for 300 steps) are in
+rung 3 is best with its hint and useless without one (it learned to copy the hint, so a white
+hint gives a white picture); whiting out the hint in training (rung 4) makes the net colour on
+its own where the hint says nothing while the faint use-time hint still guides it. In the
+quick run no net beats simply blurring the original on L1: the nets are small and trained for
+minutes, and L1 rewards blur. At full size rung 3 with its hint is far ahead (the colours are
+the original's, the edges crisp, better than the blurred hint itself), and the GAN + U-Net
+matches the L2 net on L1 with more colour; rung 4 falls short of the post there: with the
+faded hint it is no better than the L2 net, and without a hint it washes the picture in pale
+pink and violet. Its training hints keep their full colour outside the 30 white squares,
+while at use time the hint is faded to 30% everywhere (or all white), and this net has not
+learned to colour on its own from so little. Other runs and thread counts are in
 benchmarks/README.md.
 """
 
 from __future__ import annotations
 
-import json
-import sys
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, training, viz
+from minimal.app import colorize as colorize_app
 from minimal.autograd import Tensor, concatenate, no_grad
-from minimal.errors import CheckpointError, ConfigError, DataError, UserError
+from minimal.errors import ConfigError, DataError
 
 RUNGS = (1, 2, 3, 4)
 SIZES = (32, 64, 128, 256)
 RUNG_NAMES = {1: "1 conv net, L2", 2: "2 GAN + U-Net", 3: "3 + hint", 4: "4 + whiteout"}
 TRAIN_COMMAND = "python -m minimal.demos.deepcolor --quick (or without --quick for the full run)"
-MAX_PIXELS = 40_000_000  # larger user images are refused: a small file can hold a huge picture
 
 
 @dataclass
@@ -216,8 +200,8 @@ class Config:
 QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 300, "width": 8,
          "depth": 4, "lr": 1e-3, "save_every": 100}
 
-TARGETS = {  # quick preset, seed 0, measured 0.120 and 0.86-0.90 (1 and 2 threads)
-    "l1_rung4_hint": ("<=", 0.135),  # rung 4 with the use-time hint (rung 1: 0.149-0.151)
+TARGETS = {  # quick preset, seed 0, measured 0.120 and 0.90
+    "l1_rung4_hint": ("<=", 0.135),  # rung 4 with the use-time hint (rung 1: 0.151)
     "chroma_rung1_over_originals": ("<=", 0.93),  # the L2 net's colours are duller
 }
 
@@ -719,36 +703,14 @@ def run(config: Config) -> dict[str, float]:
 def load_colorizer(path: str | Path) -> tuple[Generator, int, int]:
     """The best generator of a training checkpoint (rung 4, else the highest rung trained),
     its rung and its training size; the error says how to train one when there is none."""
-    path = Path(path)
-    if not path.is_file():
-        training.load_for_use(path, {}, TRAIN_COMMAND)  # raises, saying how to train one
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            saved = json.loads(str(arrays["config"][()]))
-    except (OSError, ValueError, KeyError) as error:
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({error}); "
-                              f"train one with: {TRAIN_COMMAND}") from None
+    # the checkpoint's settings first (any unreadable file is a one-line CheckpointError)
+    saved = training.load_for_use(path, {}, TRAIN_COMMAND, demo="deepcolor")
     fields = {name: saved[name] for name in ("size", "width", "depth") if name in saved}
     rung = max(saved.get("rungs", [1]))
     config = Config(**fields, rungs=(rung,))
     generator, _ = make_rung(rung, config, np.random.default_rng(0))
-    training.load_for_use(path, {f"rung{rung}": generator}, TRAIN_COMMAND)
+    training.load_for_use(path, {f"rung{rung}": generator}, TRAIN_COMMAND, demo="deepcolor")
     return generator, rung, config.size
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Resize a float image in [0, 1] (H, W) or (H, W, 3); area averaging when shrinking."""
-    from PIL import Image
-
-    if image.shape[:2] == (height, width):
-        return image.astype(np.float32)
-    channels = [image] if image.ndim == 2 else [image[..., c] for c in range(image.shape[2])]
-    shrinking = height * width < image.shape[0] * image.shape[1]
-    method = Image.BOX if shrinking else Image.BICUBIC
-    planes = [np.asarray(Image.fromarray(c.astype(np.float32), mode="F").resize(
-        (width, height), method)) for c in channels]
-    out = planes[0] if image.ndim == 2 else np.stack(planes, axis=-1)
-    return np.clip(out, 0, 1).astype(np.float32)
 
 
 def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = None,
@@ -756,94 +718,50 @@ def colorize(generator: Generator, line: np.ndarray, hint: np.ndarray | None = N
     """Colour a drawing: line (H, W) grey or (H, W, 3) in [0, 1], hint (h, w, 3) in [0, 1] or
     None (all white). Returns (H, W, 3) float32 in [0, 1], the drawing's size.
 
-    The drawing is scaled so its longer side is `size` (the size the net was trained at), traced
-    with the training's adaptive threshold, coloured with the hint faded and blurred as in the
-    post (fade 0.3: 0.3 * hint + 0.7 * white) and blurred, scaled back, and its own lines
-    multiplied over the colours.
+    At the trained `size` the hint is faded as in the post (fade 0.3: 0.3 * hint + 0.7 *
+    white) and blurred, and the generator colours the traced line art with it; the steps
+    around that (scaling the drawing to `size` and back, tracing it, its own lines multiplied
+    over the colours) are colour_drawing in minimal/app/colorize.py.
     """
-    line = np.asarray(line, np.float32)
-    grey = line if line.ndim == 2 else line @ np.array([0.299, 0.587, 0.114], np.float32)
-    height, width = grey.shape
-    scale = size / max(height, width)
-    small_h, small_w = max(1, round(height * scale)), max(1, round(width * scale))
-    traced = data.line_art(_resize(grey, small_h, small_w))
-    hints = None
-    if uses_hint(rung) and hint is not None:
-        hint = np.asarray(hint, np.float32)
-        hints = faded_hint(_resize(hint, small_h, small_w), fade)[None]
-    coloured = colour(generator, rung, traced[None], hints)[0]
-    return (_resize(coloured, height, width) * grey[..., None]).astype(np.float32)
+    def at_trained_size(traced: np.ndarray, small_hint: np.ndarray | None) -> np.ndarray:
+        hints = None if small_hint is None else faded_hint(small_hint, fade)[None]
+        return colour(generator, rung, traced[None], hints)[0]
+
+    return colorize_app.colour_drawing(at_trained_size, line, hint if uses_hint(rung) else None,
+                                       size)
 
 
-def read_user_image(path: str | Path, what: str) -> np.ndarray:
-    """A user's picture as float32 RGB (H, W, 3) in [0, 1] (transparency as white paper), or a
-    DataError in one line: missing, empty, not an image, or too many pixels to decode safely."""
-    from PIL import Image
+def trained_colouring(config: Config) -> tuple[colorize_app.Colour, str, int]:
+    """The checkpoint's generator (--checkpoint, else out_dir's) as a colouring of drawings of
+    any size, what it is ("rung 4 of PATH") and the size it was trained at."""
+    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
+    generator, rung, size = load_colorizer(checkpoint)
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{what} {path}: no such file")
-    if path.stat().st_size == 0:
-        raise DataError(f"{what} {path}: the file is empty (0 bytes); expected a PNG or JPEG")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only: the size is known cheaply
-                pixels = image.size[0] * image.size[1]
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        pixels = MAX_PIXELS + 1
-    except (OSError, SyntaxError, ValueError):
-        raise DataError(f"{what} {path}: not an image PIL can read; expected a PNG or JPEG "
-                        "file") from None
-    if pixels > MAX_PIXELS:
-        raise DataError(f"{what} {path}: claims more than {MAX_PIXELS:,} pixels (a "
-                        "decompression bomb, or simply too big); scale it down first")
-    try:
-        return data.read_image(path)
-    except ValueError as error:
-        raise DataError(f"{what} {path}: cannot decode it ({error.__cause__ or error})") \
-            from None
+    def colour_any(line: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
+        return colorize(generator, line, hint, size, rung, config.hint_fade)
+
+    return colour_any, f"rung {rung} of {checkpoint}", size
 
 
 def colorize_file(config: Config) -> Path:
     """--colorize LINE --out OUT [--hint HINT]: write the colouring at the drawing's size."""
-    line = read_user_image(config.colorize, "--colorize")
-    hint = read_user_image(config.hint, "--hint") if config.hint else None
-    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
-    generator, rung, size = load_colorizer(checkpoint)
-    result = colorize(generator, line, hint, size, rung, config.hint_fade)
-    out = Path(config.out)
-    try:
-        viz.save_image(result, out)
-    except KeyError:
-        raise DataError(f"--out {out}: unknown picture format {out.suffix!r}; use .png") \
-            from None
-    except (OSError, ValueError) as error:
-        raise DataError(f"--out {out}: cannot write the picture there ({error})") from None
-    print(f"coloured {config.colorize} ({line.shape[1]}x{line.shape[0]}) with rung {rung} of "
-          f"{checkpoint}{' and the hint ' + config.hint if config.hint else ''}: {out}")
-    return out
+    def load():
+        colour_any, what, _ = trained_colouring(config)
+        return colour_any, what
+
+    return colorize_app.colorize_file(config.colorize, config.hint, config.out, load)
 
 
 def serve_page(config: Config) -> None:
-    """--serve: the colouring page (minimal/webapp.py) with the checkpoint's generator; the
-    examples are cartoons drawn with another seed than training's, and the photograph."""
-    from minimal import webapp
+    """--serve: the colouring page with the checkpoint's generator; the examples are cartoons
+    drawn with another seed than training's, and the photograph."""
+    def load():
+        colour_any, what, size = trained_colouring(config)
+        return colour_any, (f"{what}, trained at {size} px; hints are faded to "
+                            f"{config.hint_fade:g} of their colour and blurred, as in the post")
 
-    checkpoint = config.checkpoint or str(Path(config.out_dir) / training.CHECKPOINT_NAME)
-    generator, rung, size = load_colorizer(checkpoint)
-    cartoons = data.illustrations(4, seed=config.seed + 1, size=256)
-    examples = [(f"a cartoon the net never saw ({i + 1})", data.line_art(picture))
-                for i, picture in enumerate(cartoons)]
-    examples.append(("a photograph's line art", data.line_art(data.sample_photo(256))))
-
-    def colour(line: np.ndarray, hint: np.ndarray | None) -> np.ndarray:
-        return colorize(generator, line, hint, size, rung, config.hint_fade)
-
-    webapp.serve(colour, examples, host=config.host, port=config.port,
-                 title="deepcolor: colour your line art",
-                 about=f"rung {rung} of {checkpoint}, trained at {size} px; hints are faded "
-                       f"to {config.hint_fade:g} of their colour and blurred, as in the post")
+    colorize_app.serve(load, title="deepcolor: colour your line art", host=config.host,
+                       port=config.port, example_seed=config.seed + 1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -853,14 +771,8 @@ def main(argv: list[str] | None = None) -> None:
     if not (config.colorize or config.serve):
         cli.main(__name__, argv)
         return
-    try:
-        if config.serve:
-            serve_page(config)
-        else:
-            colorize_file(config)
-    except UserError as error:
-        print(f"deepcolor: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+    colorize_app.command("deepcolor", lambda: serve_page(config) if config.serve
+                         else colorize_file(config))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ network is unstable. The post argues for two tricks, and this demo shows what ea
 taking it away:
 
 * experience replay: store transitions in a memory and train on uniformly drawn mini-batches,
-  so updates are not dominated by the last few, strongly correlated, steps (minimal/replay.py);
+  so updates are not dominated by the last few, strongly correlated, steps (minimal/rl/replay.py);
 * a frozen target network theta^-: the bootstrapped target is computed with a copy of the
   weights that is synced only every N steps, so the target does not move with every update.
 
@@ -92,11 +92,12 @@ import gymnasium as gym
 import matplotlib
 import numpy as np
 
-from minimal import cli, nn, optim, viz
 from minimal import functional as F
+from minimal import nn, optim
+from minimal.app import cli, viz
 from minimal.autograd import Tensor
-from minimal.replay import ReplayMemory, Transitions
-from minimal.rollouts import limit_blas_threads
+from minimal.kernels.process import limit_blas_threads
+from minimal.rl.replay import ReplayMemory, Transitions
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

@@ -101,9 +101,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
-from minimal.autograd import Tensor, concatenate, fused, no_grad, split
+from minimal.app import cli, training, viz
+from minimal.autograd import Tensor, concatenate, fast_path, no_grad, split
 from minimal.errors import ConfigError, DataError
 
 matplotlib.use("Agg")  # figures go to files; no display needed
@@ -176,24 +177,7 @@ def filterbank(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size: int
     mu_i = centre + (i - n/2 - 0.5) delta for i = 1..n (the paper's 1-based indices). Each row
     is normalised to sum to one; written as a softmax over a it is the same division, and it
     stays exact when the variance is tiny and every exponential underflows.
-
-    One node with a NumPy backward (`fused`): as ~16 recorded small ops (and their backward's
-    ~35 more) the four filterbanks of each step cost more in bookkeeping than in arithmetic.
-    `_filterbank_ops` is the same formula in Tensor ops, differentiated instead under
-    create_graph=True.
     """
-    bank, backward = _filterbank_arrays(centre.data, delta.data, log_var.data, n, size)
-
-    def fast_backward(g: Tensor) -> tuple[Tensor, ...]:
-        return tuple(Tensor(d) for d in backward(g.data))
-
-    return fused(bank, (centre, delta, log_var), fast_backward,
-                 lambda *args: _filterbank_ops(*args, n, size), "filterbank")
-
-
-def _filterbank_ops(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size: int
-                    ) -> Tensor:
-    """`filterbank` written in Tensor ops."""
     offsets = np.arange(1, n + 1, dtype=centre.dtype) - n / 2 - 0.5  # (n,)
     mu = centre + delta * Tensor(offsets)  # (B, n)
     pixels = Tensor(np.arange(1, size + 1, dtype=centre.dtype))  # (size,)
@@ -203,124 +187,51 @@ def _filterbank_ops(centre: Tensor, delta: Tensor, log_var: Tensor, n: int, size
     return F.softmax(exponent, axis=-1)
 
 
-def _filterbank_arrays(centre: np.ndarray, delta: np.ndarray, log_var: np.ndarray, n: int,
-                       size: int):
-    """`filterbank` in NumPy: (bank, backward), backward(g) = the gradients of centre, delta
-    and log_var (each (B, 1)) from the gradient g (B, n, size) of the bank."""
-    offsets = np.arange(1, n + 1, dtype=centre.dtype) - n / 2 - 0.5  # (n,)
-    pixels = np.arange(1, size + 1, dtype=centre.dtype)  # (size,)
-    distance = pixels - (centre + delta * offsets)[..., None]  # (B, n, size)
-    variance = np.exp(log_var)[..., None]  # (B, 1, 1)
-    exponent = -(distance * distance) / (2 * variance)
-    bank = np.exp(exponent - exponent.max(axis=-1, keepdims=True))
-    bank /= bank.sum(axis=-1, keepdims=True)
+@fast_path("draw_window_filterbank")  # minimal/kernels/attention.py: one node, NumPy backward
+def window_filterbank(params: Tensor, height: int, width: int, n: int, axis: str) -> Tensor:
+    """The window's filterbank along `axis`: Fx (B, N, W) for "x", Fy (B, N, H) for "y".
 
-    def backward(g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        # through the softmax, then d exponent / d mu_i = distance / sigma^2 and
-        # d exponent / d log sigma^2 = -exponent
-        d_exponent = bank * (g - (g * bank).sum(axis=-1, keepdims=True))
-        d_mu = (d_exponent * distance).sum(axis=-1) / variance[..., 0]  # (B, n)
-        return (d_mu.sum(axis=-1, keepdims=True), (d_mu * offsets).sum(axis=-1, keepdims=True),
-                -(d_exponent * exponent).sum(axis=(1, 2))[:, None])
-
-    return bank, backward
+    params (B, 5) are the five numbers linear(h_dec) gives, as the paper reads them: g~x, g~y
+    in about [-1, 1] place the grid's centre, gX = (W + 1)/2 (g~x + 1), gY likewise; the stride
+    delta = (max(H, W) - 1)/(N - 1) exp(log delta~) (multiplied: dividing by the exponential,
+    as one public version did, turns a bigger output into a smaller window); the variance
+    sigma^2 = exp(log sigma^2). Fy comes from the y centre (the post's colour version built it
+    from gX).
+    """
+    gx_tilde, gy_tilde, log_var, log_delta, _ = split(params, 5, axis=-1)  # (B, 1) each
+    size, g_tilde = (width, gx_tilde) if axis == "x" else (height, gy_tilde)
+    centre = (size + 1) / 2 * (g_tilde + 1)
+    delta = (max(height, width) - 1) / (n - 1) * log_delta.exp()
+    return filterbank(centre, delta, log_var, n, size)
 
 
 def window(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]:
-    """The five numbers linear(h_dec) gives, (B, 5), as the paper reads them.
-
-    g~x, g~y in about [-1, 1] place the grid's centre, gX = (W + 1)/2 (g~x + 1), gY likewise;
-    the stride delta = (max(H, W) - 1)/(N - 1) exp(log delta~) (multiplied: dividing by the
-    exponential, as one public version did, turns a bigger output into a smaller window);
-    sigma^2 = exp(log sigma^2); gamma = exp(log gamma).
-
-    Returns the filterbanks fx (B, N, W) and fy (B, N, H), gamma (B, 1), and gx, gy, delta
-    (B, 1) as values (for drawing the window, no gradient). fx and fy are each one node on
-    params whose NumPy backward fills params' gradient columns directly: splitting params and
-    placing the grid in small ops would record ~25 more nodes per window (an iteration of the
-    benchmark's model: 2338 -> 1818 nodes). `_window_ops` is the same in Tensor ops,
-    differentiated under create_graph=True.
-    """
+    """The attention window from linear(h_dec)'s five numbers (B, 5): the filterbanks fx
+    (B, N, W) and fy (B, N, H) (`window_filterbank`), the intensity gamma = exp(log gamma)
+    (B, 1), and gx, gy, delta (B, 1) as values, for drawing the window (no gradient)."""
     p = params.data
-    centres = {"x": (width + 1) / 2 * (p[:, 0:1] + 1), "y": (height + 1) / 2 * (p[:, 1:2] + 1)}
-    delta = (max(height, width) - 1) / (n - 1) * np.exp(p[:, 3:4])
-    banks = {}
-    for column, (axis, size) in enumerate((("x", width), ("y", height))):
-        # Fy from the y centre (the post's colour version built it from gX)
-        bank, backward = _filterbank_arrays(centres[axis], delta, p[:, 2:3], n, size)
-
-        def fast_backward(g: Tensor, backward=backward, column=column, size=size):
-            d_centre, d_delta, d_log_var = backward(g.data)
-            d_params = np.zeros_like(p)  # through the formulas above to (g~, log var, log delta~)
-            d_params[:, column:column + 1] = d_centre * ((size + 1) / 2)
-            d_params[:, 2:3] = d_log_var
-            d_params[:, 3:4] = d_delta * delta
-            return (Tensor(d_params),)
-
-        def composed(params: Tensor, axis=axis) -> Tensor:
-            return _window_ops(params, height, width, n)["f" + axis]
-
-        banks[axis] = fused(bank, (params,), fast_backward, composed, "window_filterbank")
-    return {"fx": banks["x"], "fy": banks["y"], "gamma": params[:, 4:5].exp(),
-            "gx": Tensor(centres["x"]), "gy": Tensor(centres["y"]), "delta": Tensor(delta)}
+    return {"fx": window_filterbank(params, height, width, n, "x"),
+            "fy": window_filterbank(params, height, width, n, "y"),
+            "gamma": params[:, 4:5].exp(),
+            "gx": Tensor((width + 1) / 2 * (p[:, 0:1] + 1)),
+            "gy": Tensor((height + 1) / 2 * (p[:, 1:2] + 1)),
+            "delta": Tensor((max(height, width) - 1) / (n - 1) * np.exp(p[:, 3:4]))}
 
 
-def _window_ops(params: Tensor, height: int, width: int, n: int) -> dict[str, Tensor]:
-    """`window`'s filterbanks in Tensor ops."""
-    gx_tilde, gy_tilde, log_var, log_delta, _ = split(params, 5, axis=-1)  # (B, 1)
-    gx = (width + 1) / 2 * (gx_tilde + 1)
-    gy = (height + 1) / 2 * (gy_tilde + 1)
-    delta = (max(height, width) - 1) / (n - 1) * log_delta.exp()
-    return {"fx": _filterbank_ops(gx, delta, log_var, n, width),  # (B, N, W)
-            "fy": _filterbank_ops(gy, delta, log_var, n, height)}  # (B, N, H)
-
-
+@fast_path("draw_read")  # minimal/kernels/attention.py: one node, NumPy backward
 def read_patches(images: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
     """Fy x Fx^T for every image and channel: (B, C, H, W) -> (B, C, N, N).
 
     One window for all channels: the filterbanks (B, 1, N, .) broadcast over the channel axis,
     the same products as the post's batch stretched three-fold with the filters repeated.
-    One node with a NumPy backward, like `filterbank` (with `write_patches`, its adjoint:
-    2676 -> 2338 nodes per iteration of the benchmark's model).
     """
-    def composed(images: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
-        return _per_channel(fy) @ images @ _per_channel(fx).swapaxes(-1, -2)
-
-    fy_, fx_ = fy.data[:, None], fx.data[:, None]  # (B, 1, N, H), (B, 1, N, W)
-    rows = fy_ @ images.data  # (B, C, N, W)
-    out = rows @ fx_.swapaxes(-1, -2)
-
-    def fast_backward(g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        # out = Fy x Fx^T: d x = Fy^T g Fx, d Fx = sum over channels of g^T (Fy x),
-        # d Fy = sum over channels of g (x Fx^T)^T
-        g = g.data
-        columns = images.data @ fx_.swapaxes(-1, -2)  # (B, C, H, N)
-        return (Tensor(fy_.swapaxes(-1, -2) @ g @ fx_),
-                Tensor((g.swapaxes(-1, -2) @ rows).sum(axis=1)),
-                Tensor((g @ columns.swapaxes(-1, -2)).sum(axis=1)))
-
-    return fused(out, (images, fx, fy), fast_backward, composed, "read_patches")
+    return _per_channel(fy) @ images @ _per_channel(fx).swapaxes(-1, -2)
 
 
+@fast_path("draw_write")  # minimal/kernels/attention.py: one node, NumPy backward
 def write_patches(patches: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
-    """Fy^T w Fx: (B, C, N, N) -> (B, C, H, W), the adjoint of read_patches (one node too)."""
-    def composed(patches: Tensor, fx: Tensor, fy: Tensor) -> Tensor:
-        return _per_channel(fy).swapaxes(-1, -2) @ patches @ _per_channel(fx)
-
-    fy_, fx_ = fy.data[:, None], fx.data[:, None]  # (B, 1, N, H), (B, 1, N, W)
-    columns = patches.data @ fx_  # (B, C, N, W)
-    out = fy_.swapaxes(-1, -2) @ columns
-
-    def fast_backward(g: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        # out = Fy^T w Fx: d w = Fy g Fx^T, d Fx = sum over channels of (Fy^T w)^T g,
-        # d Fy = sum over channels of (w Fx) g^T
-        g = g.data
-        rows = fy_.swapaxes(-1, -2) @ patches.data  # (B, C, H, N)
-        return (Tensor(fy_ @ g @ fx_.swapaxes(-1, -2)),
-                Tensor((rows.swapaxes(-1, -2) @ g).sum(axis=1)),
-                Tensor((columns @ g.swapaxes(-1, -2)).sum(axis=1)))
-
-    return fused(out, (patches, fx, fy), fast_backward, composed, "write_patches")
+    """Fy^T w Fx: (B, C, N, N) -> (B, C, H, W), the adjoint of read_patches."""
+    return _per_channel(fy).swapaxes(-1, -2) @ patches @ _per_channel(fx)
 
 
 def _per_channel(bank: Tensor) -> Tensor:
@@ -499,10 +410,10 @@ def load_images(config: Config) -> tuple[np.ndarray, np.ndarray, bool]:
         if isinstance(error, DataError):
             raise
         raise DataError(f"--data {config.data}: {error}") from None
-    if len(train) == 0 or len(test) == 0:
-        raise DataError(f"--data {config.data}: needs at least train_size + test_size images "
-                        f"(the test images come after the training ones), found {len(train)} "
-                        f"+ {len(test)}")
+    if len(train) < config.batch_size or len(test) == 0:
+        raise DataError(f"--data {config.data}: needs at least a batch ({config.batch_size}) "
+                        f"of training images and one test image (the test images come after "
+                        f"the training ones), found {len(train)} + {len(test)}")
     return (train.transpose(0, 3, 1, 2).astype(np.float32),
             test.transpose(0, 3, 1, 2).astype(np.float32), False)
 
@@ -595,7 +506,8 @@ def run(config: Config) -> dict[str, float]:
                  for name, model in models.items()}
     # a resumed run may train on for more iterations (both models continue from their counters)
     state = training.TrainingState("draw", config, models, adams, rng,
-                                   may_differ=("iterations", "eval_every", "save_every"))
+                                   may_differ=("eval_every", "save_every"),
+                                   length=("iterations", "*"))
     if config.resume:
         state.resume()
     for name in ("plain", "attention"):

@@ -34,20 +34,21 @@ Kernels 5x5 (--kernel 4 for 4x4), stride 2, as in the post. With g = d = 32, for
 with 256 channels). Images are scaled to [-1, 1] to match tanh. Sampling uses batch norm in
 evaluation mode (running statistics), so a sample does not depend on the others in its batch.
 
-A quality number that can fail: the Frechet distance. FID compares Inception-v3 features of
-generated and real images; nothing is downloaded here, so the demo trains a small classifier on
-the real training images (the shape class for `shapes`, the digit for `digits`, and which of four
-rotations was applied for unlabelled images such as faces) and takes its penultimate layer
-(64 features) instead. With mean m and covariance S of each feature set::
+A quality number that can fail: the Frechet distance (minimal/app/metrics.py). FID compares
+Inception-v3 features of generated and real images; nothing is downloaded here, so a small
+classifier is trained on the real training images (the digit for `digits`, the shape class for
+`shapes`, which of four rotations was applied for unlabelled images such as faces) and its
+penultimate layer (128 features for 32x32 images, 256 for 64x64) stands in. With mean m and
+covariance S of each feature set::
 
     FD = |m_r - m_g|^2 + tr(S_r + S_g - 2 (S_r^1/2 S_g S_r^1/2)^1/2)
 
 It is 0 for identical statistics. It is reported against held-out real images, next to two
 references measured the same way with the same number of images: the floor (real training
 images against held-out ones: what sampling noise alone gives) and the untrained generator
-(the ceiling). The classifier's weights are cached in out_dir (feature_net.npz, keyed by the
-data, the seed, its settings and the BLAS thread count, which changes float32 sums), so later
-runs skip its training and still give the numbers a fresh run would.
+(the ceiling). The classifier is cached in out_dir (feature_net.npz, keyed by the data, the
+seed, its settings and the BLAS thread count, which changes float32 sums), so later runs skip
+its training and still give the numbers a fresh run would.
 
 Run:  python -m minimal.demos.gan [--quick] [--dataset shapes|digits|faces] [--data PATH]
       --data PATH: CIFAR-10 binary batches (shapes), MNIST IDX files (digits) or a folder of
@@ -70,9 +71,7 @@ Settings: the full preset trains on the shapes (20000 images, g = d = 32, batch 
 2e-4, 3000 iterations); the quick preset on digits (5000 images, g = d = 16, batch 32, Adam
 5e-4, 900 iterations). In a minute the shapes (textured, coloured backgrounds, ten shapes at
 random sizes and angles) only get as far as coloured noise; the digits, one grey stroke on a
-plain background, become readable in the same time, which is what the post shows. 4x4 kernels
-and batch 64 with Adam 2e-4 gave no clearer digits there, so the quick preset keeps the post's
-5x5 kernels.
+plain background, become readable in the same time, which is what the post shows.
 
 Departures from the post: sizes scaled for a CPU (32x32 synthetic shapes instead of CIFAR-10,
 g = d = 32, 3000 iterations); batch 64 (the paper used 128); biases dropped before batch norm
@@ -82,25 +81,21 @@ used; the Frechet distance on a small classifier's features stands in for FID (i
 not comparable with published FIDs). The quick preset trains on digits (above), halves both
 nets (g = d = 16) and takes batch 32 with Adam 5e-4: more updates in its minute.
 
-Results (seed 0; Frechet distance on the classifier's features, untrained G -> end of run):
+Results (seed 0, 1 BLAS thread; Frechet distance on the classifier's features, untrained G and
+end of run; not comparable with published FIDs, see above):
     preset          untrained  end   floor  accuracy    D(x) / D(G(z))  time
-    quick (digits)  469.0      5.7   0.32   0.89        0.69 / 0.32     45 s CPU, 1 BLAS thread
-    full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     -
-The quick preset takes 32 s of wall time on 2 cores (6.6 at the end there: the products round
-differently, and a GAN's run follows its rounding; 7.7 at 1 thread before the engine's
-faster transposed convolutions, which changed only the rounding). Its samples (samples.gif)
-go from flat grey to the same stripes in all 64 cells (G ignores z at first) to varied digits
-from iteration 450; by 900 many cells read as digits, with ragged edges; the nearest training
-images are other digits of a similar outline, never a copy. The full run's samples are single
-objects on plain or graded backgrounds, one colour each: where and how big the object is, but
-rarely which shape; D pulls ahead in its second half and the distance stops falling. The
-tried settings and the distances at each checkpoint are in benchmarks/README.md.
+    quick (digits)  469.0      5.7   0.32   0.89        0.69 / 0.32     45 s of CPU
+    full (shapes)   37.2       3.0   0.11   0.49        0.92 / 0.08     32 min wall (loaded)
+The quick run's samples go from flat grey to the same stripes in all 64 cells (G ignores z at
+first) to varied digits with ragged edges by iteration 900; the nearest training images are
+other digits of a similar outline, never a copy. The full run's samples are single objects on
+plain or graded backgrounds, one colour each: where and how big the object is, but rarely
+which shape; D pulls ahead in its second half and the distance stops falling. Other thread
+counts, the distance at each checkpoint and the settings tried are in benchmarks/README.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -108,8 +103,9 @@ from dataclasses import dataclass
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, parallel, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, metrics, training, viz
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import ConfigError, DataError
 
@@ -159,9 +155,7 @@ QUICK = {"dataset": "digits", "train_images": 5000, "test_images": 1000, "iterat
          "d_width": 16, "batch_size": 32, "lr": 5e-4}
 
 TARGETS = {
-    # measured 5.7 on digits at 1 thread, 6.6 at 2 (untrained generator 469 / 466, floor 0.32
-    # / 0.36); 13.0 at iteration 600
-    "frechet_distance": ("<=", 12.0),
+    "frechet_distance": ("<=", 12.0),  # measured 5.7 (seed 0), the untrained generator 469
 }
 
 
@@ -341,121 +335,16 @@ def generate(generator: Generator, z: np.ndarray, batch: int = 500) -> np.ndarra
         generator.train(was_training)
 
 
-# --- the Frechet distance ----------------------------------------------------------------------
-class FeatureNet(nn.Module):
-    """A small classifier whose penultimate layer gives the features for the Frechet distance.
-
-    conv 5x5 s2 32 -> 64 -> 128 (-> 256 for 64x64), each with batch norm and ReLU, then the
-    average over positions (the features, as FID takes Inception's pooled features), then
-    linear to the classes.
-    """
-
-    def __init__(self, channels: int, size: int, classes: int, rng: np.random.Generator):
-        super().__init__()
-        layers = int(math.log2(size // 4))
-        convs, norms, c_in, c_out = [], [], channels, 32
-        for _ in range(layers):
-            convs.append(nn.Conv2d(c_in, c_out, 5, 2, 2, bias=False, rng=rng))
-            norms.append(nn.BatchNorm2d(c_out))
-            c_in, c_out = c_out, 2 * c_out
-        self.convs = nn.ModuleList(convs)
-        self.norms = nn.ModuleList(norms)
-        self.features_dim = c_in
-        self.out = nn.Linear(c_in, classes, rng=rng)
-
-    def features(self, x: Tensor) -> Tensor:
-        h = x
-        for conv, norm in zip(self.convs, self.norms):
-            h = F.relu(norm(conv(h)))  # (B, C, H/2, W/2)
-        return h.mean(axis=(2, 3))  # (B, 128): pooled over the 4x4 positions
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.out(self.features(x))  # (B, classes)
-
-
-def rotation_task(images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """For unlabelled images: each image turned by k quarter turns, k the label (0-3)."""
-    turns = rng.integers(0, 4, len(images))
-    rotated = np.empty_like(images)
-    for k in range(4):
-        rotated[turns == k] = np.rot90(images[turns == k], k, axes=(2, 3))
-    return rotated, turns
-
-
-def train_feature_net(train: np.ndarray, labels: np.ndarray | None, config: Config,
-                      ) -> tuple[FeatureNet, float]:
-    """Train (or load from out_dir) the classifier; returns it and its held-out accuracy on
-    the training task measured on the last tenth of the training images."""
-    key = _feature_net_key(config, train)
-    path = os.path.join(config.out_dir, "feature_net.npz")
-    channels, size = train.shape[1], train.shape[2]
-    rng = np.random.default_rng([config.seed, 1])  # its own stream: caching changes nothing else
-    classes = 4 if labels is None else int(max(labels.max() + 1, 10))
-    net = FeatureNet(channels, size, classes, rng)
-    if os.path.isfile(path):
-        try:
-            arrays = nn.load_arrays(path)
-            if str(arrays.pop("key", "")) == key:
-                accuracy = float(arrays.pop("accuracy"))
-                net.load_state_dict(arrays)
-                return net.eval(), accuracy
-        except (ValueError, KeyError):
-            pass  # damaged or from other settings: train afresh and overwrite it
-    split = len(train) - max(1, len(train) // 10)
-    adam = optim.Adam(net.parameters(), lr=2e-3)
-    for _ in range(config.classifier_epochs):
-        order = rng.permutation(split)
-        for start in range(0, split - 63, 64):
-            index = order[start:start + 64]
-            x, y = ((train[index], labels[index]) if labels is not None
-                    else rotation_task(train[index], rng))
-            loss = F.cross_entropy(net(Tensor(x)), y)
-            adam.zero_grad()
-            loss.backward()
-            adam.step()
-    x, y = ((train[split:], labels[split:]) if labels is not None
-            else rotation_task(train[split:], rng))
-    net.eval()
-    with no_grad():
-        accuracy = float((net(Tensor(x)).data.argmax(1) == y).mean())
-    nn.save_arrays(path, {**net.state_dict(), "key": np.array(key),
-                          "accuracy": np.array(accuracy)})
-    return net.eval(), accuracy
-
-
-def _feature_net_key(config: Config, train: np.ndarray) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(train[:: max(1, len(train) // 500)]).tobytes())
-    return json.dumps({"dataset": config.dataset, "data": config.data, "seed": config.seed,
-                       "n": len(train), "epochs": config.classifier_epochs,
-                       "images": digest.hexdigest()[:16], "blas_threads": parallel.THREADS})
-
-
-def features_of(net: FeatureNet, images: np.ndarray, batch: int = 500) -> np.ndarray:
-    with no_grad():
-        return np.concatenate([net.features(Tensor(images[i:i + batch])).data
-                               for i in range(0, len(images), batch)]).astype(np.float64)
-
-
-def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
-    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
-
-
-def frechet_distance(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray,
-                     cov_b: np.ndarray) -> float:
-    """|m_a - m_b|^2 + tr(S_a + S_b - 2 (S_a^1/2 S_b S_a^1/2)^1/2): the 2-Wasserstein distance
-    squared between two Gaussians. The symmetric form needs only eigendecompositions of
-    symmetric matrices (no complex parts, unlike sqrtm(S_a S_b))."""
-    root_a = _symmetric_sqrt(cov_a)
-    middle = root_a @ cov_b @ root_a
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
-    return float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2 * cross)
-
-
-def feature_frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """The Frechet distance between Gaussians fitted to two feature sets (rows are samples)."""
-    return frechet_distance(features_a.mean(0), np.cov(features_a, rowvar=False),
-                            features_b.mean(0), np.cov(features_b, rowvar=False))
+# --- the quality number -----------------------------------------------------------------------
+def train_feature_net(train: np.ndarray, labels: np.ndarray | None,
+                      config: Config) -> tuple[metrics.FeatureNet, float]:
+    """The Frechet distance's classifier (minimal/app/metrics.py) for this run: trained on the
+    training images, or loaded from out_dir/feature_net.npz when a run with the same data,
+    seed, epochs and BLAS thread count left it there. Returns it and its held-out accuracy."""
+    return metrics.train_feature_net(
+        train, labels, seed=config.seed, epochs=config.classifier_epochs,
+        cache_path=os.path.join(config.out_dir, "feature_net.npz"),
+        source={"dataset": config.dataset, "data": config.data})
 
 
 # --- training ----------------------------------------------------------------------------------
@@ -471,7 +360,7 @@ def build(config: Config, channels: int, size: int):
     state = training.TrainingState("gan", config, {"generator": generator,
                                                    "discriminator": discriminator},
                                    {"generator_adam": g_adam, "discriminator_adam": d_adam}, rng,
-                                   may_differ=("iterations",))  # --resume may train on longer
+                                   length=("iterations", "iteration"))  # may train on longer
     return rng, generator, discriminator, g_adam, d_adam, fixed_noise, state
 
 
@@ -643,18 +532,17 @@ def run(config: Config) -> dict[str, float]:
     print(f"gan: {len(train_images)} training and {len(test_images)} held-out images "
           f"{train_images.shape[1:]} from {data.source(config.dataset, config.data or None)}")
     feature_net, accuracy = train_feature_net(train_images, train_labels, config)
-    held_out = features_of(feature_net, test_images[:config.eval_images])
+    held_out = metrics.features_of(feature_net, test_images[:config.eval_images])
     count = len(held_out)  # every distance compares sets of this many images
-    rng_floor = np.random.default_rng([config.seed, 2])
-    real_train = features_of(feature_net, train_images[rng_floor.choice(
-        len(train_images), min(count, len(train_images)), replace=False)])
-    floor = feature_frechet_distance(real_train, held_out)
+    floor = metrics.frechet_floor(feature_net, train_images, held_out,
+                                  np.random.default_rng([config.seed, 2]))
     print(f"gan: feature classifier accuracy {accuracy:.3f} (held-out training images); "
           f"Frechet floor {floor:.3f} ({count} vs {count} real images)")
 
     def evaluate(generator: Generator) -> float:
         fake = generate(generator, eval_noise[:count])
-        return feature_frechet_distance(features_of(feature_net, fake), held_out)
+        return metrics.feature_frechet_distance(metrics.features_of(feature_net, fake),
+                                                held_out)
 
     eval_noise = build_eval_noise(config)
     generator, _, state, fixed_noise = train(config, train_images, evaluate)

@@ -3,7 +3,8 @@
 Follows the post on integrating learning and planning (Sutton & Barto chapter 8, David Silver's
 lecture 8). The agent learns a model of the environment from its own experience and then
 *plans*: it learns from experience that the model imagines, which is far cheaper than the real
-thing.
+thing. The file runs past 600 lines because it holds the post's five pieces side by side (the
+table model, Dyna-Q, Monte-Carlo search, MCTS, Dyna-2), each short, with an experiment each.
 
 Key equations. The model is a table of counts, learned by supervised "learning" in its simplest
 form::
@@ -75,8 +76,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs, viz
-from minimal.tabular import epsilon_greedy, greedy_action, greedy_path
+from minimal.app import cli, viz
+from minimal.rl import envs
+from minimal.rl.tabular import epsilon_greedy, greedy_action, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -172,7 +174,7 @@ class TableModel:
             return 0.0, state, False  # never tried: assume nothing happens
         total = sum(entry[0] for entry in table.values())
         pick = rng.random() * total
-        for next_state, (count, reward_sum, done) in table.items():
+        for next_state, (count, reward_sum, done) in table.items():  # noqa: B007 (the pick)
             pick -= count
             if pick < 0:
                 break
@@ -532,26 +534,10 @@ def figure_table_model(result: dict, path: str) -> None:
     viz.save_figure(fig, path)
 
 
-def draw_maze(ax, env: envs.DynaMaze, q: np.ndarray, title: str) -> None:
-    """The maze with an arrow for the greedy action wherever Q has learned something (> 0)."""
-    rows, cols = env.shape
-    colours = {"#": "#444444", "G": "#7fc97f", "S": "#fdc086"}
-    for state in range(env.n_cells):
-        row, col = env.cell(state)
-        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, edgecolor="lightgrey",
-                                   facecolor=colours.get(env.kind(state), "white")))
-        if env.kind(state) in "SG":
-            ax.text(col, row, env.kind(state), ha="center", va="center", color="grey")
-        if env.kind(state) in "S." and q[state].max() > 0:
-            d_row, d_col = envs.MOVES[int(np.argmax(q[state]))]
-            ax.arrow(col - 0.3 * d_col, row - 0.3 * d_row, 0.6 * d_col, 0.6 * d_row,
-                     head_width=0.2, length_includes_head=True, color="black")
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5, -0.5)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=10)
+def greedy_arrows(env: envs.DynaMaze, q: np.ndarray) -> dict[tuple[int, int], tuple[int, int]]:
+    """The greedy move of each free cell where Q has learned something (> 0), for drawing."""
+    return {env.cell(s): envs.MOVES[int(np.argmax(q[s]))] for s in range(env.n_cells)
+            if env.kind(s) in "S." and q[s].max() > 0}
 
 
 def figure_dyna(result: dict, slack: int, path: str) -> None:
@@ -577,10 +563,12 @@ def figure_dyna(result: dict, slack: int, path: str) -> None:
     box.set_ylim(0, top * 1.15)
     box.set_ylabel(f"episodes until the greedy path\ntakes <= {14 + slack} steps")
     box.set_title("More planning, fewer real episodes")
+    env = result["env"]
     for column, (n, res) in enumerate(result["results"].items()):
         ax = fig.add_subplot(grid[1, 2 * column:2 * column + 2])
-        draw_maze(ax, result["env"], res["q_in_second"],
-                  f"greedy action where Q > 0 after 2 episodes, n = {n}")
+        viz.draw_grid_world(ax, env.layout, arrows=greedy_arrows(env, res["q_in_second"]),
+                            letters={"color": "grey"})
+        ax.set_title(f"greedy action where Q > 0 after 2 episodes, n = {n}", fontsize=10)
     viz.save_figure(fig, path)
 
 

@@ -1,7 +1,9 @@
 """Model-free prediction and control: Monte-Carlo, TD, n-step TD, TD(lambda), SARSA, Q-learning.
 
-Follows the post on model-free RL (Sutton & Barto chapters 5-7 and 12, David Silver's lectures
-4 and 5). Without the transition table, values are learned from sampled experience only.
+Follows the post on model-free RL (Sutton & Barto chapters 5-7 and 12, David Silver's lectures 4
+and 5). Without the transition table, values are learned from sampled experience only. The file
+is about 600 lines because it holds the post's seven methods side by side, each a short
+function, run on the book's random walks, cliff and windy gridworld and on the post's two doors.
 
 Prediction (estimate v_pi of a fixed policy; alpha the step size, gamma = 1 on the random walks)::
 
@@ -72,9 +74,10 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, envs, viz
+from minimal.app import cli, viz
 from minimal.errors import ConfigError
-from minimal.tabular import epsilon_greedy, greedy_path
+from minimal.rl import envs
+from minimal.rl.tabular import epsilon_greedy, greedy_path
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -462,32 +465,6 @@ def figure_alpha_sweep(alphas, errors, settings, name, title, path):
     viz.save_figure(fig, path)
 
 
-def draw_grid(ax, env: envs.GridEnv, paths: dict[str, list[int]], title: str,
-              wind: tuple | None = None) -> None:
-    rows, cols = env.shape
-    colours = {"C": "#444444", "#": "#444444", "G": "#7fc97f", "S": "#fdc086"}
-    for state in range(env.n_cells):
-        row, col = env.cell(state)
-        ax.add_patch(plt.Rectangle((col - 0.5, row - 0.5), 1, 1, edgecolor="lightgrey",
-                                   facecolor=colours.get(env.kind(state), "white")))
-        if env.kind(state) in "SG":
-            ax.text(col, row, env.kind(state), ha="center", va="center", fontsize=11)
-    for (label, path), offset in zip(paths.items(), (-0.12, 0.12, 0.0)):
-        cells = np.array([env.cell(s) for s in path], dtype=float)
-        ax.plot(cells[:, 1] + offset, cells[:, 0] + offset, marker="o", markersize=3, lw=2,
-                label=f"{label} ({len(path) - 1} steps)")
-    if wind is not None:
-        for col, strength in enumerate(wind):
-            ax.text(col, rows - 0.5 + 0.45, "↑" * strength or "0", ha="center", va="center")
-    ax.set_xlim(-0.5, cols - 0.5)
-    ax.set_ylim(rows - 0.5 + (0.9 if wind else 0), -0.5)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), ncol=2, fontsize=8)
-
-
 def figure_cliff(result: dict, path: str) -> None:
     fig = plt.figure(figsize=(13, 7.5))
     top = fig.add_subplot(2, 2, 1)
@@ -504,8 +481,9 @@ def figure_cliff(result: dict, path: str) -> None:
             (("SARSA, epsilon decaying", "Q-learning, epsilon decaying"),
              "greedy paths, epsilon decayed to 0")], start=3):
         ax = fig.add_subplot(2, 2, position)
-        draw_grid(ax, env, {name: result["paths"][name][0][0] for name in names},
-                  f"{title} (run 0)")
+        paths = {name: [env.cell(s) for s in result["paths"][name][0][0]] for name in names}
+        viz.draw_grid_world(ax, env.layout, paths)
+        ax.set_title(f"{title} (run 0)")
     ax = fig.add_subplot(2, 2, 2)
     names = list(result["paths"])
     edge = [np.mean([is_edge_path(env, p) for p, _ in result["paths"][n]]) for n in names]
@@ -536,11 +514,12 @@ def figure_windy(result: dict, path: str) -> None:
     axes[0].set_ylabel("episodes completed")
     axes[0].set_title("Windy gridworld (Sutton & Barto fig. 6.3)")
     axes[0].legend()
-    draw_grid(axes[1], result["env"],
-              {result["labels"][name]: res["path"]
-               for name, res in result["results"].items()},
-              "greedy paths after learning (run 0); wind strength below",
-              wind=envs.WindyGridworld.WIND)
+    env = result["env"]
+    viz.draw_grid_world(axes[1], env.layout,
+                        {result["labels"][name]: [env.cell(s) for s in res["path"]]
+                         for name, res in result["results"].items()},
+                        wind=envs.WindyGridworld.WIND)
+    axes[1].set_title("greedy paths after learning (run 0); wind strength below")
     viz.save_figure(fig, path)
 
 

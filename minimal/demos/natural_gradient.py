@@ -66,7 +66,8 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minimal import cli, nn, viz
+from minimal import nn
+from minimal.app import cli, viz
 from minimal.autograd import Tensor, grad
 from minimal.distributions import Categorical, DiagGaussian
 from minimal.natural import conjugate_gradient, fisher_vector_product

@@ -1,7 +1,9 @@
 """Parallel TRPO with adaptive step sizes.
 
 Follows the post on speeding up Trust Region Policy Optimization (Schulman et al., 2015) with
-parallel rollout workers and on adapting two of its settings while it trains.
+parallel rollout workers and on adapting two of its settings while it trains. (Past TRPO
+itself, the file holds the post's two experiments, each with its figure: the workers' speed-up
+and the adaptive settings; hence its length.)
 
 Idea. A policy-gradient step moves the parameters a fixed distance in parameter space, but what
 matters is how much the policy's behaviour changes. TRPO maximises the surrogate advantage
@@ -20,11 +22,12 @@ Key equations (g = grad L, F = the Fisher matrix = Hessian of the KL at theta_ol
     A_t   = GAE(gamma, lambda) with a learned value baseline V(s), standardised over the batch
             (lambda = 1: discounted returns minus V, the post's version; 0.97 the default here)
 
-Parallel rollouts (minimal/rollouts.py): N worker processes, each its own environment and a
-NumPy copy of the policy; the learner sends the parameters each iteration as one flat array and
-hands out episode numbers; episode k is seeded from (seed, k), so the batch is bit-identical for
-any number of workers. The iteration's time splits into *collect* (waiting for the workers) and
-*learn* (value fit, policy gradient, CG, line search).
+Parallel rollouts (minimal/rl/rollouts/): N worker processes (or Ray actors, `--backend ray`),
+each its own environment and a NumPy copy of the policy; the learner sends the parameters each
+iteration as one flat array and hands out episode numbers; episode k is seeded from (seed, k),
+so the batch is bit-identical for any number of workers and either backend. The iteration's
+time splits into *collect* (waiting for the workers) and *learn* (value fit, policy gradient,
+CG, line search).
 
 Adaptive settings (the post's second half). Every 10 iterations, compare the summed mean
 reward of the last 10 iterations with that of the 10 before. If it did not improve by the margin
@@ -34,27 +37,11 @@ fewer steps and a larger max_kl, i.e. faster ones.
 
 Run:  python -m minimal.demos.trpo [--quick] [--seed 0] [--workers 2] [--env-ids Pendulum-v1]
       python -m minimal.demos.trpo --preset mujoco [--env-ids Humanoid-v5 --total-steps 2000000]
-      MuJoCo tasks need `pip install -e .[mujoco]`.
-
-On Ray (minimal/rollouts_ray.py; `pip install -e .[ray]`): `--backend ray` runs the same
-workers as Ray actors, the learner unchanged and the batches bit-identical. Without an address
-it starts a private local Ray instance (about 6 s on 2 cores) and stops it on exit, Ctrl-C
-included. On a cluster: `ray start --head` on the head node, `ray start --address HEAD:6379` on
-the others (each node needs this project and its environments installed), then on the
-learner's machine `python -m minimal.demos.trpo --backend ray --ray-address HEAD:6379 --workers
-32` (with RAY_AUTH_MODE=token and the cluster's token if it uses token authentication). Each
-actor reserves one CPU. Per iteration the flat parameter vector travels once to each node (37 KB
-for CartPole's policy), then per episode two floats out and one packed float64 episode back
-(48 bytes a CartPole step). Collect seconds per 5000-step batch, medians of 7 interleaved
-batches on 2 otherwise idle cores (benchmarks/bench_rollouts_ray.py):
-
-    workload (episodes per batch)      pool 1   Ray 1   pool 2   Ray 2
-    CartPole, untrained policy (229)    0.25    0.35     0.15    0.29
-    CartPole, balancing policy (10)     0.21    0.21     0.11    0.13
-    Pendulum (25)                       0.21    0.22     0.11    0.14
-
-Ray costs 0.4-0.6 ms more per episode (one actor call each), so it shows only with
-many short episodes. Across nodes the episodes are the traffic: 24 KB for 500 CartPole steps.
+      python -m minimal.demos.trpo --backend ray [--ray-address HEAD:6379 --workers 32]
+MuJoCo tasks need `pip install -e .[mujoco]`, Ray `pip install -e .[ray]`. Without an address
+Ray starts a private local instance and stops it on exit (Ctrl-C included); on a cluster, run
+`ray start --head` on one node and `ray start --address HEAD:6379` on the others (each with this
+project installed; RAY_AUTH_MODE=token and the cluster's token if it uses token authentication).
 
 Figures and files (in out_dir):
     reward_<env>.png      mean episode return per iteration against environment steps and
@@ -64,11 +51,7 @@ Figures and files (in out_dir):
     policy_<env>.npz      the trained policy: PolicySpec, the shipped vector (parameters, then
                           the normaliser's mean and std) and the normaliser's count/mean/var;
                           load_policy(path) -> (spec, vector, normaliser); Actor(spec, vector)
-    episode_<env>.gif     one episode of the trained policy (its mean action): CartPole drawn
-                          here with NumPy (cartpole_frame), MuJoCo by its offscreen renderer
-                          (MUJOCO_GL=egl, set by default; without a GPU driver MUJOCO_GL=osmesa
-                          with libosmesa6; elsewhere: load the .npz, act with Actor on an env
-                          made with render_mode="human")
+    episode_<env>.gif     one episode of the trained policy, its mean action (minimal/rl/render.py)
     workers_speed.png     the post's speed-up figure: collect and learn seconds per iteration
                           for 1, 2, ... workers (same batches), and the collect speed-up
     adaptive.png          fixed settings against adaptive steps/update, adaptive max_kl, both,
@@ -79,38 +62,13 @@ Settings that matter: max_kl (0.01 is safe; larger learns faster on CartPole), s
 Safe to leave alone: cg_iters 10, cg_damping 0.1, the line search's 10 tries (9 halvings) and
 0.1 ratio. The default environments are CartPole-v1 and Pendulum-v1.
 
-The MuJoCo preset (--preset mujoco: HalfCheetah, Swimmer, Reacher, Hopper, 1M steps each;
-obs_norm, 2000 steps per update, init_log_std -0.5, and max_kl 0.02 for Hopper through
---task-max-kl; a flag given explicitly wins over it, e.g. --preset mujoco --obs-norm false)
-adds what the strong public TRPO implementations use and this demo lacked, each kept only
-because it measured better (HalfCheetah-v5, seed 0, return of the last 10 iterations at 200k
-steps, 1 process):
-
-    settings                                              return @200k   learn s/10k (load)
-    the defaults (std 1, 5000 steps/update, no norm)       -281          0.4 (quiet)
-    + observation normalisation                            -11           1.6
-      + tanh policy instead of relu                        -58           2.1  (dropped)
-      + 2000 steps per update                              262           2.2
-      + 1000 steps per update                              325           2.8  (1)
-      + 2000, L-BFGS value fit (25 iterations)             131 (168k)    6.3  (2)
-      + 2000, initial log std -0.5 (std 0.61)              1810          2.8  = the preset
-    the preset without observation normalisation           10            0.4 (quiet; norm kept)
-
-(1) one HalfCheetah episode per update and more learner time per step; 2000 kept as the safer
-middle. (2) a lower value loss (15 against 22) for 3x the learner's time: dropped. GAE lambda
-(0.97 kept, 0.95 untried) and Adam epochs were not varied. Policy entropy and the value loss are
-recorded each iteration: HalfCheetah's entropy falls from 5.5 to 0.1 over 1M steps; with std 1
-at the start (the defaults) it was still 8.3 of 8.5 after 200k steps, i.e. hardly exploited
-what it learned; the smaller initial std was the change that mattered most.
-
-Observation normalisation: the policy sees clip((obs - mean) / std, -10, 10) with the running
-mean and variance of every observation so far (RunningMeanStd, Chan et al.'s pairwise update,
-equal to NumPy on the whole stream). The learner updates them from each collected batch after
-the update (the batch is the same for any number of workers, so are the statistics) and ships
-mean and std appended to the flat parameters (PolicySpec.obs_norm), so every worker, and any
-other backend that builds an Actor from the shipped vector, normalises exactly as the learner.
-The value network sees the same normalised observations. Entropy and the value loss are
-recorded every iteration.
+The MuJoCo preset (--preset mujoco: HalfCheetah, Swimmer, Reacher, Hopper, 1M steps each) adds
+what the strong public TRPO implementations use: running observation normalisation (the policy
+and the value network see clip((obs - mean) / std, -10, 10), the statistics updated by the
+learner from each batch and shipped to the workers with the parameters), 2000 steps per update,
+a smaller initial action noise (log std -0.5), and for Hopper a larger KL limit (0.02, the
+setting --task-max-kl Hopper-v5=0.02). A flag given explicitly wins over the preset
+(--preset mujoco --obs-norm false). Each addition's effect is in benchmarks/README.md.
 
 Departures from the post's code: (1) it computed the backtracking line search and then always
 applied the full step; here the line search's result is what is applied (and the old parameters
@@ -119,47 +77,21 @@ here AdaptiveSchedule starts with an empty history and only adapts once 20 itera
 (3) The value baseline is an MLP fitted with Adam (the post used a linear/L-BFGS fit; L-BFGS is
 value_fit=lbfgs). (4) The post's Humanoid runs (4+ cores) are scaled down to 1M steps.
 
-Results (seed 0, 2 cores; the full record, with the worker speed-ups and the adaptive runs, is
-in benchmarks/README.md):
+Results (seed 0 unless said; the per-run record, the worker speed-ups, the adaptive runs and
+the timings are in benchmarks/README.md):
 
     run                                  result
     quick: CartPole-v1, 45k steps        best return 500, >= 450 after 37k steps, KL <= 0.81
                                          of the limit; ~50 s
     CartPole-v1, 150k steps              >= 450 after 66k steps; last-5 mean 493
     Pendulum-v1, 1M steps                last-5 mean -145 (best iteration -108); 7 min
-    collect, 1 worker / 2 workers        about 1.8x on 2 otherwise idle cores (the post: ~2x
+    collect, 1 worker / 2 workers        1.6-2.0x on 2 otherwise idle cores (the post: ~2x
                                          with 4 workers on 4 cores)
-
-MuJoCo, 1M steps each, --preset mujoco, 1 process per run (workers 0), return averaged over the
-last 10 iterations (published: OpenAI baselines' TRPO at 1M steps; before: this demo's defaults
-at 1M steps, seed 0, last 5 iterations):
-
-    task             seeds 0 / 1 / 2            mean    worst   published   before   target
-    HalfCheetah-v5   5019 / 5906 / 5231         5385     5019    1290        1291     >= 1500
-    Swimmer-v5       126.0 / 126.2 / 105.9      119.4    105.9   95          123      >= 110
-    Reacher-v5       -3.97 / -3.92 / -3.93      -3.94    -3.97   -4.8        -5.04    >= -4.5
-    Hopper-v5        2717 / 2290 / 2188         2398     2188    1910        1856     >= 2100
-    Humanoid-v5      seed 0: 637.5 (best iteration 720); 9.9 min on a quiet core
-
-Hopper takes max_kl 0.02 in the preset (task_max_kl Hopper-v5=0.02): with the common 0.01
-its seeds gave 1428 / 2515 / 1435 (mean 1793), still rising at 1M steps; 0.02 was tried on
-Hopper only. Its per-iteration returns are noisy (a 2000-step batch holds a few episodes),
-hence the spread.
-
-Humanoid-v5 (the post's showcase; 348-dim observations, 17 joints): at 1M steps it stands and
-staggers for roughly 120 steps before falling (about 5 reward per step alive), still climbing:
-637.5 with the preset against 465.4 with observation normalisation alone (std 1, 5000 steps per
-update), whose policy entropy barely moved (24.0 -> 23.9; the preset's 15.7 -> 14.2). Walking
-takes far more: the GAE paper's 3D bipeds needed 1-2 weeks of simulated time, i.e. about 40-80M
-of Humanoid's 15 ms steps, some 6-13 hours of one core here at 5.5 s per 10k steps.
-
-Seconds per 10k steps, CPU of the one process (workers 0; on a quiet machine this is also the
-wall time), collect / learn: HalfCheetah 0.97 / 0.45, Swimmer 1.38 / 0.45, Reacher 0.90 /
-0.44, Hopper 1.88 / 0.44, Humanoid 4.76 / 0.78. The learner is 14-34% of an iteration, nowhere
-near half, so it was not cut further; the environment's own step is most of collect (MuJoCo and
-gymnasium's Python around it; the NumPy actor is 13 us of HalfCheetah's ~117 us). A 1M-step run
-takes 2.5 min (HalfCheetah) to 9.5 min (Humanoid) on a quiet core; with other jobs on the
-2 cores, 4-15 min and 47 min were measured.
+    --preset mujoco, 1M steps, seeds     HalfCheetah 5385 (worst 5019), Swimmer 119.4 (105.9),
+    0-2, last 10 iterations: mean        Reacher -3.94 (-3.97), Hopper 2398 (2188); published
+    (worst)                              1M-step TRPO (OpenAI baselines): 1290, 95, -4.8, 1910
+    Humanoid-v5, preset, 1M steps        637.5: it stands and staggers ~120 steps; walking
+                                         needs tens of millions of steps
 """
 from __future__ import annotations
 
@@ -178,12 +110,13 @@ import matplotlib.ticker
 import numpy as np
 from scipy.signal import lfilter
 
-from minimal import cli, nn, viz
 from minimal import functional as F
+from minimal import nn
+from minimal.app import cli, files, viz
 from minimal.autograd import Parameter, Tensor, no_grad
 from minimal.distributions import Categorical, DiagGaussian
-from minimal.envs import make as make_env
 from minimal.errors import ConfigError
+from minimal.kernels.process import limit_blas_threads
 from minimal.natural import (
     fisher_vector_product,
     flat_grad,
@@ -193,14 +126,17 @@ from minimal.natural import (
     set_flat_parameters,
 )
 from minimal.optim import Adam
-from minimal.rollouts import (
+from minimal.rl.envs import make as make_env
+from minimal.rl.render import episode_frames, greedy_return, is_mujoco
+from minimal.rl.rollouts import (
     Actor,
     Episode,
     PolicySpec,
-    RolloutPool,
     RunningMeanStd,
-    limit_blas_threads,
+    check_backend,
+    make_pool,
 )
+from minimal.rl.rollouts.speed import time_worker_counts
 
 matplotlib.use("Agg")  # figures go to files; no display needed
 
@@ -236,12 +172,14 @@ class Config:
     compare_env: str = "Pendulum-v1"  # environment of the fixed-vs-adaptive figure
     compare_steps: int = 300_000  # steps per run in the fixed-vs-adaptive comparison (0: skip)
     gif: bool = True  # GIF of one episode per trained policy (CartPole, or MuJoCo through EGL)
+    eval_episodes: int = 10  # after training: episodes of the mean action, its average return
     out_dir: str = "outputs/trpo"  # where figures are written
     backend: str = "process"  # rollout workers: process (this machine) or ray (Ray actors)
     ray_address: str = ""  # Ray cluster to join, e.g. HEAD:6379 (empty: start Ray locally)
 
     def __post_init__(self):
-        cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps"),
+        cli.validate(self, whole=("seed", "workers", "speed_iterations", "compare_steps",
+                                  "eval_episodes"),
                      counts=("total_steps", "steps_per_update", "cg_iters", "fisher_subsample",
                              "hidden", "value_epochs", "value_iters", "speed_workers"),
                      nonempty=("env_ids", "hidden"),
@@ -259,7 +197,7 @@ class Config:
                     "expected a gymnasium id such as CartPole-v1"
                 raise ConfigError(f"{name} (--{name.replace('_', '-')}): unknown environment "
                                   f"{env_id!r}; {hint}")
-        check_backend(self)
+        check_backend(self.backend, self.workers, self.ray_address)
 
 
 def task_max_kl(config: Config) -> dict[str, float]:
@@ -291,7 +229,7 @@ MUJOCO = {  # --preset mujoco (each setting measured; see the docstring)
     "obs_norm": True,
     "steps_per_update": 2000,
     "init_log_std": -0.5,
-    # measured on Hopper alone: its 3 seeds reached 1793 at 1M steps with 0.01 (see docstring)
+    # Hopper's own KL limit (its runs with each limit: benchmarks/README.md)
     "task_max_kl": ("Hopper-v5=0.02",),
     "speed_iterations": 0,
     "compare_steps": 0,
@@ -318,35 +256,9 @@ TARGETS = {
 }
 
 
-def check_backend(config: Config) -> None:
-    """The rollout backend's settings; --backend ray without Ray installed fails here, at once."""
-    cli.validate(config, choices={"backend": ("process", "ray")})
-    if config.backend == "process":
-        if config.ray_address:
-            raise ConfigError("--ray-address needs --backend ray, got --backend process")
-        return
-    if config.workers < 1:
-        raise ConfigError(f"--workers must be >= 1 with --backend ray (0 collects in the "
-                          f"learner's process), got {config.workers}")
-    from minimal.rollouts_ray import import_ray
-
-    import_ray()
-
-
-def make_pool(config: Config, env_id: str, spec: PolicySpec, workers: int) -> RolloutPool:
-    """The rollout pool of the configured backend: processes here, or Ray actors anywhere.
-
-    With Ray, one instance serves the whole run (every environment and worker count): the
-    first pool starts it (locally, with as many CPUs as the run holds actors at once) or joins
-    config.ray_address; it stops when the program exits (Ctrl-C included).
-    """
-    if config.backend == "process":
-        return RolloutPool(env_id, spec, config.seed, workers)
-    from minimal.rollouts_ray import RayRolloutPool, start_ray
-
-    start_ray(config.ray_address or None, num_cpus=max(config.workers,
-                                                       sum(config.speed_workers)))
-    return RayRolloutPool(env_id, spec, config.seed, workers)
+def ray_cpus(config: Config) -> int:
+    """CPUs a local Ray instance needs: the most actors the run holds at once."""
+    return max(config.workers, sum(config.speed_workers))
 
 
 # ===== the policy and the value baseline ===================================================
@@ -584,21 +496,19 @@ def save_policy(path: str, spec: PolicySpec, shipped: np.ndarray,
     """The policy as one .npz: its spec, the shipped vector (normaliser included) and the
     normaliser's running statistics (count, mean, var), written atomically."""
     state = normalizer.state() if normalizer is not None else {}
-    temp = f"{path}.tmp.npz"
-    np.savez(temp, params=shipped, obs_dim=spec.obs_dim, act_dim=spec.act_dim,
-             hidden=np.array(spec.hidden), discrete=spec.discrete, activation=spec.activation,
-             obs_norm=spec.obs_norm, **state)
-    os.replace(temp, path)
+    files.save_arrays(path, {"params": shipped, "obs_dim": spec.obs_dim, "act_dim": spec.act_dim,
+                             "hidden": np.array(spec.hidden), "discrete": spec.discrete,
+                             "activation": spec.activation, "obs_norm": spec.obs_norm, **state})
 
 
 def load_policy(path: str) -> tuple[PolicySpec, np.ndarray, RunningMeanStd | None]:
     """(spec, shipped vector, normaliser) as saved: Actor(spec, vector) acts like the policy."""
-    with np.load(path) as data:
-        spec = PolicySpec(int(data["obs_dim"]), int(data["act_dim"]),
-                          tuple(int(h) for h in data["hidden"]), bool(data["discrete"]),
-                          str(data["activation"]), bool(data["obs_norm"]))
-        normalizer = RunningMeanStd.from_state(data) if spec.obs_norm else None
-        return spec, data["params"].copy(), normalizer
+    data = files.load_arrays(path)
+    spec = PolicySpec(int(data["obs_dim"]), int(data["act_dim"]),
+                      tuple(int(h) for h in data["hidden"]), bool(data["discrete"]),
+                      str(data["activation"]), bool(data["obs_norm"]))
+    normalizer = RunningMeanStd.from_state(data) if spec.obs_norm else None
+    return spec, data["params"].copy(), normalizer
 
 
 @dataclass
@@ -634,7 +544,8 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
         "learn_cpu_seconds")}
     steps, start = 0, time.perf_counter()
     progress = cli.Progress(total_steps, label=f"{label or env_id} steps", every=5.0)
-    with make_pool(config, env_id, spec, config.workers) as pool:
+    with make_pool(config.backend, env_id, spec, config.seed, config.workers,
+                   config.ray_address, ray_cpus(config)) as pool:
         while steps < total_steps:
             # CPU seconds of this process: with workers=0 collect's count is the stepping's own
             # cost, unlike wall seconds, which other jobs on the machine inflate
@@ -697,43 +608,30 @@ def train(config: Config, env_id: str, total_steps: int, label: str = "",
 
 def time_workers(config: Config, env_id: str, trained: Trained, worker_counts: tuple,
                  iterations: int) -> dict:
-    """Collect and learn seconds per iteration for each worker count, on identical batches.
-
-    `trained` is a trained policy, so the episodes are typical of training (an
-    untrained CartPole policy plays 20-step episodes, where messages, not steps, dominate).
-    For each worker count the same batches are gathered and the same update timed, the counts
-    taking turns within each repetition so that load from other processes falls on every
-    count alike; the medians are returned.
-    """
+    """The post's speed-up: collect and learn seconds per iteration for each worker count, on
+    identical batches of a trained policy (an untrained CartPole policy plays 20-step episodes,
+    where messages, not steps, dominate); the update is timed from the same policy each time."""
     limit_blas_threads(1)
     spec, flat = trained.spec, trained.shipped
     policy = MLPPolicy(spec, np.random.default_rng(0))
     set_flat_parameters(policy.ordered_parameters(), flat[:spec.num_policy_parameters()])
-    timings = {n: {"collect": [], "learn": []} for n in worker_counts}
-    pools = {n: make_pool(config, env_id, spec, n) for n in worker_counts}
-    try:
-        for _ in range(iterations):
-            for n, pool in pools.items():
-                episodes = pool.collect(flat, config.steps_per_update)
-                timings[n]["collect"].append(pool.stats.seconds)
-                learn_start = time.perf_counter()
-                observations = np.concatenate([e.observations for e in episodes])
-                if trained.normalizer is not None:
-                    observations = trained.normalizer.normalize(observations)
-                actions = np.concatenate([e.actions for e in episodes])
-                advantages = np.concatenate([discounted_cumsum(e.rewards, config.gamma)
-                                             for e in episodes])
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-                saved = flat_parameters(policy.ordered_parameters())
-                trpo_update(policy, observations, actions, advantages, config.max_kl,
-                            config.cg_damping, config.cg_iters, config.fisher_subsample)
-                set_flat_parameters(policy.ordered_parameters(), saved)  # same policy for all
-                timings[n]["learn"].append(time.perf_counter() - learn_start)
-    finally:
-        for pool in pools.values():
-            pool.close()
-    return {n: {key: float(np.median(values)) for key, values in t.items()}
-            for n, t in timings.items()}
+
+    def learn(episodes: list[Episode]) -> None:
+        observations = np.concatenate([e.observations for e in episodes])
+        if trained.normalizer is not None:
+            observations = trained.normalizer.normalize(observations)
+        actions = np.concatenate([e.actions for e in episodes])
+        advantages = np.concatenate([discounted_cumsum(e.rewards, config.gamma)
+                                     for e in episodes])
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        saved = flat_parameters(policy.ordered_parameters())
+        trpo_update(policy, observations, actions, advantages, config.max_kl,
+                    config.cg_damping, config.cg_iters, config.fisher_subsample)
+        set_flat_parameters(policy.ordered_parameters(), saved)  # the same policy for all
+
+    pools = {n: make_pool(config.backend, env_id, spec, config.seed, n, config.ray_address,
+                          ray_cpus(config)) for n in worker_counts}
+    return time_worker_counts(pools, flat, config.steps_per_update, learn, iterations)
 
 
 # ===== figures ============================================================================
@@ -802,86 +700,13 @@ def plot_adaptive(runs: dict, env_id: str, path: str) -> None:
 
 # ===== watching a trained policy ==========================================================
 
-def cartpole_frame(x: float, theta: float, width: int = 240, height: int = 120) -> np.ndarray:
-    """One CartPole picture drawn with NumPy: track, cart and pole (gymnasium's geometry:
-    the track is +-2.4, the pole 1.0 long), as an (height, width, 3) array in [0, 1]."""
-    scale = width / 4.8                                   # pixels per metre
-    rows, cols = np.mgrid[0:height, 0:width].astype(np.float64)
-    frame = np.ones((height, width, 3))
-    ground = 0.8 * height
-    frame[np.abs(rows - ground) < 1.0] = 0.0              # the track
-    cart_x = (x + 2.4) * scale
-    cart = (np.abs(cols - cart_x) <= 0.2 * scale) & (rows <= ground) & \
-        (rows >= ground - 0.24 * scale)
-    frame[cart] = (0.15, 0.15, 0.15)
-    pivot = np.array([ground - 0.24 * scale, cart_x])     # (row, col): top of the cart
-    tip = pivot + scale * np.array([-np.cos(theta), np.sin(theta)])
-    # distance of every pixel to the pole's segment, pivot -> tip
-    along = tip - pivot
-    t = np.clip(((rows - pivot[0]) * along[0] + (cols - pivot[1]) * along[1])
-                / (along @ along), 0.0, 1.0)
-    distance = np.hypot(rows - pivot[0] - t * along[0], cols - pivot[1] - t * along[1])
-    frame[distance <= 0.04 * scale] = (0.8, 0.6, 0.4)
-    frame[np.hypot(rows - pivot[0], cols - pivot[1]) <= 0.03 * scale] = (0.5, 0.5, 0.8)
-    return frame
-
-
-def _greedy_episode_frames(env, actor: Actor, seed: int, every: int, max_steps: int,
-                           draw) -> tuple[list[np.ndarray], float]:
-    """Play one episode with the policy's most likely action; keep every `every`-th frame."""
-    observation, _ = env.reset(seed=seed)
-    box = isinstance(env.action_space, gym.spaces.Box)
-    frames, total, step = [draw(observation)], 0.0, 0
-    done = False
-    while not done and step < max_steps:
-        out = actor.output(observation)
-        action = np.clip(out, env.action_space.low, env.action_space.high) if box else \
-            int(np.argmax(out))
-        observation, reward, terminated, truncated, _ = env.step(action)
-        total += float(reward)
-        step += 1
-        done = terminated or truncated
-        if step % every == 0:
-            frames.append(draw(observation))
-    return frames, total
-
-
-def is_mujoco(env_id: str) -> bool:
-    return "mujoco" in str(getattr(gym.spec(env_id), "entry_point", ""))
-
-
 def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
-                      max_steps: int = 500, every: int = 4, size: int = 160) -> float:
-    """A GIF of one episode of the trained policy (its mean action); returns the episode's
-    return. CartPole is drawn by cartpole_frame; any other task by its own renderer (MuJoCo:
-    offscreen through EGL, MUJOCO_GL=egl; without a GPU driver, MUJOCO_GL=osmesa with
-    libosmesa6 installed)."""
-    actor = Actor(trained.spec, trained.shipped)
-    if env_id.startswith("CartPole"):
-        env = make_env(env_id)
-        frames, total = _greedy_episode_frames(
-            env, actor, seed, every, max_steps, lambda obs: cartpole_frame(obs[0], obs[2]))
-    else:
-        os.environ.setdefault("MUJOCO_GL", "egl")  # read when the first renderer is made
-        import mujoco
-
-        # Reacher's default view is far and slanted: look straight down from closer
-        view = ({"default_camera_config": {"trackbodyid": 0, "distance": 0.9,
-                                           "elevation": -90.0, "azimuth": 90.0}}
-                if env_id.startswith("Reacher") else {})
-        env = make_env(env_id, render_mode="rgb_array", width=size, height=size, **view)
-        limit = env.spec.max_episode_steps if env.spec is not None else None
-        if limit is not None and limit <= 100:
-            every = 1  # short episodes (Reacher: 50 steps): keep every frame
-        # the runners leave the default free camera's view; their models' "track" camera
-        # follows the centre of mass (Reacher has none and stays in view)
-        camera = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA, "track")
-        if camera >= 0:
-            env.unwrapped.mujoco_renderer.camera_id = camera
-        frames, total = _greedy_episode_frames(env, actor, seed, every, max_steps,
-                                               lambda _: env.render().copy())
-    env.close()
-    viz.save_gif(frames, path, duration=0.02 * every)  # MuJoCo's tasks step 0.01-0.05 s
+                      max_steps: int = 500) -> float:
+    """A GIF of one episode of the trained policy (its mean action, minimal/rl/render.py);
+    returns the episode's return."""
+    frames, total, seconds = episode_frames(env_id, Actor(trained.spec, trained.shipped), seed,
+                                            max_steps)
+    viz.save_gif(frames, path, duration=seconds)
     return total
 
 
@@ -953,6 +778,10 @@ def run(config: Config) -> dict[str, float]:
             except Exception as error:  # noqa: BLE001 (no OpenGL here: say so, keep the run)
                 print(f"trpo: no GIF of {env_id} ({type(error).__name__}: {error}); "
                       "try MUJOCO_GL=osmesa or egl")
+        if config.eval_episodes:  # the mean action, as some published results report
+            metrics[f"{env_id}_mean_action_return"] = greedy_return(
+                env_id, Actor(trained[env_id].spec, trained[env_id].shipped),
+                config.eval_episodes, seed=config.seed + 10**6)  # not a training episode's seed
         metrics[f"{env_id}_final_return"] = float(np.mean(records["mean_return"][-5:]))
         metrics[f"{env_id}_last10_return"] = float(np.mean(records["mean_return"][-10:]))
         metrics[f"{env_id}_best_return"] = float(records["mean_return"].max())

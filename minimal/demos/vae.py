@@ -6,6 +6,8 @@ code a *distribution*: the encoder outputs the mean and log-variance of a Gaussi
 code z is sampled from it, and the decoder turns z into the probability of each pixel being
 on. A KL term pulls every q(z|x) towards the prior N(0, I), so the codes fill one smooth region
 and any z drawn from the prior decodes to a digit: the autoencoder becomes a generative model.
+The file is longer than most demos because it holds two models (the post's and the paper's),
+an honest likelihood to compare them by (the importance-weighted bound) and eight figures.
 
 Key equations (x an image of D = 784 pixels, z in R^d):
 
@@ -63,19 +65,19 @@ deviation and took log(std^2 + 1e-8) in the KL, which can turn NaN after long tr
 the encoder outputs the log-variance. The post trained on grey levels with a Bernoulli loss
 (a cross-entropy, not a likelihood); here the pixels are binarised as described above (turn it
 off with --binarize false). The MLP keeps the paper's shape but not its initialisation
-N(0, 0.01^2): under Adam 1e-3 (the paper used Adagrad) it trained far slower than PyTorch's
-default (measured, z 20, 10000 digits: test -ELBO 180 against 118 nats after 5 epochs).
+N(0, 0.01^2): under Adam 1e-3 (the paper used Adagrad) it trains far slower than with
+PyTorch's default initialisation, which is used here (measured in benchmarks/README.md).
 Data: synthetic digits instead of MNIST unless --data is given (and no number here is
 comparable with published MNIST figures).
 
-Results (seed 0, synthetic digits, binarised; nats per test image; CPU time at 1 BLAS thread):
+Results (seed 0, synthetic digits, binarised; nats per test image; CPU time at 1 BLAS thread;
+not comparable with published MNIST figures):
     preset  -ELBO (recon. + KL)  untrained  IWAE -log p(x) (-ELBO, same images)  active  CPU
     full    95.5 (67.2 + 28.3)   496.5      89.1 (94.3)                          20/20   5.5 min
-    quick   117.5 (90.6 + 26.9)  496.4      110.7 (117.5)                        20/20   23 s
-The quick preset takes 22 s of wall time on 2 cores. The gap between the IWAE estimate and the
--ELBO (~5 nats) is what the approximate posterior costs; a model that ignores z scores ~201.
-Training runs at 1.20x (conv) and 1.10x (mlp) PyTorch's time per epoch at one thread
-(benchmarks/bench_vae.py). Further runs (mlp with z 2, --z-dim 64) are in benchmarks/README.md.
+    quick   117.5 (90.6 + 26.9)  496.4      110.6 (117.5)                        20/20   23 s
+The gap between the IWAE estimate and the -ELBO (~5 nats) is what the approximate posterior
+costs; a model that ignores z scores ~201. Other runs (the mlp with z 2, --z-dim 64) and the
+speed against PyTorch are in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -88,8 +90,9 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from minimal import cli, data, nn, optim, training, viz
+from minimal import data, nn, optim
 from minimal import functional as F
+from minimal.app import cli, training, viz
 from minimal.autograd import Tensor, no_grad
 from minimal.errors import DataError
 
@@ -134,7 +137,7 @@ TARGETS = {
 }
 
 # A resumed run may train for more epochs, and evaluate with another k; nothing else may change.
-MAY_DIFFER = ("epochs", "iw_samples", "iw_images")
+MAY_DIFFER = ("iw_samples", "iw_images")
 
 
 # ===== the models ===========================================================================
@@ -290,8 +293,10 @@ def load_digits(config: Config) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
             images = _grey(data.load("faces", config.n_train + config.n_test, path=path,
                                      size=SIDE))
             n_test = min(config.n_test, len(images) // 6 or 1)
-            if len(images) < 2:
-                raise ValueError(f"--data {path}: need at least 2 images, found {len(images)}")
+            if len(images) - n_test < config.batch_size:
+                raise ValueError(f"--data {path}: {len(images)} images; the demo needs a batch "
+                                 f"({config.batch_size}) to train on and one more to test, "
+                                 "at least") from None
             train_x, test_x = images[:-n_test], images[-n_test:]
             train_y, test_y = np.full(len(train_x), -1), np.full(len(test_x), -1)
     except (ValueError, FileNotFoundError) as error:
@@ -395,7 +400,7 @@ def train(config: Config) -> Trained:
     prior_z = rng.standard_normal((64, config.z_dim)).astype(np.float32)
     pairs = _interpolation_pairs(test_y, rng)
     state = training.TrainingState("vae", config, {"model": model}, {"adam": adam}, rng,
-                                   may_differ=MAY_DIFFER)
+                                   may_differ=MAY_DIFFER, length=("epochs", "epoch"))
     if config.resume:
         state.resume()
     history = state.history

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minimal.demos import chat_lstm as C
-from minimal.errors import NonFiniteLossError
+from minimal.errors import DataError, NonFiniteLossError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,7 +23,9 @@ def test_clean_lowers_and_drops_odd_characters():
     assert C.clean("GG wp, EZ!") == ["gg", "wp", "ez"]
     assert C.clean("Don't\tstop  me now") == ["dont", "stop", "me", "now"]
     assert C.clean("?? !!") == []
-    assert C.clean("Kappa123 caf\u00e9") == ["kappa123", "caf"]
+    # letters beyond a-z are letters (a real chat's words survive); emoji are not
+    assert C.clean("Kappa123 Caf\u00e9 \u2615!") == ["kappa123", "caf\u00e9"]
+    assert C.dropped_characters("Caf\u00e9 \u2615!!") == ["!", "\u2615"]
 
 
 def test_short_messages_are_dropped_and_the_first_and_last_are_kept():
@@ -247,7 +249,8 @@ def test_chat_prompt_answers_lines_and_exits_at_end_of_input(tmp_path):
     C.train(config, prepared, rng, progress=False)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     done = subprocess.run([sys.executable, "-m", "minimal.demos.chat_lstm", "--chat",
-                           "--out-dir", str(tmp_path)], input="hello chat\nzzqx is this\n",
+                           "--out-dir", str(tmp_path)],
+                          input="hello chat\nzzqx is this\ngg \u2615 wp!\n",
                           capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
                           check=False)
     assert done.returncode == 0, done.stderr
@@ -255,7 +258,18 @@ def test_chat_prompt_answers_lines_and_exits_at_end_of_input(tmp_path):
     assert sum(line.strip().startswith("greedy : hello chat") for line in lines) == 1
     assert sum(line.strip().startswith("sampled: zzqx is this") for line in lines) == 1
     assert any("rare word: zzqx" in line for line in lines)
+    assert "  (this model reads letters and digits only; left out: ! \u2615)" in lines
     assert lines[-1] == "bye"
+
+
+def test_a_chat_log_too_small_for_a_vocabulary_is_refused_in_one_line(tmp_path):
+    (tmp_path / "chat.txt").write_text("\n".join(CORPUS[:5]) + "\n")
+    config = tiny_config(tmp_path, data=str(tmp_path / "chat.txt"), min_count=5)
+    with pytest.warns(RuntimeWarning, match="holds 5"):  # asked for more messages than that
+        messages = C.load_messages(config)
+    with pytest.raises(DataError, match=r"no word is used 5 times or more in the \d+ training "
+                                        r"messages.*a longer chat log"):
+        C.prepare(messages, config, np.random.default_rng(0))
 
 
 def test_data_file_is_one_message_per_line(tmp_path):

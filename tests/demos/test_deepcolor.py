@@ -2,13 +2,13 @@
 gradients in float64, learning (a tiny config), exact resume, the NaN guard, and colorize."""
 
 import dataclasses
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import data, training
+from minimal import data
+from minimal.app import training
 from minimal.autograd import Tensor
 from minimal.demos import deepcolor as dc
 from minimal.errors import NonFiniteLossError
@@ -204,14 +204,11 @@ def test_colorize_keeps_the_size_of_odd_grey_and_rgba_drawings(checkpoint, tmp_p
                           np.asarray(Image.open(tmp_path / "out_same.png")))
 
 
-def test_colorize_bad_files_fail_clearly_and_write_nothing(checkpoint, tmp_path, capsys):
+def test_colorize_bad_files_fail_clearly_and_write_nothing(checkpoint, tmp_path, capsys,
+                                                          bomb_png):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "text.png").write_text("not a picture\n")
-    Image.new("L", (1, 1)).save(tmp_path / "bomb.png")
-    bomb = bytearray((tmp_path / "bomb.png").read_bytes())
-    bomb[16:24] = (60000).to_bytes(4, "big") * 2  # the header now claims 60000 x 60000 pixels
-    bomb[29:33] = zlib.crc32(bytes(bomb[12:29])).to_bytes(4, "big")
-    (tmp_path / "bomb.png").write_bytes(bytes(bomb))
+    bomb_png(tmp_path / "bomb.png")
     cases = {"missing.png": "no such file", "empty.png": "empty", "text.png": "not an image",
              "bomb.png": "decompression bomb"}
     out = tmp_path / "out.png"
@@ -225,6 +222,18 @@ def test_colorize_bad_files_fail_clearly_and_write_nothing(checkpoint, tmp_path,
                            "--checkpoint", str(tmp_path / "none.npz")], capsys)
     assert code == 1 and "python -m minimal.demos.deepcolor --quick" in err
     assert not out.exists()
+    # a damaged checkpoint (empty, cut short) or another demo's: one line, no traceback
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes(checkpoint.read_bytes()[:5000])
+    other = tmp_path / "other.npz"
+    arrays = dict(np.load(checkpoint, allow_pickle=False))
+    np.savez(other, **{**arrays, "demo": np.array("gan")})
+    for name, message in (("empty.npz", "it is empty"), ("cut.npz", "damaged"),
+                          ("other.npz", "is a gan checkpoint, not a deepcolor one")):
+        code, err = _colorize(["--colorize", str(tmp_path / "ok.png"), "--out", str(out),
+                               "--checkpoint", str(tmp_path / name)], capsys)
+        assert code == 1 and message in err and err.count("\n") == 1, (name, err)
+        assert not out.exists()
 
 
 def test_config_refuses_bad_values():

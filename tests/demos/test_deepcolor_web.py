@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minimal import data, training, webapp
+from minimal import data
+from minimal.app import training, webapp
 from minimal.demos import deepcolor as dc
 from minimal.errors import ConfigError
 

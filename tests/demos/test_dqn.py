@@ -5,7 +5,7 @@ import pytest
 
 from minimal.autograd import Tensor
 from minimal.demos import dqn
-from minimal.replay import ReplayMemory, Transitions
+from minimal.rl.replay import ReplayMemory, Transitions
 
 
 def test_dqn_target_by_hand():
@@ -162,7 +162,7 @@ def test_td_target_bootstraps_on_truncation_and_not_on_termination(ending):
     rng = np.random.default_rng(0)
     ended = []
     for action in (0, 1, 1):
-        obs, reward, done = dqn.record_step(env, obs, action, memory, rng)
+        obs, _, done = dqn.record_step(env, obs, action, memory, rng)
         ended.append(done)
     assert ended == [False, False, True] and obs[0] == -99  # the episode restarted
     # a one-layer "target network": Q(s, .) = (s_0, 2 s_0 + 1), so max_a Q(s', a) = 2 s'_0 + 1
@@ -184,7 +184,7 @@ def test_target_network_changes_only_at_a_sync():
         seen[step] = ([w.copy() for w in online], [w.copy() for w in target])
 
     dqn.train(config, "dqn", seed=0, on_step=record)
-    online0, target0 = seen[1]
+    _, target0 = seen[1]
     for step in range(2, 261):
         online, target = seen[step]
         previous_online, previous_target = seen[step - 1]

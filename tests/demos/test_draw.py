@@ -8,7 +8,7 @@ import pytest
 
 from minimal.autograd import Tensor, grad
 from minimal.demos import draw
-from minimal.errors import ConfigError, NonFiniteLossError
+from minimal.errors import ConfigError, DataError, NonFiniteLossError
 from minimal.gradcheck import check_grads
 
 
@@ -301,7 +301,7 @@ def test_kl_terms_are_one_per_step_with_the_right_constant():
 
 
 def test_config_refuses_bad_values():
-    with pytest.raises(ConfigError, match="read_n .* at least 2"):
+    with pytest.raises(ConfigError, match=r"read_n .* at least 2"):
         draw.Config(read_n=1)
     with pytest.raises(ConfigError, match="dataset"):
         draw.Config(dataset="cats")
@@ -363,7 +363,7 @@ def test_a_nan_stops_training_naming_the_iteration_and_term(tmp_path, monkeypatc
 
     monkeypatch.setattr(draw, "losses", nan_at_fifth)
     monkeypatch.setattr(draw, "write_figures", lambda *args: None)
-    with pytest.raises(NonFiniteLossError, match=r"draw: the loss term .* at plain model, "
+    with pytest.raises(NonFiniteLossError, match=r"the loss term .* at plain model, "
                                                  r"iteration 5.*checkpoint .* is kept"):
         draw.run(small_run_config(tmp_path))
 
@@ -386,3 +386,13 @@ def test_a_short_run_learns_far_below_the_untrained_model(tmp_path):
 
 
 THRESHOLD = 190.0  # nats per image: the measured 177 (attention), 170 (plain), with margin
+
+
+def test_a_folder_with_fewer_pictures_than_a_batch_is_refused(tmp_path):
+    from PIL import Image
+
+    for i in range(6):
+        Image.new("RGB", (40, 40), (40 * i, 0, 0)).save(tmp_path / f"{i}.png")
+    config = draw.Config(color=True, data=str(tmp_path), train_size=5, test_size=1)
+    with pytest.raises(DataError, match=r"needs at least a batch \(64\) of training images"):
+        draw.load_images(config)

@@ -4,8 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from minimal import cli, envs
+from minimal.app import cli
 from minimal.demos import dynamic_programming as dp
+from minimal.rl import envs
 
 GRID = envs.GridWorld()
 RANDOM = dp.random_policy(GRID.P)

@@ -1,12 +1,14 @@
 """GAN demo: D learns against a frozen G; gradients of one D and one G step against central
-differences; the Frechet distance against closed forms; a short run beats the untrained
-generator; resume is bit for bit; a NaN stops naming the iteration."""
+differences; a short run beats the untrained generator on the Frechet distance (its own tests
+are in tests/app/test_metrics.py); resume is bit for bit; a NaN stops naming the iteration."""
+
+import json
 
 import numpy as np
 import pytest
-import scipy.linalg
 
 from minimal import optim
+from minimal.app import metrics
 from minimal.autograd import Tensor
 from minimal.demos import gan
 from minimal.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -93,28 +95,6 @@ def test_one_d_step_and_one_g_step_have_the_gradients_of_their_losses(kernel):
     assert abs(numeric) > 1e-3  # the check compares real signal, not two zeros
 
 
-def test_frechet_distance_zero_for_identical_sets_and_closed_forms():
-    rng = np.random.default_rng(2)
-    features = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
-    assert abs(gan.feature_frechet_distance(features, features)) < 1e-9
-    # diagonal covariances: sum (sqrt(a) - sqrt(b))^2 plus the squared mean difference
-    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
-    mean_a, mean_b = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
-    expected = 1 + 4 + (1 - 3) ** 2 + (2 - 1) ** 2
-    assert gan.frechet_distance(mean_a, np.diag(a), mean_b, np.diag(b)) == pytest.approx(expected)
-    # full covariances that do not commute: the textbook form with a general matrix root
-    root_a, root_b = rng.standard_normal((2, 4, 4))
-    cov_a, cov_b = root_a @ root_a.T + 0.1 * np.eye(4), root_b @ root_b.T
-    mean_a, mean_b = rng.standard_normal((2, 4))
-    direct = (np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b)
-              - 2 * np.trace(scipy.linalg.sqrtm(cov_a @ cov_b)).real)
-    assert gan.frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(direct, rel=1e-9)
-    # from samples: the fitted Gaussians' distance approaches the true one
-    samples_a = mean_a + rng.standard_normal((40000, 4)) @ np.linalg.cholesky(cov_a).T
-    samples_b = mean_b + rng.standard_normal((40000, 4)) @ np.linalg.cholesky(cov_b).T
-    assert gan.feature_frechet_distance(samples_a, samples_b) == pytest.approx(direct, rel=0.03)
-
-
 def test_config_refuses_bad_values():
     with pytest.raises(ConfigError, match="dataset"):
         gan.Config(dataset="cifar100")
@@ -170,12 +150,12 @@ def test_a_short_run_ends_far_below_the_untrained_generator(tmp_path):
     config = gan.Config(**{**TINY_RUN, "out_dir": str(tmp_path)})
     train_images, labels, test_images, _ = gan.load_images(config)
     net, _ = gan.train_feature_net(train_images, labels, config)
-    held_out = gan.features_of(net, test_images)
+    held_out = metrics.features_of(net, test_images)
     noise = gan.build_eval_noise(config)
 
     def evaluate(generator):
-        return gan.feature_frechet_distance(
-            gan.features_of(net, gan.generate(generator, noise)), held_out)
+        return metrics.feature_frechet_distance(
+            metrics.features_of(net, gan.generate(generator, noise)), held_out)
 
     _, _, state, _ = gan.train(config, train_images, evaluate)
     untrained, trained = state.history["frechet"][0], state.history["frechet"][-1]
@@ -195,22 +175,22 @@ def test_a_finished_run_can_be_trained_on_longer(tmp_path):
         gan.train(gan.Config(**{**longer.__dict__, "lr": 1e-3}), images)
 
 
-def test_the_cached_classifier_is_reused_only_for_the_same_blas_thread_count(tmp_path,
+def test_the_classifier_is_cached_in_out_dir_under_the_runs_data_and_settings(tmp_path,
                                                                              monkeypatch):
-    """float32 sums differ with the BLAS thread count, so a classifier cached by a run with
-    another count would give other distances than a fresh run: it is trained anew."""
     config = gan.Config(**{**TINY_RUN, "train_images": 200, "classifier_epochs": 1,
                            "out_dir": str(tmp_path)})
     images, labels, _, _ = gan.load_images(config)
     trainings = []
-    adam = gan.optim.Adam
-    monkeypatch.setattr(gan.optim, "Adam", lambda *a, **k: trainings.append(1) or adam(*a, **k))
-    monkeypatch.setattr(gan.parallel, "THREADS", 1)
-    first, _ = gan.train_feature_net(images, labels, config)
-    again, _ = gan.train_feature_net(images, labels, config)
-    assert len(trainings) == 1  # the second call loaded the cache
+    adam = metrics.optim.Adam
+    monkeypatch.setattr(metrics.optim, "Adam",
+                        lambda *a, **k: trainings.append(1) or adam(*a, **k))
+    first, accuracy = gan.train_feature_net(images, labels, config)
+    again, accuracy_again = gan.train_feature_net(images, labels, config)
+    assert len(trainings) == 1 and accuracy_again == accuracy  # the second call loaded it
     for a, b in zip(first.parameters(), again.parameters()):
         np.testing.assert_array_equal(a.data, b.data)
-    monkeypatch.setattr(gan.parallel, "THREADS", 2)
-    gan.train_feature_net(images, labels, config)
-    assert len(trainings) == 2  # another thread count: trained, not loaded
+    key = json.loads(str(np.load(tmp_path / "feature_net.npz")["key"]))
+    assert {name: key[name] for name in ("dataset", "data", "seed", "epochs", "n")} == {
+        "dataset": "digits", "data": "", "seed": 0, "epochs": 1, "n": 200}
+    gan.train_feature_net(images, labels, gan.Config(**{**config.__dict__, "seed": 1}))
+    assert len(trainings) == 2  # another seed: trained, not loaded

@@ -2,8 +2,9 @@
 
 import numpy as np
 
-from minimal import cli, envs
+from minimal.app import cli
 from minimal.demos import model_based as mb
+from minimal.rl import envs
 
 MAZE = envs.DynaMaze()
 START = MAZE.state_of(2, 0)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from minimal import cli, envs
+from minimal.app import cli
 from minimal.demos import model_free as mf
-from minimal.tabular import greedy_path
+from minimal.rl import envs
+from minimal.rl.tabular import greedy_path
 
 
 def walk_episodes(n_states: int, count: int, seed: int) -> tuple[envs.RandomWalk, list]:

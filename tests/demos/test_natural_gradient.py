@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from minimal import cli
+from minimal.app import cli
 from minimal.demos import natural_gradient as ng
 
 

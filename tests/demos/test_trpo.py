@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 
-from minimal import cli
+from minimal.app import cli
 from minimal.autograd import Tensor, no_grad
 from minimal.demos import trpo
 from minimal.errors import ConfigError
 from minimal.natural import flat_parameters
-from minimal.rollouts import Actor, Episode, PolicySpec
+from minimal.rl import rollouts
+from minimal.rl.rollouts import Actor, Episode, PolicySpec
 
 
 @pytest.mark.parametrize("discrete", [True, False])
@@ -129,6 +130,30 @@ def test_trpo_update_improves_the_surrogate_within_the_kl_limit():
     assert agreement > 0.9
 
 
+def test_an_overlong_step_is_shrunk_by_the_line_search_to_within_the_kl_limit(monkeypatch):
+    """The natural direction inflated 30-fold (as a bad Fisher estimate would make it): the
+    surrogate still improves along it, so only the KL limit handed to the line search stops the
+    full step; the step taken must be a fraction of it, within 1.5 max_kl."""
+    rng = np.random.default_rng(1)
+    spec = PolicySpec(obs_dim=4, act_dim=2, hidden=(16,), discrete=True)
+    policy = trpo.MLPPolicy(spec, rng)
+    obs = rng.standard_normal((400, 4))
+    actions = rng.integers(0, 2, 400)
+    advantages = np.where(actions == (obs[:, 0] > 0), 1.0, -1.0)
+    natural_direction = trpo.natural_direction
+
+    def inflated(*args, **kwargs):
+        step, expected = natural_direction(*args, **kwargs)
+        return 30 * step, 30 * expected
+
+    monkeypatch.setattr(trpo, "natural_direction", inflated)
+    info = trpo.trpo_update(policy, obs, actions, advantages, max_kl=0.01, damping=0.1,
+                            cg_iters=10)
+    assert info.accepted and 0 < info.kl <= 1.5 * 0.01
+    assert info.fraction <= 1 / 16  # halved at least four times (the quadratic model: the full
+    # step costs about 30^2 = 900 times the limit)
+
+
 @pytest.fixture(scope="module")
 def cartpole_run():
     config = cli.make_config(trpo.Config, None, workers=2, seed=0)
@@ -199,6 +224,18 @@ def test_gaussian_trpo_update_kl_is_measured_against_a_frozen_old_policy():
         assert not np.array_equal(before, policy.log_std.data)
 
 
+def recording_pool(seen: list) -> type:
+    """The process pool, keeping (parameters, observations) of every batch in `seen`."""
+    class RecordingPool(rollouts.RolloutPool):
+        def collect(self, flat_params, min_steps):
+            episodes = super().collect(flat_params, min_steps)
+            seen.append((flat_params.copy(), np.concatenate([e.observations
+                                                             for e in episodes])))
+            return episodes
+
+    return RecordingPool
+
+
 @pytest.fixture(scope="module")
 def normalised_pendulum_runs():
     """Three short Pendulum runs with observation normalisation, 0, 1 and 2 workers; each
@@ -206,22 +243,14 @@ def normalised_pendulum_runs():
     runs = {}
     for workers in (0, 1, 2):
         seen = []
-
-        class RecordingPool(trpo.RolloutPool):
-            def collect(self, flat_params, min_steps):
-                episodes = super().collect(flat_params, min_steps)
-                seen.append((flat_params.copy(), np.concatenate([e.observations
-                                                                 for e in episodes])))
-                return episodes
-
         config = cli.make_config(trpo.Config, None, workers=workers, seed=3, obs_norm=True,
                                  steps_per_update=400, activation="tanh")
-        original = trpo.RolloutPool
-        trpo.RolloutPool = RecordingPool
+        original = rollouts.RolloutPool
+        rollouts.RolloutPool = recording_pool(seen)
         try:
             records, trained = trpo.train(config, "Pendulum-v1", 1200)
         finally:
-            trpo.RolloutPool = original
+            rollouts.RolloutPool = original
         runs[workers] = (records, trained, seen)
     return runs
 

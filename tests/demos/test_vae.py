@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate
 from scipy.stats import multivariate_normal
 
-from minimal import cli
+from minimal.app import cli
 from minimal.autograd import Tensor
 from minimal.demos import vae
 from minimal.errors import DataError, NonFiniteLossError
@@ -25,8 +25,12 @@ def test_kl_matches_the_integral_and_a_monte_carlo_estimate():
     # closed form by numerical integration of q log(q / p), one dimension at a time
     def integral(m, lv):
         s = np.exp(0.5 * lv)
-        q = lambda z: np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
-        p = lambda z: np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+        def q(z):
+            return np.exp(-0.5 * ((z - m) / s) ** 2) / (s * np.sqrt(2 * np.pi))
+
+        def p(z):
+            return np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+
         return integrate.quad(lambda z: q(z) * (np.log(q(z)) - np.log(p(z))),
                               m - 12 * s, m + 12 * s)[0]
 
@@ -222,7 +226,7 @@ def test_a_nan_stops_training_naming_epoch_and_step_and_keeps_the_checkpoint(tmp
         return (recon, kl * float("nan")) if len(calls) == 3 else (recon, kl)
 
     monkeypatch.setattr(vae, "negative_elbo_terms", poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"vae: the kl term .* nan at epoch 2, step 3"
+    with pytest.raises(NonFiniteLossError, match=r"the kl term .* nan at epoch 2, step 3"
                                                  r".*checkpoint .* is kept"):
         vae.train(vae.Config(**{**config.__dict__, "epochs": 2, "resume": True}))
     assert (tmp_path / "checkpoint.npz").read_bytes() == saved
@@ -256,10 +260,20 @@ def test_data_takes_mnist_idx_files_and_image_folders(tmp_path):
     for i in range(12):
         grey = np.full((40, 40), 20 * i, np.uint8)
         Image.fromarray(grey).save(pictures / f"{i:02d}.png")
-    train_x, train_y, test_x, _ = vae.load_digits(vae.Config(data=str(pictures)))
+    train_x, train_y, test_x, _ = vae.load_digits(vae.Config(data=str(pictures), batch_size=8))
     assert train_x.shape == (10, 1, 28, 28) and test_x.shape == (2, 1, 28, 28)
     assert (train_y == -1).all()  # a folder of images has no labels
     np.testing.assert_allclose(test_x[:, 0, 0, 0], [200 / 255, 220 / 255], atol=2 / 255)
+
+
+def test_a_folder_with_fewer_pictures_than_a_batch_is_refused(tmp_path):
+    from PIL import Image
+
+    for i in range(12):
+        Image.fromarray(np.full((40, 40), 20 * i, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    with pytest.raises(DataError, match=r"12 images; the demo needs a batch \(100\) to train "
+                                        r"on and one more to test"):
+        vae.load_digits(vae.Config(data=str(tmp_path)))
 
 
 def test_bad_data_is_a_one_line_data_error(tmp_path):

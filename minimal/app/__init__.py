@@ -1,0 +1,1 @@
+"""The application shell: what turns a demo into a program."""
