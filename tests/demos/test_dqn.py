@@ -121,6 +121,14 @@ def test_each_departure_ablation_changes_one_setting():
     assert dqn.variant_config(config, "dqn_huber").loss == "huber"
 
 
+def test_each_departure_ablation_takes_away_a_setting_the_defaults_use():
+    """Each dqn_* row trains with something else than dqn itself (not a copy of its runs)."""
+    config = dqn.Config()
+    for variant in ("dqn_no_decay", "dqn_no_double", "dqn_huber"):
+        assert dqn.variant_config(config, variant) != config, variant
+    assert dqn.variant_config(config, "no_replay") == config
+
+
 def test_last_fifth_averages_the_evaluations_after_four_fifths_of_the_steps():
     result = {"eval_steps": np.array([0, 250, 500, 750, 800, 900, 1000]),
               "eval_returns": np.array([9.0, 50, 60, 70, 80, 300, 500])}
@@ -176,8 +184,9 @@ def test_td_target_bootstraps_on_truncation_and_not_on_termination(ending):
 
 
 def test_target_network_changes_only_at_a_sync():
+    # a constant step: with the default decay to 0 the update at the last step moves nothing
     config = dqn.Config(total_steps=260, learning_starts=50, target_sync=100, train_every=1,
-                        eval_every=1000, eval_episodes=2, hidden=8)
+                        eval_every=1000, eval_episodes=2, hidden=8, lr_end=dqn.Config.lr)
     seen = {}
 
     def record(step, online, target):
@@ -228,19 +237,22 @@ def test_no_replay_trains_on_each_new_transition_once():
 
 
 def test_replay_and_target_network_are_what_make_it_learn_with_a_fixed_seed():
-    """6000 steps, seed 0 (the greedy policy evaluated on 100 episodes every 500 steps).
+    """6000 steps, seed 0, the quick preset's settings (max target, Huber, constant step; the
+    greedy policy evaluated on 100 episodes every 500 steps).
 
     Measured: DQN's greedy return 163-180 at 2500-3500 steps, mean 120 from 2500 on; online
     learning (no replay) mean 25, best 45; without a target network Q(s, a) grows to ~1e6
     (no return is worth more than 100) and the policy falls in ~9 steps. Random play: ~22,
     the untrained greedy network: 12.
     """
-    config = dqn.Config(total_steps=6000, eval_every=500)
+    post = {name: dqn.QUICK[name] for name in ("lr_end", "double", "loss")}  # the post's DQN
+    config = dqn.Config(total_steps=6000, eval_every=500, **post)
     results = {variant: dqn.train(config, variant, seed=0)
                for variant in ("dqn", "no_replay")}
     learning = {variant: r["eval_returns"][r["eval_steps"] >= 2500]
                 for variant, r in results.items()}
     assert learning["dqn"].max() >= 150 and learning["dqn"].mean() >= 90
     assert learning["no_replay"].max() <= 100 and learning["no_replay"].mean() <= 50
-    diverged = dqn.train(dqn.Config(total_steps=4000, eval_every=500), "no_target", seed=0)
+    diverged = dqn.train(dqn.Config(total_steps=4000, eval_every=500, **post), "no_target",
+                         seed=0)
     assert diverged["eval_returns"][diverged["eval_steps"] >= 1500].max() <= 15
