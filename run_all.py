@@ -40,7 +40,7 @@ GALLERY_GIF_WIDTH = 256
 GALLERY_COLOURS = 64  # palette size of a PNG; a GIF's frames get GALLERY_GIF_COLOURS
 GALLERY_GIF_COLOURS = 16
 GALLERY_GIF_FRAMES = 16  # a longer GIF keeps every k-th frame (and its last)
-GALLERY_BUDGET = 700_000  # bytes for the whole gallery
+GALLERY_BUDGET = 800_000  # bytes for the whole gallery (the MuJoCo episode GIF is ~120 KB)
 # Each demo's main figure, in outputs/NAME/: what README.md shows for it.
 GALLERY_FIGURES = {
     "actor_critic": "learning_curves.png",
@@ -141,8 +141,10 @@ def _shrunk(frame, width: int, colours: int):
     return frame.quantize(colours, dither=Image.Dither.NONE)
 
 
-def gallery_image(source: Path, target: Path) -> Path:
-    """Write a small copy of a PNG or GIF figure (fewer colours, pixels and frames)."""
+def gallery_image(source: Path, target: Path, gif_frames: int = GALLERY_GIF_FRAMES,
+                  gif_width: int = GALLERY_GIF_WIDTH) -> Path:
+    """Write a small copy of a PNG or GIF figure (fewer colours, pixels and frames); a GIF
+    keeps at most `gif_frames` frames of at most `gif_width` pixels."""
     from PIL import Image, ImageSequence
 
     from minimal.app.files import atomic_file
@@ -151,9 +153,9 @@ def gallery_image(source: Path, target: Path) -> Path:
         if source.suffix == ".gif":
             frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
             duration = image.info.get("duration", 100)
-            step = max(1, -(-len(frames) // GALLERY_GIF_FRAMES))
+            step = max(1, -(-len(frames) // gif_frames))
             kept = frames[::step] + ([frames[-1]] if (len(frames) - 1) % step else [])
-            small = [_shrunk(frame, GALLERY_GIF_WIDTH, GALLERY_GIF_COLOURS) for frame in kept]
+            small = [_shrunk(frame, gif_width, GALLERY_GIF_COLOURS) for frame in kept]
             with atomic_file(target) as file:
                 small[0].save(file, format="GIF", save_all=True, append_images=small[1:],
                               duration=duration * step, loop=0, optimize=True)

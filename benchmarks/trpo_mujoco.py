@@ -5,6 +5,7 @@
     python benchmarks/trpo_mujoco.py table --tag preset [--out /tmp/trpo_runs]
     python benchmarks/trpo_mujoco.py plot --tag preset --tag humanoid --png outputs/trpo/tasks.png
     python benchmarks/trpo_mujoco.py gif --tag preset --tag humanoid [--seed 0]
+    python benchmarks/trpo_mujoco.py gallery --tag preset --out /tmp/trpo_runs
 
 `run` trains with the demo's `--preset mujoco` settings (plus any --set overrides) and writes
 TAG_ENV_sSEED.npz (the per-iteration records) and TAG_ENV_sSEED.policy.npz (the policy, its
@@ -12,7 +13,9 @@ observation normaliser included). Several runs go in separate processes (`nice -
 as many as there are cores), so a crash or a kill loses one run, not the set. `table` prints
 the mean of the last 10 iterations' returns per run, the mean over seeds and the worst seed,
 and the seconds per 10k steps split into collect and learn; `plot` draws every run's curve;
-`gif` writes outputs/trpo/episode_ENV.gif from each saved policy of one seed.
+`gif` writes outputs/trpo/episode_ENV.gif from each saved policy of one seed; `gallery` writes
+the README's pictures gallery/trpo_mujoco.png (the curves) and gallery/trpo_mujoco.gif
+(HalfCheetah and Hopper side by side, every second frame of 200 steps, 16 colours: ~120 KB).
 """
 from __future__ import annotations
 
@@ -78,7 +81,11 @@ def load_runs(out: str, tag: str) -> dict[str, dict[int, dict]]:
 
 
 def table(args) -> None:
-    for env_id, seeds in load_runs(args.out, args.tag).items():
+    """Finished runs only (a run still going has no mean_action_return yet)."""
+    for env_id, runs in load_runs(args.out, args.tag).items():
+        seeds = {s: r for s, r in runs.items() if "mean_action_return" in r}
+        if not seeds:
+            continue
         finals = {s: r["mean_return"][-10:].mean() for s, r in sorted(seeds.items())}
         steps = {s: r["steps"][-1] for s, r in seeds.items()}
         collect = np.mean([r["collect_seconds"].sum() / r["steps"][-1] * 1e4
@@ -94,11 +101,9 @@ def table(args) -> None:
             cpu = f" | CPU s/10k collect {cpu_c:.2f} learn {cpu_l:.2f}"
         per_seed = " ".join(f"s{s} {v:.2f} ({steps[s] / 1e3:.0f}k)" for s, v in finals.items())
         values = np.array(list(finals.values()))
-        greedy = np.array([r["mean_action_return"][0] for r in seeds.values()
-                           if "mean_action_return" in r])
+        greedy = np.array([r["mean_action_return"][0] for r in seeds.values()])
         greedy_text = (f" | mean action: mean {greedy.mean():.2f} sd {greedy.std():.2f} worst "
-                       f"{greedy.min():.2f} ({' '.join(f'{v:.1f}' for v in greedy)})"
-                       if len(greedy) else "")
+                       f"{greedy.min():.2f} ({' '.join(f'{v:.1f}' for v in greedy)})")
         print(f"{env_id:15s} {len(values)} seeds: mean {values.mean():9.2f}  sd "
               f"{values.std():7.2f}  worst {values.min():9.2f}  best {values.max():9.2f}  "
               f"published {PUBLISHED.get(env_id, float('nan'))}  | {per_seed}{greedy_text} | "
@@ -125,6 +130,51 @@ def gif(args) -> None:
             print(f"{target}: return {total:.1f} over at most {args.max_steps} steps")
 
 
+def gallery(args) -> None:
+    """The README's MuJoCo pictures: gallery/trpo_mujoco.png (every seed's learning curve on
+    every task of the tag) and gallery/trpo_mujoco.gif (one episode of each --gif-env's policy
+    of --seed, side by side, enough frames kept that the gait reads)."""
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image, ImageSequence
+
+    import run_all
+
+    runs = load_runs(args.out, args.tag)
+    with tempfile.TemporaryDirectory() as folder:
+        curves = Path(folder) / "tasks.png"
+        trpo.plot_tasks(runs, str(curves), trpo.PUBLISHED_1M, wall_clock=False)
+        run_all.gallery_image(curves, run_all.GALLERY / "trpo_mujoco.png")
+        episodes = []
+        for env_id in args.gif_env:
+            spec, shipped, normalizer = trpo.load_policy(
+                os.path.join(args.out, f"{args.tag}_{env_id}_s{args.seed}.policy.npz"))
+            path = Path(folder) / f"{env_id}.gif"
+            total = trpo.write_episode_gif(env_id, trpo.Trained(spec, shipped, normalizer),
+                                           str(path), seed=args.seed, max_steps=args.max_steps)
+            print(f"{env_id}: return {total:.1f} over at most {args.max_steps} steps")
+            with Image.open(path) as image:
+                duration = image.info.get("duration", 80)
+                episodes.append([frame.convert("RGB") for frame in ImageSequence.Iterator(image)])
+        count = min(len(frames) for frames in episodes)
+        side = sum(frames[0].width for frames in episodes)
+        joined = []
+        for i in range(count):  # the episodes side by side, frame by frame
+            canvas = Image.new("RGB", (side, episodes[0][0].height))
+            left = 0
+            for frames in episodes:
+                canvas.paste(frames[i], (left, 0))
+                left += frames[i].width
+            joined.append(canvas)
+        both = Path(folder) / "both.gif"
+        joined[0].save(both, save_all=True, append_images=joined[1:], duration=duration, loop=0)
+        run_all.gallery_image(both, run_all.GALLERY / "trpo_mujoco.gif",
+                              gif_frames=args.gif_frames, gif_width=args.gif_width)
+    for name in ("trpo_mujoco.png", "trpo_mujoco.gif"):
+        print(run_all.GALLERY / name, (run_all.GALLERY / name).stat().st_size, "bytes")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -143,14 +193,21 @@ def main() -> None:
     p_gif = sub.add_parser("gif")
     for p in (p_plot, p_gif):
         p.add_argument("--tag", action="append", required=True)
-    for p in (p_table, p_plot, p_gif):
+    p_gallery = sub.add_parser("gallery")
+    p_gallery.add_argument("--tag", default="preset")
+    p_gallery.add_argument("--gif-env", nargs="+", default=["HalfCheetah-v5", "Hopper-v5"])
+    p_gallery.add_argument("--seed", type=int, default=0)
+    p_gallery.add_argument("--max-steps", type=int, default=200)
+    p_gallery.add_argument("--gif-width", type=int, default=256, help="pixels, both panels")
+    p_gallery.add_argument("--gif-frames", type=int, default=26, help="at most, evenly spaced")
+    for p in (p_table, p_plot, p_gif, p_gallery):
         p.add_argument("--out", default="/tmp/trpo_runs")
     p_plot.add_argument("--png", default="outputs/trpo/mujoco_curves.png")
     p_gif.add_argument("--seed", type=int, default=0)
     p_gif.add_argument("--max-steps", type=int, default=300)
     p_gif.add_argument("--gif-dir", default="outputs/trpo")
     args = parser.parse_args()
-    {"run": run, "table": table, "plot": plot, "gif": gif}[args.command](args)
+    {"run": run, "table": table, "plot": plot, "gif": gif, "gallery": gallery}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,13 @@ def test_gallery_image_shrinks_pixels_colours_and_frames(tmp_path):
         assert len(kept) <= run_all.GALLERY_GIF_FRAMES + 1
     with Image.open(tmp_path / "small.png") as png:
         assert png.size == (run_all.GALLERY_WIDTH, 62) and png.mode == "P"
+    # a caller may keep more frames, wider (the MuJoCo episodes): of 20 frames every other
+    # one and the last
+    run_all.gallery_image(tmp_path / "big.gif", tmp_path / "wide.gif", gif_frames=10,
+                          gif_width=450)
+    with Image.open(tmp_path / "wide.gif") as gif:
+        assert gif.width == 450 and len(list(ImageSequence.Iterator(gif))) == 11
+        assert gif.info["duration"] == 100  # each kept frame stands for the two it replaces
 
 
 def test_make_gallery_names_what_is_missing(tmp_path):

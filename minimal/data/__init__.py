@@ -5,6 +5,7 @@ By default everything is generated here, deterministically from a seed, and cach
 
     digits(n, seed, split)       MNIST stand-in: (n, 28, 28) grey in [0, 1], labels 0-9
     shapes(n, seed)              CIFAR-10 stand-in: (n, 32, 32, 3), labels index SHAPE_CLASSES
+                                 (masks=True: also each object's mask, (n, 32, 32))
     faces(n, seed, size=64)      CelebA stand-in: (n, size, size, 3) drawn faces
     illustrations(n, seed, size) flat-coloured outlined scenes for the colouriser,
                                  with line_art(image) and colour_hint(image, rng, train)
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 # Bump a generator's version whenever its output changes, so old cache files are not reused.
-VERSIONS = {"digits": 2, "shapes": 2, "faces": 2, "illustrations": 1, "chat": 2}
+VERSIONS = {"digits": 2, "shapes": 3, "faces": 2, "illustrations": 1, "chat": 2}
 
 PathLike = str | os.PathLike
 
@@ -93,10 +94,12 @@ def digits(n: int, seed: int = 0, split: str = "train", cache_dir: PathLike | No
 
 
 def shapes(n: int, seed: int = 0, cache_dir: PathLike | None = None, cache: bool = True,
-           split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+           split: str = "train", masks: bool = False) -> tuple[np.ndarray, ...]:
     """n synthetic object images: float32 (n, 32, 32, 3) in [0, 1], labels int64 indexing
     SHAPE_CLASSES (circle, triangle, square, hexagon, star, cross, heart, crescent, ring,
-    arrow). split "test" is an independent stream for held-out images."""
+    arrow). split "test" is an independent stream for held-out images. masks=True adds a third
+    array: how much of each pixel the object covers, float32 (n, 32, 32) in [0, 1] (0 on the
+    background and the distractor blobs)."""
     n = _check_count(n)
     stream = _split_stream(split)
     params = {"version": VERSIONS["shapes"], "n": n, "seed": seed}
@@ -104,7 +107,10 @@ def shapes(n: int, seed: int = 0, cache_dir: PathLike | None = None, cache: bool
         params["split"] = split
     arrays = cached("shapes", params, lambda: objects.generate(n, seed, stream), cache_dir,
                     cache)
-    return arrays["images"].astype(np.float32) / 255.0, arrays["labels"].astype(np.int64)
+    images, labels = arrays["images"].astype(np.float32) / 255.0, arrays["labels"].astype(np.int64)
+    if masks:
+        return images, labels, arrays["masks"].astype(np.float32) / 255.0
+    return images, labels
 
 
 def faces(n: int, seed: int = 0, size: int = 64, cache_dir: PathLike | None = None,

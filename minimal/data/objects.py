@@ -88,7 +88,7 @@ def _backgrounds(rng: np.random.Generator, batch: int, labels: np.ndarray) -> np
     return (first[:, None, None] * (1 - mix) + second[:, None, None] * mix).astype(np.float32)
 
 
-def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = rng.integers(0, len(SHAPE_CLASSES), BLOCK)
     images = _backgrounds(rng, BLOCK, labels)
     ys, xs = _draw.pixel_grid(SIZE, SIZE)
@@ -124,13 +124,18 @@ def _block(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     painted = np.clip(colour[:, None, None] * shade[..., None], 0, 1)
     images = images * (1 - alpha[..., None]) + painted * alpha[..., None]
     images = images + rng.normal(0, 0.025, images.shape).astype(np.float32)
-    return np.round(np.clip(images, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8)
+    return (np.round(np.clip(images, 0, 1) * 255).astype(np.uint8), labels.astype(np.uint8),
+            np.round(alpha * 255).astype(np.uint8))
 
 
 def generate(n: int, seed: int, stream: int = 0) -> dict[str, np.ndarray]:
-    """n images (n, 32, 32, 3) uint8 and labels (n,) uint8; stream 0 train, 1 test."""
+    """n images (n, 32, 32, 3) uint8, labels (n,) uint8 and the objects' masks (n, 32, 32)
+    uint8 (the object's anti-aliased coverage of each pixel, 0-255; distractors and background
+    are 0); stream 0 train, 1 test."""
     blocks = [_block(rng) for rng in block_rngs(seed, stream, n, BLOCK)]
     if not blocks:
-        return {"images": np.zeros((0, SIZE, SIZE, 3), np.uint8), "labels": np.zeros(0, np.uint8)}
+        return {"images": np.zeros((0, SIZE, SIZE, 3), np.uint8), "labels": np.zeros(0, np.uint8),
+                "masks": np.zeros((0, SIZE, SIZE), np.uint8)}
     return {"images": np.concatenate([b[0] for b in blocks])[:n],
-            "labels": np.concatenate([b[1] for b in blocks])[:n]}
+            "labels": np.concatenate([b[1] for b in blocks])[:n],
+            "masks": np.concatenate([b[2] for b in blocks])[:n]}

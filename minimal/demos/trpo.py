@@ -711,19 +711,22 @@ def write_episode_gif(env_id: str, trained: Trained, path: str, seed: int = 0,
 
 
 def plot_tasks(runs: dict[str, dict[int, dict]], path: str,
-               published: dict[str, float] | None = None) -> None:
-    """Every task's learning curve for every seed: return against steps (top row) and against
-    wall-clock seconds (bottom row); a dashed line at the published 1M-step figure."""
+               published: dict[str, float] | None = None, wall_clock: bool = True) -> None:
+    """Every task's learning curve for every seed: return against steps (top row) and, with
+    wall_clock, against wall-clock seconds (bottom row); a dashed line at the published
+    1M-step figure."""
     tasks = list(runs)
-    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 6.2), squeeze=False)
+    keys = ("steps", "seconds") if wall_clock else ("steps",)
+    fig, axes = plt.subplots(len(keys), len(tasks), figsize=(3.6 * len(tasks), 3.1 * len(keys)),
+                             squeeze=False)
     for column, env_id in enumerate(tasks):
         for seed, records in sorted(runs[env_id].items()):
             last = float(np.mean(records["mean_return"][-10:]))
-            for row, key in enumerate(("steps", "seconds")):
+            for row, key in enumerate(keys):
                 axes[row, column].plot(records[key], records["mean_return"], lw=1,
                                        color=f"C{seed}", label=f"seed {seed}: {last:.0f}"
                                        if abs(last) >= 100 else f"seed {seed}: {last:.2f}")
-        for row in range(2):
+        for row in range(len(keys)):
             ax = axes[row, column]
             if published and env_id in published:
                 ax.axhline(published[env_id], color="grey", ls="--", lw=1)
@@ -732,9 +735,10 @@ def plot_tasks(runs: dict[str, dict[int, dict]], path: str,
         axes[0, column].legend(fontsize=7, title="last-10 mean", title_fontsize=7)
         _thousands(axes[0, column])
         axes[0, column].set_xlabel("environment steps")
-        axes[1, column].set_xlabel("wall-clock seconds (2 shared cores)")
-    axes[0, 0].set_ylabel("mean episode return")
-    axes[1, 0].set_ylabel("mean episode return")
+        if wall_clock:
+            axes[1, column].set_xlabel("wall-clock seconds (2 shared cores)")
+    for row in range(len(keys)):
+        axes[row, 0].set_ylabel("mean episode return")
     fig.suptitle("TRPO, --preset mujoco: every seed (dashed: the published 1M-step TRPO result)")
     fig.tight_layout()
     viz.save_figure(fig, path)
