@@ -148,12 +148,17 @@ def check_writable(path: str | os.PathLike) -> None:
     if path.exists() and not path.is_file():
         raise OutputError(f"{path}: is a folder, where a file is to be written; move it away "
                           "or choose another --out-dir")
+    check_parents(path, f"{path}: cannot be written")
+
+
+def check_parents(path: Path, what: str) -> None:
+    """Refuse a path below a file: its nearest existing parent must be a folder; `what` opens
+    the message."""
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise OutputError(f"{path}: cannot be written, {parent} is a file, not a "
-                                  "folder")
-            break
+                raise OutputError(f"{what}, {parent} is a file, not a folder")
+            return
 
 
 def _output_error(path: Path, error: OSError) -> OutputError:

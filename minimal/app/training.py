@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from minimal.app.files import atomic_file, check_writable, folder_lock, load_arrays
+from minimal.app.files import atomic_file, check_parents, check_writable, folder_lock, load_arrays
 from minimal.errors import CheckpointError, NonFiniteLossError, OutputError
 from minimal.nn import Module
 
@@ -347,11 +347,7 @@ class RunRecord:
         if out_dir.exists() and not out_dir.is_dir():
             raise OutputError(f"--out-dir {out_dir} is a file; expected a folder for the "
                               "figures")
-        for parent in out_dir.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise OutputError(f"--out-dir {out_dir}: {parent} is a file, not a folder")
-                break
+        check_parents(out_dir, f"--out-dir {out_dir}")
         check_writable(self.path)
         if out_dir.is_dir():
             for entry in sorted(out_dir.iterdir()):
