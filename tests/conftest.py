@@ -1,4 +1,5 @@
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -51,3 +52,16 @@ def web_server():
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def interruptible():
+    """preexec_fn for a child process that a test stops with SIGINT (Ctrl-C). A test run
+    started in the background (nohup, `&` in a script) ignores SIGINT, children inherit the
+    ignoring, and Python then never raises KeyboardInterrupt; this gives the child the default
+    back, so that Python installs its handler as in a terminal."""
+    return _sigint_default

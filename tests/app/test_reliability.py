@@ -225,7 +225,7 @@ def test_a_lock_whose_pid_was_reused_by_another_process_is_stale(tmp_path):
 
 # ===== Ctrl-C ================================================================================
 
-def test_ctrl_c_while_training_is_one_line_with_the_resume_command(tmp_path):
+def test_ctrl_c_while_training_is_one_line_with_the_resume_command(tmp_path, interruptible):
     """A real demo, interrupted once its first checkpoint is written: exit 130, one line, and
     the run.json says interrupted."""
     flags = ["--quick", "--train-size", "300", "--test-size", "100", "--epochs", "1000",
@@ -233,7 +233,8 @@ def test_ctrl_c_while_training_is_one_line_with_the_resume_command(tmp_path):
     command = [sys.executable, "-m", "minimal.demos.deconvnet", *flags]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MPLBACKEND="Agg")
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=interruptible)
     try:
         deadline = time.monotonic() + 300
         while training.checkpoint_progress(tmp_path / "checkpoint.npz") is None:

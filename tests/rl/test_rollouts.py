@@ -290,12 +290,13 @@ LEARNER = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "learner killed"])
-def test_interrupted_or_killed_learner_leaves_no_workers(tmp_path, how):
+def test_interrupted_or_killed_learner_leaves_no_workers(tmp_path, how, interruptible):
     script = tmp_path / "learner.py"
     script.write_text(LEARNER)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     learner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=interruptible)
     try:
         pids = [int(p) for p in learner.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(pid) for pid in pids)

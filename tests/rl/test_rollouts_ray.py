@@ -131,7 +131,7 @@ LEARNER = textwrap.dedent("""
 
 
 @pytest.fixture(scope="module")
-def learner_with_ray(tmp_path_factory):
+def learner_with_ray(tmp_path_factory, interruptible):
     """A learner in a subprocess with a local Ray instance of its own, started first so that
     its Ray starts while the module's does (most of a start is waiting, not computing)."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e .[ray])")
@@ -141,7 +141,7 @@ def learner_with_ray(tmp_path_factory):
     # its own process group, as a terminal's foreground job: Ctrl-C signals the whole group
     learner = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env=env, start_new_session=True)
+                               env=env, start_new_session=True, preexec_fn=interruptible)
     yield learner
     learner.kill()
     learner.wait()
