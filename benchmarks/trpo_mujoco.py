@@ -118,16 +118,21 @@ def plot(args) -> None:
     print(args.png)
 
 
+def episode_gif(policy: str, env_id: str, target: str, seed: int, max_steps: int) -> None:
+    """A GIF of one episode of a saved policy (its mean action) at `target`."""
+    spec, shipped, normalizer = trpo.load_policy(policy)
+    total = trpo.write_episode_gif(env_id, trpo.Trained(spec, shipped, normalizer), target,
+                                   seed=seed, max_steps=max_steps)
+    print(f"{target}: return {total:.1f} over at most {max_steps} steps")
+
+
 def gif(args) -> None:
     """A GIF of one episode of each task's saved policy (the given seed)."""
     for tag in args.tag:
         for path in sorted(glob.glob(os.path.join(args.out, f"{tag}_*_s{args.seed}.policy.npz"))):
             env_id = os.path.basename(path)[len(tag) + 1:-len(f"_s{args.seed}.policy.npz")]
-            spec, shipped, normalizer = trpo.load_policy(path)
-            target = os.path.join(args.gif_dir, f"episode_{env_id}.gif")
-            total = trpo.write_episode_gif(env_id, trpo.Trained(spec, shipped, normalizer),
-                                           target, seed=args.seed, max_steps=args.max_steps)
-            print(f"{target}: return {total:.1f} over at most {args.max_steps} steps")
+            episode_gif(path, env_id, os.path.join(args.gif_dir, f"episode_{env_id}.gif"),
+                        args.seed, args.max_steps)
 
 
 def gallery(args) -> None:
@@ -148,12 +153,9 @@ def gallery(args) -> None:
         run_all.gallery_image(curves, run_all.GALLERY / "trpo_mujoco.png")
         episodes = []
         for env_id in args.gif_env:
-            spec, shipped, normalizer = trpo.load_policy(
-                os.path.join(args.out, f"{args.tag}_{env_id}_s{args.seed}.policy.npz"))
             path = Path(folder) / f"{env_id}.gif"
-            total = trpo.write_episode_gif(env_id, trpo.Trained(spec, shipped, normalizer),
-                                           str(path), seed=args.seed, max_steps=args.max_steps)
-            print(f"{env_id}: return {total:.1f} over at most {args.max_steps} steps")
+            episode_gif(os.path.join(args.out, f"{args.tag}_{env_id}_s{args.seed}.policy.npz"),
+                        env_id, str(path), args.seed, args.max_steps)
             with Image.open(path) as image:
                 duration = image.info.get("duration", 80)
                 episodes.append([frame.convert("RGB") for frame in ImageSequence.Iterator(image)])
