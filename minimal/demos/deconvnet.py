@@ -549,11 +549,10 @@ def most_on_object_feature(model: ConvNet, trace: Trace, probe: np.ndarray, mask
                            layer: int, count: int) -> int:
     """The feature whose projections fall most on the object: the highest object_ratio,
     averaged over the `count` probe images that activate it most."""
-    peaks = trace.pooled[layer - 1].data.max(axis=(2, 3))  # (N, features)
-    strongest = np.argsort(-peaks, axis=0, kind="stable")[:count]  # (count, features)
-    scores = np.full(peaks.shape[1], -np.inf)
-    for feature in np.flatnonzero(peaks.max(axis=0) > 0):
-        images = strongest[:, feature]
+    peaks = trace.pooled[layer - 1].data.max(axis=(0, 2, 3))  # (features,)
+    scores = np.full(len(peaks), -np.inf)
+    for feature in np.flatnonzero(peaks > 0):  # features that never fire are left out
+        images = strongest_images(trace, layer, feature, count)
         scores[feature] = object_ratio(project(model, probe[images], layer, feature),
                                        masks[images]).mean()
     return int(scores.argmax())
