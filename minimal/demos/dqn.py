@@ -106,7 +106,7 @@ swinging between ~20 and 500. Each addition's row: with a constant step every se
 (287-314); with the Huber loss two of three (202, 345); with the max target one of three (seed 2:
 379; seeds 1 and 3 hold at 499 and 478 without it), the weakest evidence of the three. Without
 replay the greedy policy touches 500 on each seed but spends 7% of evaluations there. Without a
-target network and with these settings Q no longer blows up as it does in the quick preset (there
+target network and with these settings Q does not blow up, as it does in the quick preset (there
 Q(s, a) reaches ~1e6 by 4000 steps, where no return is worth more than 100, and the policy falls
 in 9 steps): each seed settles at a policy scoring 119-138 and stays there.
 """
