@@ -159,6 +159,8 @@ class Config:
     lr: float = 2e-4  # Adam step for both nets
     beta1: float = 0.5  # Adam beta1
     l1_weight: float = 100.0  # weight of the L1 term in the generator's loss
+    train_fade: float = 0.3  # rung 4: training hints faded as the use-time hint is (the post: 1)
+    white_hints: float = 0.25  # rung 4: share of training hints all white, no hint (the post: 0)
     rungs: tuple = RUNGS  # which rungs of the ladder to train (1, 2, 3, 4)
     save_every: int = 100  # steps between checkpoints
     data: str = ""  # a folder of pictures to colour (empty: the synthetic cartoons)
@@ -176,7 +178,8 @@ class Config:
     def __post_init__(self):
         cli.validate(self, counts=("train_images", "test_images", "iterations", "batch_size",
                                    "width", "depth", "save_every"),
-                     positive=("lr", "l1_weight", "hint_fade"), fractions=("beta1", "hint_fade"),
+                     positive=("lr", "l1_weight", "hint_fade", "train_fade"),
+                     fractions=("beta1", "hint_fade", "train_fade", "white_hints"),
                      choices={"size": SIZES, "rungs": RUNGS})
         self.rungs = tuple(sorted(set(self.rungs)))  # each rung once, bottom of the ladder first
         if self.batch_size < 2:
@@ -382,13 +385,23 @@ def prepare(config: Config) -> dict[str, np.ndarray]:
             "test": images[split:], "test_lines": lines[split:], "test_blurs": blurs[split:]}
 
 
-def training_hints(rung: int, pictures: dict, index: np.ndarray,
-                   rng: np.random.Generator) -> np.ndarray | None:
+def training_hints(rung: int, pictures: dict, index: np.ndarray, rng: np.random.Generator,
+                   config: Config) -> np.ndarray | None:
+    """The hints a rung trains with (N, H, W, 3), or None for rungs 1-2. Rung 3: the blurred
+    picture. Rung 4: the picture faded to train_fade * picture + (1 - train_fade) * white,
+    30 white squares, blurred (a fresh whiteout every time a picture is drawn), and for a
+    share white_hints of the pictures all white."""
     if rung == 3:
         return pictures["train_blurs"][index]
-    if rung == 4:  # a fresh whiteout for every picture, every time it is drawn
-        return np.stack([data.colour_hint(pictures["train"][i], rng, train=True) for i in index])
-    return None
+    if rung != 4:
+        return None
+    hints = np.stack([data.colour_hint(pictures["train"][i], rng, train=True) for i in index])
+    # fading towards white commutes with the whiteout and the blur (white stays white), so
+    # fading the finished hint is the same as fading the picture first
+    hints = config.train_fade * hints + (1 - config.train_fade)
+    if config.white_hints > 0:
+        hints[rng.random(len(index)) < config.white_hints] = 1.0
+    return hints
 
 
 def bce(logits: Tensor, target: float) -> Tensor:
@@ -469,7 +482,7 @@ def train(config: Config, pictures: dict, rng: np.random.Generator,
         progress = cli.Progress(config.iterations, label=f"rung {rung} step", first=start)
         for step in range(start, config.iterations):
             index = rng.integers(0, len(pictures["train"]), config.batch_size)
-            hints = training_hints(rung, pictures, index, rng)
+            hints = training_hints(rung, pictures, index, rng, config)
             inputs = net_input(rung, pictures["train_lines"][index], hints)
             targets = to_net(pictures["train"][index])
             losses = train_step(generator, discriminator, adam_g, adam_d, inputs, targets,
