@@ -17,7 +17,9 @@ longer demos; the file and web plumbing of those two uses is in minimal/app/colo
     rung 4  + the hint whited out in training (30 random white squares, then the blur), so the
             net learns to colour where the hint says nothing; in use the hint is the picture
             faded to 0.3 * picture + 0.7 * white and blurred, no squares (what a user's rough
-            colouring looks like)
+            colouring looks like), or no hint at all (all white). Here rung 4 trains on those
+            two forms too: a third of its training hints each are the post's whiteout, the
+            use-time fade, and all white (see Departures)
 
 Key equations (x = line art and hint, y = the real picture, G(x) = the colouring, D a logit):
 
@@ -84,12 +86,19 @@ Figures (in out_dir):
 Scale: the full defaults are 128 px, width 32 (half the original's), 2048 pictures, 2000 steps
 of batch 4 per rung: about an hour of one core. The quick preset is scaled down to finish in
 about a minute on 2 cores: 64 px, width 8, depth 4 (bottleneck 4 px), 256 pictures, 300 steps
-per rung, and Adam 1e-3 instead of 2e-4 (a run this short needs the larger step).
+per rung, and Adam 1e-3 instead of 2e-4 (a run this short needs the larger step) falling
+linearly to 0 over each rung's second half (decay_from 0.5: with a step this large a GAN
+ends wherever its last steps threw it, and the rungs' order changed from seed to seed).
 
 Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
 and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
-evaluation uses the running statistics, not the statistics of a batch of one picture). The
-data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
+evaluation uses the running statistics, not the statistics of a batch of one picture). Rung 4
+trains on the hints it is used with (faded_hints, white_hints; the post: 0 and 0). The post
+trains it on the whiteout alone: about a third of the picture's colour at full strength, in
+patches; at use it gets the fade (on average as much colour, but spread evenly, a form it
+never saw) or no hint (all white, which it never saw either). Trained so, at the full preset
+it was no better than the L2 net with its hint (L1 0.149 against 0.138) and without a hint
+washed every picture pale pink (0.296, worse than the untrained net's 0.197). The data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
 --data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
 hours, so the colours are flatter and the GAN's sharpening is modest.
 
@@ -158,9 +167,10 @@ class Config:
     depth: int = 5  # encoder levels of the generator (bottleneck = size / 2^depth)
     lr: float = 2e-4  # Adam step for both nets
     beta1: float = 0.5  # Adam beta1
+    decay_from: float = 1.0  # share of a rung's steps after which Adam's step falls to 0 (1: never)
     l1_weight: float = 100.0  # weight of the L1 term in the generator's loss
-    train_fade: float = 0.3  # rung 4: training hints faded as the use-time hint is (the post: 1)
-    white_hints: float = 0.25  # rung 4: share of training hints all white, no hint (the post: 0)
+    faded_hints: float = 0.33  # rung 4: share of training hints in the use-time form (post: 0)
+    white_hints: float = 0.33  # rung 4: share of training hints all white, no hint (the post: 0)
     rungs: tuple = RUNGS  # which rungs of the ladder to train (1, 2, 3, 4)
     save_every: int = 100  # steps between checkpoints
     data: str = ""  # a folder of pictures to colour (empty: the synthetic cartoons)
@@ -178,8 +188,9 @@ class Config:
     def __post_init__(self):
         cli.validate(self, counts=("train_images", "test_images", "iterations", "batch_size",
                                    "width", "depth", "save_every"),
-                     positive=("lr", "l1_weight", "hint_fade", "train_fade"),
-                     fractions=("beta1", "hint_fade", "train_fade", "white_hints"),
+                     positive=("lr", "l1_weight", "hint_fade"),
+                     fractions=("beta1", "hint_fade", "faded_hints", "white_hints",
+                                "decay_from"),
                      choices={"size": SIZES, "rungs": RUNGS})
         self.rungs = tuple(sorted(set(self.rungs)))  # each rung once, bottom of the ladder first
         if self.batch_size < 2:
@@ -201,10 +212,12 @@ class Config:
 
 # quick: 64 px, narrower nets, fewer pictures and steps (about a minute on 2 cores)
 QUICK = {"size": 64, "train_images": 256, "test_images": 8, "iterations": 300, "width": 8,
-         "depth": 4, "lr": 1e-3, "save_every": 100}
+         "depth": 4, "lr": 1e-3, "decay_from": 0.5, "save_every": 100}
 
-TARGETS = {  # quick preset, seed 0, measured 0.120 and 0.90
-    "l1_rung4_hint": ("<=", 0.135),  # rung 4 with the use-time hint (rung 1: 0.151)
+TARGETS = {  # quick preset, seed 0 (measured: 0.113, 0.74, -0.016, 0.82)
+    "l1_rung4_hint": ("<=", 0.125),  # rung 4 with the use-time hint (rung 1: 0.152)
+    "l1_rung4_hint_over_rung1": ("<=", 0.85),  # at least 15% under the L2 net with the hint
+    "l1_rung4_minus_rung1": ("<=", 0.02),  # and without one no worse than it (+ 0.02)
     "chroma_rung1_over_originals": ("<=", 0.93),  # the L2 net's colours are duller
 }
 
@@ -388,19 +401,20 @@ def prepare(config: Config) -> dict[str, np.ndarray]:
 def training_hints(rung: int, pictures: dict, index: np.ndarray, rng: np.random.Generator,
                    config: Config) -> np.ndarray | None:
     """The hints a rung trains with (N, H, W, 3), or None for rungs 1-2. Rung 3: the blurred
-    picture. Rung 4: the picture faded to train_fade * picture + (1 - train_fade) * white,
-    30 white squares, blurred (a fresh whiteout every time a picture is drawn), and for a
-    share white_hints of the pictures all white."""
+    picture. Rung 4: the picture with 30 squares whited out, blurred (a fresh whiteout every
+    time a picture is drawn); a share faded_hints of them in the use-time form instead (faded
+    to 0.3 and blurred, no squares) and a share white_hints all white."""
     if rung == 3:
         return pictures["train_blurs"][index]
     if rung != 4:
         return None
     hints = np.stack([data.colour_hint(pictures["train"][i], rng, train=True) for i in index])
-    # fading towards white commutes with the whiteout and the blur (white stays white), so
-    # fading the finished hint is the same as fading the picture first
-    hints = config.train_fade * hints + (1 - config.train_fade)
-    if config.white_hints > 0:
-        hints[rng.random(len(index)) < config.white_hints] = 1.0
+    if config.faded_hints > 0 or config.white_hints > 0:
+        form = rng.random(len(index))
+        faded = form < config.faded_hints
+        hints[faded] = np.stack([data.colour_hint(pictures["train"][i], train=False)
+                                 for i in index[faded]]) if faded.any() else hints[faded]
+        hints[(form >= config.faded_hints) & (form < config.faded_hints + config.white_hints)] = 1
     return hints
 
 
@@ -469,6 +483,15 @@ def build(config: Config, rng: np.random.Generator):
     return modules, optimizers
 
 
+def step_size(step: int, config: Config) -> float:
+    """Adam's step at a rung's step (0-based): lr until decay_from of the steps, then falling
+    linearly to 0 at the last step (decay_from 1: lr throughout, the post's)."""
+    start = config.decay_from * config.iterations
+    if step < start:
+        return config.lr
+    return config.lr * (config.iterations - step) / (config.iterations - start)
+
+
 def train(config: Config, pictures: dict, rng: np.random.Generator,
           state: training.TrainingState, modules: dict, optimizers: dict,
           stop_after: int | None = None) -> None:
@@ -485,6 +508,9 @@ def train(config: Config, pictures: dict, rng: np.random.Generator,
             hints = training_hints(rung, pictures, index, rng, config)
             inputs = net_input(rung, pictures["train_lines"][index], hints)
             targets = to_net(pictures["train"][index])
+            for optimizer in (adam_g, adam_d):
+                if optimizer is not None:
+                    optimizer.lr = step_size(step, config)
             losses = train_step(generator, discriminator, adam_g, adam_d, inputs, targets,
                                 config, state, f"rung {rung}, step {step + 1}")
             for name, value in losses.items():
@@ -532,6 +558,21 @@ def evaluate(config: Config, modules: dict, pictures: dict) -> tuple[dict, dict]
                                                           - originals).mean())
             metrics[f"chroma_rung{rung}_hint"] = chroma(outputs[f"{rung}_hint"])
     return metrics, outputs
+
+
+def claims(metrics: dict) -> dict:
+    """The post's claims as numbers (for the rungs trained): the L2 net's colours against the
+    originals'; rung 4 with its hint against the L2 net (< 1: better) and without a hint (L1
+    above the L2 net's, and its colour against the originals': colouring, not a wash)."""
+    out = {}
+    for rung in (1, 4):
+        if f"chroma_rung{rung}" in metrics:
+            out[f"chroma_rung{rung}_over_originals"] = (metrics[f"chroma_rung{rung}"]
+                                                       / metrics["chroma_originals"])
+    if "l1_rung1" in metrics and "l1_rung4" in metrics:
+        out["l1_rung4_hint_over_rung1"] = metrics["l1_rung4_hint"] / metrics["l1_rung1"]
+        out["l1_rung4_minus_rung1"] = metrics["l1_rung4"] - metrics["l1_rung1"]
+    return out
 
 
 # ===== figures =============================================================================
@@ -698,9 +739,7 @@ def run(config: Config) -> dict[str, float]:
 
     metrics, outputs = evaluate(config, modules, pictures)
     metrics[f"l1_untrained_rung{top}"] = float(np.abs(untrained - pictures["test"]).mean())
-    if 1 in config.rungs:
-        metrics["chroma_rung1_over_originals"] = (metrics["chroma_rung1"]
-                                                  / metrics["chroma_originals"])
+    metrics.update(claims(metrics))
     figure_rng = np.random.default_rng([config.seed, 1])  # figures do not move the training rng
     ladder_figure(config, pictures, outputs, metrics, out_dir / "ladder.png")
     hint_steps_figure(pictures, figure_rng, out_dir / "hints.png")
