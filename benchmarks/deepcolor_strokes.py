@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from minimal import data  # noqa: E402
+from minimal import data
 
 SIZE = 256  # the drawing's side: the line art is traced at about the nets' scale
 # (name, colour, points in fractions of the side): broad strokes as a user would paint them

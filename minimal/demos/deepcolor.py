@@ -73,8 +73,9 @@ Figures (in out_dir):
     ladder.png      one held-out picture per row: line art, the use-time hint, rung 1, rung 2,
                     rung 3, rung 4 (rungs 3 and 4 with the hint), rung 4 without a hint, and the
                     original
-    hints.png       the hint's processing: original, whited out (training), blurred (the
-                    training hint), the use-time hint (faded and blurred)
+    hints.png       the hint's processing: original, whited out, blurred (the post's training
+                    hint), the use-time hint (faded and blurred), no hint (all white): rung 4
+                    trains on a third of each of the last three
     scribble.png    a user-style scribble made by the demo (wobbly broad strokes in colours a
                     user would pick), the hint it becomes with the post's 0.3 fading and with
                     the blur only (--hint-fade 1), rung 4's colouring with each, without a
@@ -98,9 +99,10 @@ trains it on the whiteout alone: about a third of the picture's colour at full s
 patches; at use it gets the fade (on average as much colour, but spread evenly, a form it
 never saw) or no hint (all white, which it never saw either). Trained so, at the full preset
 it was no better than the L2 net with its hint (L1 0.149 against 0.138) and without a hint
-washed every picture pale pink (0.296, worse than the untrained net's 0.197). The data are flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with
---data), not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU
-hours, so the colours are flatter and the GAN's sharpening is modest.
+washed every picture pale pink (0.296, worse than the untrained net's 0.197). The data are
+flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with --data),
+not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU hours, so
+the colours are flatter and the GAN's sharpening is modest.
 
 Results (seed 0; held-out pictures, 8 in the quick run and 16 in the full one; L1 is the mean
 absolute error per channel in [0, 1], chroma the mean max(R,G,B) - min(R,G,B); "hint" is the
@@ -619,13 +621,15 @@ def ladder_figure(config: Config, pictures: dict, outputs: dict, metrics: dict,
 
 
 def hint_steps_figure(pictures: dict, rng: np.random.Generator, path: Path, rows: int = 3):
-    """original, whited out, whited out and blurred (training), faded and blurred (use)."""
+    """original, whited out, whited out and blurred (the post's training hint), faded and
+    blurred (the hint in use, and a third of rung 4's training hints), all white (no hint)."""
     originals = pictures["test"][:rows]
     whited = np.stack([_whiteout(image, rng) for image in originals])
     columns = [("original", originals), ("whited out", whited),
-               ("blurred: training hint", np.stack([blurred(image) for image in whited])),
-               ("0.3 x + 0.7 white, blurred:\nhint in use", use_hints(pictures)[:rows])]
-    _labelled_grid(columns, path)
+               ("blurred: the post's\ntraining hint", np.stack([blurred(im) for im in whited])),
+               ("0.3 x + 0.7 white, blurred:\nthe hint in use", use_hints(pictures)[:rows]),
+               ("all white:\nno hint", np.ones_like(originals))]
+    _labelled_grid(columns, path, "rung 4's training hints: a third each of the last three")
 
 
 def _whiteout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
