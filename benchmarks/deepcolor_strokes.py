@@ -4,14 +4,16 @@
                                            [--out outputs/deepcolor_strokes]
 
 Makes the line art of a real photograph (the portrait matplotlib ships, far from the training
-cartoons), paints three broad strokes on white paper (blue on the background, red and green on
-the jacket), and colours the drawing through the command line a user runs
+cartoons), paints three broad strokes on white paper in colours the net does not pick there by
+itself (blue on the background, red and violet on the jacket), and colours the drawing through
+the command line a user runs
 (`python -m minimal.demos.deepcolor --colorize LINE --hint HINT --out OUT`), without a hint,
 with the post's faded hint (--hint-fade 0.3) and with the strokes at full strength
 (--hint-fade 1). Per stroke it prints how much the colouring's hue under the stroke agrees with
 the stroke's: the cosine between the two colours' chromatic parts (each colour minus its grey
-level, so +1 is the same hue, 0 unrelated, -1 the opposite hue), and whether the stroke's own
-colour is the nearest of the three. Writes the files and strokes.png (line art, hint, the three
+level, so +1 is the same hue, 0 unrelated, -1 the opposite hue), for each colouring, and the
+same for the change the full-strength strokes made to the colour there (towards the stroke's
+hue: +1). Writes the files and strokes.png (line art, hint, the three
 colourings) to --out.
 """
 
@@ -34,7 +36,7 @@ SIZE = 256  # the drawing's side: the line art is traced at about the nets' scal
 # (name, colour, points in fractions of the side): broad strokes as a user would paint them
 STROKES = [("blue background", (0.20, 0.40, 0.90), [(0.80, 0.08), (0.90, 0.25), (0.86, 0.45)]),
            ("red jacket", (0.85, 0.15, 0.15), [(0.06, 0.80), (0.18, 0.88), (0.30, 0.95)]),
-           ("green jacket", (0.20, 0.70, 0.25), [(0.68, 0.74), (0.80, 0.80), (0.92, 0.90)])]
+           ("violet jacket", (0.60, 0.20, 0.80), [(0.68, 0.74), (0.80, 0.80), (0.92, 0.90)])]
 WIDTH = 0.07  # the brush, as a fraction of the side
 
 
@@ -87,16 +89,15 @@ def main() -> None:
                                           out / "hint_0.3.png", 0.3),
                "hint at full strength": colorize(checkpoint, out / "line.png", out / "hint.png",
                                                  out / "hint_1.png", 1.0)}
-    strokes = np.array([colour for _, colour, _ in STROKES], np.float32)
-    print(f"{'stroke':18s} " + "  ".join(f"{name:>24s}" for name in results))
-    for (name, _, _), mask, own in zip(STROKES, masks, range(len(STROKES))):
-        cells = []
-        for picture in results.values():
-            under = chromatic(picture[mask].mean(axis=0))
-            agreement = [cosine(under, chromatic(s)) for s in strokes]
-            nearest = "own hue" if int(np.argmax(agreement)) == own else "other hue"
-            cells.append(f"cos {agreement[own]:+.2f} ({nearest})")
-        print(f"{name:18s} " + "  ".join(f"{cell:>24s}" for cell in cells))
+    none = results["no hint"]
+    print(f"{'stroke':15s}" + "".join(f"{name:>23s}" for name in results)
+          + "   shift (full vs none)")
+    for (name, colour, _), mask in zip(STROKES, masks):
+        own = chromatic(np.array(colour, np.float32))
+        cells = [cosine(chromatic(picture[mask].mean(axis=0)), own) for picture in results.values()]
+        shift = results["hint at full strength"][mask].mean(axis=0) - none[mask].mean(axis=0)
+        print(f"{name:15s}" + "".join(f"{cell:+23.2f}" for cell in cells)
+              + f"   {cosine(chromatic(shift), own):+.2f}")
     _figure(line, hint, results, out / "strokes.png")
     print(f"wrote {out}/strokes.png")
 
