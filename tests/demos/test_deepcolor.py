@@ -281,4 +281,8 @@ def test_config_refuses_bad_values():
         dc.Config(size=100)
     with pytest.raises(ValueError, match="--out"):
         dc.Config(colorize="x.png")
+    with pytest.raises(ValueError, match=r"--faded-hints, --white-hints.*at most 1"):
+        dc.Config(faded_hints=0.6, white_hints=0.5)
+    with pytest.raises(ValueError, match="decay_from"):
+        dc.Config(decay_from=1.5)
     assert dataclasses.asdict(dc.Config())["rungs"] == (1, 2, 3, 4)
