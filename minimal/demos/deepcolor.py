@@ -133,8 +133,9 @@ chroma_rung4_over_originals: quick 0.73, full 1.24 (seed 1: 1.31). At full size 
 holds on seed 0 and not on seed 1: there rung 4 with the hint is only level with the L2 net
 (0.134 against 0.136; rung 2 0.135) and without a hint paints bright cyan skies over lime
 hills (0.201, no better than the untrained net's 0.199). At the post's constant step the GAN
-ends where its last steps threw it; the quick preset's falling step settles that there and was
-not tried at full size. Over seeds 0-4 of the quick preset rung 4 with its hint has the lowest
+ends where its last steps threw it; the quick preset's falling step, tried at full size on
+rung 4 alone, gave 0.085 / 0.086 with the hint and 0.135 / 0.138 without on seeds 0 / 1
+(benchmarks/README.md), but is not yet the full preset (rungs 1-3 untried with it). Over seeds 0-4 of the quick preset rung 4 with its hint has the lowest
 L1 of rungs 1, 2 and 4 on all five (0.80 / 0.92 / 0.91 / 0.80 / 0.83 of the L2 net's) and
 without a hint is within +0.02 of the L2 net on all five, with chroma 0.73 / 0.86 / 0.84 /
 0.79 / 0.86 of the originals' (the falling step leaves the quick preset's colours muted: the
