@@ -135,13 +135,15 @@ holds on seed 0 and not on seed 1: there rung 4 with the hint is only level with
 hills (0.201, no better than the untrained net's 0.199). At the post's constant step the GAN
 ends where its last steps threw it; the quick preset's falling step, tried at full size on
 rung 4 alone, gave 0.085 / 0.086 with the hint and 0.135 / 0.138 without on seeds 0 / 1
-(benchmarks/README.md), but is not yet the full preset (rungs 1-3 untried with it). Over seeds 0-4 of the quick preset rung 4 with its hint has the lowest
-L1 of rungs 1, 2 and 4 on all five (0.80 / 0.92 / 0.91 / 0.80 / 0.83 of the L2 net's) and
-without a hint is within +0.02 of the L2 net on all five, with chroma 0.73 / 0.86 / 0.84 /
-0.79 / 0.86 of the originals' (the falling step leaves the quick preset's colours muted: the
-L2 net's own chroma is 0.73-0.86 of the originals' over those seeds). The full preset's "as
-the post trains it" row is the run before this change (its rungs 1-3 came out at 0.138, 0.143
-and 0.045 there); the quick one is --faded-hints 0 --white-hints 0.
+(benchmarks/README.md), but is not yet the full preset (rungs 1-3 untried with it).
+
+Over seeds 0-4 of the quick preset rung 4 with its hint has the lowest L1 of rungs 1, 2 and 4
+on all five (0.80 / 0.92 / 0.91 / 0.80 / 0.83 of the L2 net's) and without a hint is within
++0.02 of the L2 net on all five, with chroma 0.73 / 0.86 / 0.84 / 0.79 / 0.86 of the
+originals' (the falling step leaves the quick preset's colours muted: the L2 net's own chroma
+is 0.73-0.86 of the originals' over those seeds). The full preset's "as the post trains it"
+row is the run before this change (its rungs 1-3 came out at 0.138, 0.143 and 0.045 there);
+the quick one is --faded-hints 0 --white-hints 0.
 
 What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
 over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
