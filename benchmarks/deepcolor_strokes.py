@@ -13,8 +13,7 @@ with the post's faded hint (--hint-fade 0.3) and with the strokes at full streng
 the stroke's: the cosine between the two colours' chromatic parts (each colour minus its grey
 level, so +1 is the same hue, 0 unrelated, -1 the opposite hue), for each colouring, and the
 same for the change the full-strength strokes made to the colour there (towards the stroke's
-hue: +1). Writes the files and strokes.png (line art, hint, the three
-colourings) to --out.
+hue: +1). Writes the files and strokes.png (line art, hint, the three colourings) to --out.
 """
 
 from __future__ import annotations

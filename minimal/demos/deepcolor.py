@@ -133,17 +133,17 @@ chroma_rung4_over_originals: quick 0.73, full 1.24 (seed 1: 1.31). At full size 
 holds on seed 0 and not on seed 1: there rung 4 with the hint is only level with the L2 net
 (0.134 against 0.136; rung 2 0.135) and without a hint paints bright cyan skies over lime
 hills (0.201, no better than the untrained net's 0.199). At the post's constant step the GAN
-ends where its last steps threw it; the quick preset's falling step, tried at full size on
-rung 4 alone, gave 0.085 / 0.086 with the hint and 0.135 / 0.138 without on seeds 0 / 1
-(benchmarks/README.md), but is not yet the full preset (rungs 1-3 untried with it).
+ends where its last steps threw it. The full preset keeps that constant step; the quick
+preset's falling step on rung 4 alone (rungs 1-3 as above) gave 0.085 / 0.086 with the hint
+and 0.135 / 0.138 without on seeds 0 / 1 (benchmarks/README.md).
 
 Over seeds 0-4 of the quick preset rung 4 with its hint has the lowest L1 of rungs 1, 2 and 4
 on all five (0.80 / 0.92 / 0.91 / 0.80 / 0.83 of the L2 net's) and without a hint is within
 +0.02 of the L2 net on all five, with chroma 0.73 / 0.86 / 0.84 / 0.79 / 0.86 of the
 originals' (the falling step leaves the quick preset's colours muted: the L2 net's own chroma
-is 0.73-0.86 of the originals' over those seeds). The full preset's "as the post trains it"
-row is the run before this change (its rungs 1-3 came out at 0.138, 0.143 and 0.045 there);
-the quick one is --faded-hints 0 --white-hints 0.
+is 0.73-0.86 of the originals' over those seeds). The row "as the post trains it" is
+--faded-hints 0 --white-hints 0 (full column: benchmarks/README.md's full run with those
+hints).
 
 What the numbers say, as the post found: the L2 net settles on the average colouring (blue sky
 over green hills, objects in grey-brown) and is the dullest; the GAN + U-Net is more colourful
@@ -444,12 +444,12 @@ def training_hints(rung: int, pictures: dict, index: np.ndarray, rng: np.random.
         return pictures["train_blurs"][index]
     if rung != 4:
         return None
+    # every picture draws its squares, whichever form it gets, so the draws do not depend on it
     hints = np.stack([data.colour_hint(pictures["train"][i], rng, train=True) for i in index])
     if config.faded_hints > 0 or config.white_hints > 0:
-        form = rng.random(len(index))
-        faded = form < config.faded_hints
-        hints[faded] = np.stack([data.colour_hint(pictures["train"][i], train=False)
-                                 for i in index[faded]]) if faded.any() else hints[faded]
+        form = rng.random(len(index))  # [0, faded_hints): faded; then white_hints: all white
+        for row in np.flatnonzero(form < config.faded_hints):
+            hints[row] = data.colour_hint(pictures["train"][index[row]], train=False)
         hints[(form >= config.faded_hints) & (form < config.faded_hints + config.white_hints)] = 1
     return hints
 
@@ -663,8 +663,8 @@ def hint_steps_figure(pictures: dict, rng: np.random.Generator, path: Path, rows
                ("blurred: the post's\ntraining hint", np.stack([blurred(im) for im in whited])),
                ("0.3 x + 0.7 white, blurred:\nthe hint in use", use_hints(pictures)[:rows]),
                ("all white:\nno hint", np.ones_like(originals))]
-    _labelled_grid(columns, path, "rung 4's training hints: a quarter, a quarter and half "
-                   "of them are the last three")
+    _labelled_grid(columns, path, "rung 4 trains on the last three: a quarter, a quarter and "
+                   "half of its hints")
 
 
 def _whiteout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
