@@ -171,7 +171,8 @@ def test_step_size_is_constant_then_falls_linearly_to_zero(tmp_path):
     config = dc.Config(iterations=10, decay_from=0.6, lr=1e-3)
     sizes = [dc.step_size(step, config) for step in range(10)]
     np.testing.assert_allclose(sizes, 1e-3 * np.array([1] * 6 + [4 / 4, 3 / 4, 2 / 4, 1 / 4]))
-    assert {dc.step_size(step, dc.Config(iterations=10)) for step in range(10)} == {2e-4}
+    post = dc.Config(iterations=10, decay_from=1.0)  # the post's constant step
+    assert {dc.step_size(step, post) for step in range(10)} == {2e-4}
     _, state = _train(dc.Config(**SMALL, out_dir=str(tmp_path)))  # 4 steps, decay from 2
     # each rung's optimisers took its last step (step 3 of 0-3) at (4 - 3) / (4 - 2) of lr
     for name in ("rung1", "rung4", "disc4"):
