@@ -94,23 +94,23 @@ it constant, see Departures).
 Departures from the original: the original's bugs are fixed (the generator's batch-norm scale
 and offset are trained; the tanh output is compared with targets in [-1, 1], not [0, 1];
 evaluation uses the running statistics, not the statistics of a batch of one picture). Adam's
-step falls to 0 over each rung's second half (decay_from; the post: 1, constant): at a
-constant step a GAN ends wherever its last steps threw it, and which rung came out ahead
-changed from seed to seed (full preset at the post's constant 2e-4: rung 4 with its hint at
-0.69 of the L2 net's L1 on seed 0 and 0.98 on seed 1, where without a hint it painted bright
-cyan skies over lime hills). Rung 4 trains on the hints it is used with (faded_hints,
-white_hints; the post: 0 and 0). The post trains it on the whiteout alone: about a third of
-the picture's colour at full strength, in patches; at use it gets the fade (on average as
-much colour, but spread evenly, a form it never saw) or no hint (all white, which it never
-saw either). Trained so, at the full preset it is no better than the L2 net with its hint
-(L1 0.136 against 0.142) and without a hint washes every picture out (0.232, worse than the
-untrained net's 0.197; chroma 0.46 of the originals'). Half of the training hints are empty
-because colouring with no hint is the hardest of the three (the net colours everything
-itself): with a third of each (at a constant step), the full preset's rung 4 without a hint
-painted over-saturated colours (L1 0.179, chroma 1.51 of the originals'). The data are
-flat-coloured cartoon scenes drawn by minimal.data (or your folder of pictures with --data),
-not anime illustrations; the nets are narrower and trained for minutes, not 16 GPU hours, so
-the colours are flatter and the GAN's sharpening is modest.
+step falls to 0 over each rung's second half (decay_from; the post: 1, constant): at a constant
+step a GAN ends wherever its last steps threw it, and which rung came out ahead changed from
+seed to seed (full preset at the post's constant 2e-4: rung 4 with its hint at 0.69 of the L2
+net's L1 on seed 0 and 0.98 on seed 1, where without a hint it painted bright cyan skies over
+lime hills). Rung 4 trains on the hints it is used with (faded_hints, white_hints; the post: 0
+and 0). The post trains it on the whiteout alone: about a third of the picture's colour at full
+strength, in patches; at use it gets the fade (on average as much colour, but spread evenly, a
+form it never saw) or no hint (all white, which it never saw either). Trained so, at the full
+preset (seed 0) it is no better than the L2 net with its hint (L1 0.136 against 0.142) and
+without a hint washes every picture out (0.232, worse than the untrained net's 0.197; chroma
+0.46 of the originals'). Half of the training hints are empty because colouring with no hint is
+the hardest of the three (the net colours everything itself): with a third of each (seed 0, at
+a constant step), the full preset's rung 4 without a hint painted over-saturated colours (L1
+0.179, chroma 1.51 of the originals'). The data are flat-coloured cartoon scenes drawn by
+minimal.data (or your folder of pictures with --data), not anime illustrations; the nets are
+narrower and trained for minutes, not 16 GPU hours, so the colours are flatter and the GAN's
+sharpening is modest.
 
 Results (seed 0; held-out pictures, 8 in the quick run and 16 in the full one; L1 is the mean
 absolute error per channel in [0, 1], chroma the mean max(R,G,B) - min(R,G,B); "hint" is the
@@ -157,16 +157,16 @@ that do not see the blurred picture (full: 35-42% under the L2 net over seeds 0-
 any hint it colours as well as the L2 net on L1, in the GAN's colours. Trained on the whiteout
 alone, as in the post, the same net without a hint washes the picture out (chroma 0.48 of the
 originals' in the quick run, 0.46 at full size, where it is worse than the untrained net),
-because no hint is a form it never saw; at full size its hint helps it little (0.136 against
-the L2 net's 0.142). In the quick run no net beats simply blurring the original on L1: the
-nets are small and trained for minutes, and L1 rewards blur. At full size rung 3 with its
+because no hint is a form it never saw; at full size (seed 0) its hint helps it little (0.136
+against the L2 net's 0.142). In the quick run no net beats simply blurring the original on L1:
+the nets are small and trained for minutes, and L1 rewards blur. At full size rung 3 with its
 hint is far ahead (the colours are the original's, the edges crisp, better than the blurred
-hint itself). Colouring a real
-photograph's line art (benchmarks/deepcolor_strokes.py, the full seed-0 net: three strokes in
-colours the net does not pick there by itself, at full strength with --hint-fade 1): the colour
-under each stroke turns to the stroke's hue (cosine +0.99, +1.00 and +0.81 against -0.20,
--0.75 and -0.74 without a hint); with the post's 0.3 fade only the first follows (+0.66).
-Other runs, the screening of the hint mix and thread counts are in benchmarks/README.md.
+hint itself). Colouring a real photograph's line art (benchmarks/deepcolor_strokes.py, the full
+seed-0 net: three strokes in colours the net does not pick there by itself, at full strength
+with --hint-fade 1): the colour under each stroke turns to the stroke's hue (cosine +0.99,
++1.00 and +0.81 against -0.20, -0.75 and -0.74 without a hint); with the post's 0.3 fade only
+the first follows (+0.66). Other runs, the screening of the hint mix and thread counts are in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
